@@ -1,0 +1,217 @@
+// nbdkit-dst-plugin: presents a dst gateway volume as an NBD export.
+//
+//   nbdkit dst gateway=ADDR volume=NAME
+//
+// A thin client: each NBD connection negotiates with the gateway (Open) and
+// carries its requests on its own Io stream; nbdkit's worker threads block
+// on their own transaction while many are in flight (PARALLEL model). The
+// gRPC channel is made in .after_fork, never before nbdkit daemonises.
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "nbdkit-plugin/errno_map.h"
+#include "nbdkit-plugin/gateway_client.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+namespace {
+
+std::string g_gateway;
+std::string g_volume;
+std::shared_ptr<grpc::Channel> g_channel;
+
+int DstConfig(const char* key, const char* value) {
+  if (std::strcmp(key, "gateway") == 0) {
+    g_gateway = value;
+  } else if (std::strcmp(key, "volume") == 0) {
+    g_volume = value;
+  } else {
+    nbdkit_error("unknown parameter '%s' (known: gateway, volume)", key);
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+int DstConfigComplete() {
+  if (g_gateway.empty() || g_volume.empty()) {
+    nbdkit_error("gateway=ADDR and volume=NAME are required");
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+int DstAfterFork() {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      dst::GatewayChannel(g_gateway);
+  if (!channel.ok()) {
+    nbdkit_error("gateway=%s: %s", g_gateway.c_str(),
+                 std::string(channel.status().message()).c_str());
+    errno = EINVAL;
+    return -1;
+  }
+  g_channel = *std::move(channel);
+  return 0;
+}
+
+void DstUnload() { g_channel.reset(); }
+
+void* DstOpen(int readonly) {
+  dst::GatewayClientOptions options;
+  options.volume = g_volume;
+  options.read_only = readonly != 0;
+  absl::StatusOr<std::unique_ptr<dst::GatewayClient>> client =
+      dst::GatewayClient::Open(g_channel, options);
+  if (!client.ok()) {
+    nbdkit_error("cannot open volume '%s' on gateway %s: %s", g_volume.c_str(),
+                 g_gateway.c_str(), client.status().ToString().c_str());
+    errno = client.status().code() == absl::StatusCode::kNotFound ? ENOENT : EIO;
+    return nullptr;
+  }
+  return client->release();
+}
+
+void DstClose(void* handle) { delete static_cast<dst::GatewayClient*>(handle); }
+
+dst::GatewayClient* Client(void* handle) {
+  return static_cast<dst::GatewayClient*>(handle);
+}
+
+int64_t DstGetSize(void* handle) {
+  return static_cast<int64_t>(Client(handle)->geometry().size());
+}
+
+int DstBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred,
+                 uint32_t* maximum) {
+  const dst::v1::Geometry& g = Client(handle)->geometry();
+  *minimum = g.logical_block_size();
+  *preferred = g.physical_block_size();
+  *maximum = g.max_transfer();
+  return 0;
+}
+
+bool Has(void* handle, dst::v1::Feature feature) {
+  return (Client(handle)->geometry().features() & feature) != 0;
+}
+
+int DstCanWrite(void* handle) { return !Client(handle)->geometry().read_only(); }
+int DstCanFlush(void* handle) { return Has(handle, dst::v1::FEATURE_FLUSH); }
+int DstCanTrim(void* handle) { return Has(handle, dst::v1::FEATURE_TRIM); }
+int DstCanZero(void* handle) { return Has(handle, dst::v1::FEATURE_WRITE_ZEROES); }
+int DstCanFua(void* handle) {
+  return Has(handle, dst::v1::FEATURE_FUA) ? NBDKIT_FUA_NATIVE : NBDKIT_FUA_NONE;
+}
+// A flush reaches fdatasync on every replica, covering writes completed on
+// any connection: the guarantee multi-conn asks for.
+int DstCanMultiConn(void* handle) { return DstCanFlush(handle); }
+
+// Runs one transaction; returns 0 or -1 with nbdkit's error set.
+int Run(void* handle, dst::v1::Request request, void* read_into = nullptr) {
+  const dst::v1::Op op = request.op();
+  const uint64_t offset = request.offset();
+  const uint32_t length = request.length();
+  dst::v1::Reply reply = Client(handle)->Call(std::move(request));
+  if (reply.status() != 0) {
+    int error = dst::StatusToErrno(reply.status(), op);
+    nbdkit_error("%s at %" PRIu64 "+%" PRIu32 ": %s",
+                 dst::v1::Op_Name(op).c_str(), offset, length,
+                 reply.message().c_str());
+    nbdkit_set_error(error);
+    return -1;
+  }
+  if (read_into != nullptr) {
+    if (reply.data().size() != length) {
+      nbdkit_error("read at %" PRIu64 ": gateway returned %zu bytes, not %" PRIu32,
+                   offset, reply.data().size(), length);
+      nbdkit_set_error(EIO);
+      return -1;
+    }
+    std::memcpy(read_into, reply.data().data(), length);
+  }
+  return 0;
+}
+
+dst::v1::Request MakeRequest(dst::v1::Op op, uint32_t count, uint64_t offset,
+                             uint32_t flags) {
+  dst::v1::Request request;
+  request.set_op(op);
+  request.set_offset(offset);
+  request.set_length(count);
+  if (flags & NBDKIT_FLAG_FUA) request.set_flags(dst::v1::REQUEST_FLAG_FUA);
+  return request;
+}
+
+int DstPread(void* handle, void* buf, uint32_t count, uint64_t offset,
+             uint32_t flags) {
+  return Run(handle, MakeRequest(dst::v1::OP_READ, count, offset, 0), buf);
+}
+
+int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
+              uint32_t flags) {
+  dst::v1::Request request = MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
+  request.set_data(buf, count);
+  return Run(handle, std::move(request));
+}
+
+int DstFlush(void* handle, uint32_t flags) {
+  return Run(handle, MakeRequest(dst::v1::OP_FLUSH, 0, 0, 0));
+}
+
+int DstTrim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return Run(handle, MakeRequest(dst::v1::OP_TRIM, count, offset, flags));
+}
+
+int DstZero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  dst::v1::Request request =
+      MakeRequest(dst::v1::OP_WRITE_ZEROES, count, offset, flags);
+  if (!(flags & NBDKIT_FLAG_MAY_TRIM)) {
+    request.set_flags(request.flags() | dst::v1::REQUEST_FLAG_NO_HOLE);
+  }
+  return Run(handle, std::move(request));
+}
+
+nbdkit_plugin MakePlugin() {
+  nbdkit_plugin plugin{};
+  plugin.name = "dst";
+  plugin.longname = "dst network block storage gateway client";
+  plugin.version = DST_VERSION;
+  plugin.description = "Serves a volume of a dst gateway.";
+  plugin.config = DstConfig;
+  plugin.config_complete = DstConfigComplete;
+  plugin.config_help =
+      "gateway=ADDR   (required) gateway address: host:port, [v6]:port or unix:/path\n"
+      "volume=NAME    (required) the volume to serve";
+  plugin.after_fork = DstAfterFork;
+  plugin.unload = DstUnload;
+  plugin.open = DstOpen;
+  plugin.close = DstClose;
+  plugin.get_size = DstGetSize;
+  plugin.block_size = DstBlockSize;
+  plugin.can_write = DstCanWrite;
+  plugin.can_flush = DstCanFlush;
+  plugin.can_trim = DstCanTrim;
+  plugin.can_zero = DstCanZero;
+  plugin.can_fua = DstCanFua;
+  plugin.can_multi_conn = DstCanMultiConn;
+  plugin.pread = DstPread;
+  plugin.pwrite = DstPwrite;
+  plugin.flush = DstFlush;
+  plugin.trim = DstTrim;
+  plugin.zero = DstZero;
+  plugin.errno_is_preserved = 0;
+  return plugin;
+}
+
+nbdkit_plugin g_plugin = MakePlugin();
+
+}  // namespace
+
+NBDKIT_REGISTER_PLUGIN(g_plugin)

@@ -1,0 +1,33 @@
+// Status -> errno for the NBD client: see errno_map.h.
+#include "nbdkit-plugin/errno_map.h"
+
+#include <grpcpp/support/status.h>
+
+#include <cerrno>
+
+#include "services/common/request_validation.h"
+
+namespace dst {
+
+int StatusToErrno(int32_t status, v1::Op op) {
+  switch (static_cast<grpc::StatusCode>(status)) {
+    case grpc::StatusCode::OK:
+      return 0;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return EINVAL;
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return IsModifying(op) ? ENOSPC : EINVAL;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return EROFS;
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return EPERM;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return ENOSPC;
+    default:
+      return EIO;
+  }
+}
+
+}  // namespace dst

@@ -1,0 +1,107 @@
+// gRPC server building and signal handling: see server.h.
+#include "services/common/server.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/common/address.h"
+
+namespace dst {
+
+absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::vector<Address> addresses;
+  std::vector<int> ports(spec.listen.size(), 0);
+  for (size_t i = 0; i < spec.listen.size(); ++i) {
+    absl::StatusOr<Address> address = ParseAddress(spec.listen[i]);
+    if (!address.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "listen address '", spec.listen[i], "': ", address.status().message()));
+    }
+    if (address->kind == Address::Kind::kUnix) {
+      ::unlink(address->path.c_str());  // a socket left by a crash
+    }
+    builder.AddListeningPort(address->GrpcTarget(),
+                             grpc::InsecureServerCredentials(), &ports[i]);
+    addresses.push_back(*address);
+  }
+  for (grpc::Service* service : spec.services) builder.RegisterService(service);
+  builder.SetMaxReceiveMessageSize(spec.max_message_bytes);
+  builder.SetMaxSendMessageSize(spec.max_message_bytes);
+  // Clients ping idle connections every 10 s (ClientChannelArguments);
+  // allow that, and pings without data in flight.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  RunningServer running;
+  running.server = builder.BuildAndStart();
+  if (running.server == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", absl::StrJoin(spec.listen, ", "),
+                     " (address in use or not permitted?)"));
+  }
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if (addresses[i].kind == Address::Kind::kTcp) {
+      if (ports[i] == 0) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot listen on ", spec.listen[i]));
+      }
+      addresses[i].port = ports[i];
+    }
+    running.bound.push_back(addresses[i].GrpcTarget());
+  }
+  return running;
+}
+
+grpc::ChannelArguments ClientChannelArguments(int max_message_bytes) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(max_message_bytes);
+  args.SetMaxSendMessageSize(max_message_bytes);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Reconnect quickly after an exporter or gateway restart.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  return args;
+}
+
+namespace {
+
+sigset_t TerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+}  // namespace
+
+void BlockTerminationSignals() {
+  sigset_t set = TerminationSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int WaitForTerminationSignal() {
+  sigset_t set = TerminationSignals();
+  for (;;) {
+    int signal_number = 0;
+    if (sigwait(&set, &signal_number) != 0) continue;
+    if (signal_number == SIGHUP) continue;  // reload: a later release
+    return signal_number;
+  }
+}
+
+}  // namespace dst

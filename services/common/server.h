@@ -1,0 +1,44 @@
+// Building and running a dst gRPC server: listeners on TCP and Unix
+// sockets, gRPC health checking and reflection, message limits, keepalive
+// enforcement, and the wait for SIGTERM / SIGINT.
+#ifndef DST_SERVICES_COMMON_SERVER_H_
+#define DST_SERVICES_COMMON_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace dst {
+
+struct ServerSpec {
+  std::vector<std::string> listen;       // addresses (see address.h)
+  std::vector<grpc::Service*> services;  // not owned; outlive the server
+  // Largest message accepted, in bytes. Default 64 MiB.
+  int max_message_bytes = 64 << 20;
+};
+
+struct RunningServer {
+  std::unique_ptr<grpc::Server> server;
+  std::vector<std::string> bound;  // the listen addresses, ports resolved
+};
+
+// Starts the server; InvalidArgument for a bad address, Unavailable when an
+// address cannot be bound. Stale Unix socket files are replaced.
+absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec);
+
+// Channel arguments every dst client uses (message size, keepalive).
+grpc::ChannelArguments ClientChannelArguments(int max_message_bytes);
+
+// Blocks SIGTERM, SIGINT and SIGHUP in this thread (call first in main,
+// before any thread starts) and ignores SIGPIPE.
+void BlockTerminationSignals();
+// Waits for SIGTERM or SIGINT; returns the signal number.
+int WaitForTerminationSignal();
+
+}  // namespace dst
+
+#endif  // DST_SERVICES_COMMON_SERVER_H_

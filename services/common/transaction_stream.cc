@@ -1,0 +1,241 @@
+// Client-side transaction stream: see transaction_stream.h.
+#include "services/common/transaction_stream.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/status.h"
+
+namespace dst {
+
+v1::Reply ErrorReply(uint64_t id, const absl::Status& status) {
+  v1::Reply reply;
+  reply.set_id(id);
+  reply.set_status(static_cast<int32_t>(status.code()));
+  reply.set_message(std::string(status.message()));
+  return reply;
+}
+
+TransactionStream::TransactionStream(const StartFn& start,
+                                     const TransactionStreamOptions& options)
+    : options_(options),
+      table_(options.max_in_flight),
+      done_future_(done_promise_.get_future().share()) {
+  start(&context_, this);
+  // Writes start outside reactions (from Submit), so hold the reactor open
+  // until no more can come: Close(), or the server ending the stream.
+  AddHold();
+  StartRead(&in_);
+  StartCall();
+}
+
+TransactionStream::~TransactionStream() {
+  Close();
+  done_future_.wait();
+}
+
+void TransactionStream::Submit(v1::Request request, TransactionDone done) {
+  absl::Status refused;
+  bool write = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!status_.ok()) {
+      refused = status_;
+    } else if (closing_) {
+      refused = absl::UnavailableError("stream is closing");
+    } else {
+      waiting_.emplace_back(std::move(request), std::move(done));
+      write = AdmitAndFillLocked();
+    }
+  }
+  if (!refused.ok()) {
+    done(ErrorReply(request.id(), refused));
+    return;
+  }
+  StartOps(write, false, false);
+}
+
+v1::Reply TransactionStream::Call(v1::Request request) {
+  std::promise<v1::Reply> promise;
+  std::future<v1::Reply> future = promise.get_future();
+  Submit(std::move(request),
+         [&promise](v1::Reply&& reply) { promise.set_value(std::move(reply)); });
+  return future.get();
+}
+
+bool TransactionStream::AdmitAndFillLocked() {
+  while (!waiting_.empty()) {
+    Transaction* transaction = table_.Allocate();
+    if (transaction == nullptr) break;
+    transaction->request = std::move(waiting_.front().first);
+    transaction->done = std::move(waiting_.front().second);
+    transaction->request.set_id(transaction->id);
+    transaction->submitted = absl::Now();
+    waiting_.pop_front();
+    unsent_.push_back(transaction->id);
+  }
+  if (writing_ || unsent_.empty() || read_ended_) return false;
+  out_.Clear();
+  size_t bytes = 0;
+  absl::Time now = absl::Now();
+  while (!unsent_.empty()) {
+    Transaction* transaction = table_.Find(unsent_.front());
+    if (transaction == nullptr) {  // completed before it was written
+      unsent_.pop_front();
+      continue;
+    }
+    size_t size = transaction->request.data().size() + 32;
+    if (out_.requests_size() > 0 && bytes + size > options_.max_batch_bytes) {
+      break;
+    }
+    // A copy: the transaction keeps its request until the reply comes.
+    *out_.add_requests() = transaction->request;
+    transaction->sent = now;
+    ++transaction->sends;
+    bytes += size;
+    unsent_.pop_front();
+  }
+  if (out_.requests_size() == 0) return false;
+  writing_ = true;
+  return true;
+}
+
+bool TransactionStream::TakeHoldLocked() {
+  if (hold_removed_) return false;
+  hold_removed_ = true;
+  return true;
+}
+
+void TransactionStream::StartOps(bool write, bool writes_done,
+                                 bool remove_hold) {
+  if (write) StartWrite(&out_);
+  if (writes_done) StartWritesDone();
+  if (remove_hold) RemoveHold();
+}
+
+void TransactionStream::OnWriteDone(bool ok) {
+  bool write = false;
+  bool writes_done = false;
+  bool remove_hold = false;
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    // !ok: the stream is broken; the read side ends too and OnDone fails
+    // what is left.
+    if (ok) {
+      write = AdmitAndFillLocked();
+      if (!write && closing_ && !writes_done_sent_ && unsent_.empty() &&
+          !read_ended_) {
+        writes_done = writes_done_sent_ = true;
+        remove_hold = TakeHoldLocked();
+      }
+    }
+  }
+  StartOps(write, writes_done, remove_hold);
+}
+
+void TransactionStream::OnReadDone(bool ok) {
+  if (!ok) {
+    // The stream is over. No write may start from now on; let OnDone come.
+    bool remove_hold;
+    {
+      absl::MutexLock lock(&mu_);
+      read_ended_ = true;
+      if (status_.ok()) status_ = absl::UnavailableError("stream ended");
+      remove_hold = TakeHoldLocked();
+    }
+    StartOps(false, false, remove_hold);
+    return;
+  }
+  std::vector<std::pair<TransactionDone, v1::Reply>> completed;
+  completed.reserve(in_.replies_size());
+  bool write;
+  {
+    absl::MutexLock lock(&mu_);
+    for (v1::Reply& reply : *in_.mutable_replies()) {
+      Transaction* transaction = table_.Find(reply.id());
+      if (transaction == nullptr) {
+        late_replies_.fetch_add(1);
+        continue;
+      }
+      completed.emplace_back(std::move(transaction->done), std::move(reply));
+      table_.Release(transaction);
+    }
+    write = AdmitAndFillLocked();
+  }
+  in_.Clear();
+  StartRead(&in_);
+  StartOps(write, false, false);
+  for (auto& [done, reply] : completed) done(std::move(reply));
+}
+
+void TransactionStream::OnDone(const grpc::Status& status) {
+  std::vector<std::pair<TransactionDone, uint64_t>> failed;
+  absl::Status why;
+  {
+    absl::MutexLock lock(&mu_);
+    read_ended_ = true;
+    if (!status.ok()) {
+      status_ = FromGrpcStatus(status);
+    } else if (status_.ok() || closing_) {
+      status_ = absl::UnavailableError(closing_ ? "stream closed"
+                                                : "stream ended by the server");
+    }
+    why = status_;
+    std::vector<Transaction*> in_table;
+    table_.ForEach([&](Transaction& transaction) {
+      failed.emplace_back(std::move(transaction.done), transaction.id);
+      in_table.push_back(&transaction);
+    });
+    for (Transaction* transaction : in_table) table_.Release(transaction);
+    for (auto& [request, done] : waiting_) {
+      failed.emplace_back(std::move(done), request.id());
+    }
+    waiting_.clear();
+    unsent_.clear();
+  }
+  absl::Status failure(why.code(),
+                       absl::StrCat("transaction failed: ", why.message()));
+  for (auto& [done, id] : failed) done(ErrorReply(id, failure));
+  done_promise_.set_value();  // last: `this` may be freed from here on
+}
+
+void TransactionStream::Close(absl::Duration timeout) {
+  bool writes_done = false;
+  bool remove_hold = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closing_) {
+      closing_ = true;
+      if (!writing_ && unsent_.empty() && !writes_done_sent_ && !read_ended_) {
+        writes_done = writes_done_sent_ = true;
+        remove_hold = TakeHoldLocked();
+      }
+    }
+  }
+  StartOps(false, writes_done, remove_hold);
+  if (done_future_.wait_for(absl::ToChronoSeconds(timeout)) !=
+      std::future_status::ready) {
+    context_.TryCancel();
+    // A cancelled stream fails its writes; make sure the hold goes too.
+    bool remove;
+    {
+      absl::MutexLock lock(&mu_);
+      remove = TakeHoldLocked();
+    }
+    StartOps(false, false, remove);
+  }
+}
+
+absl::Status TransactionStream::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+size_t TransactionStream::in_flight() const {
+  absl::MutexLock lock(&mu_);
+  return table_.in_use() + waiting_.size();
+}
+
+}  // namespace dst

@@ -1,0 +1,121 @@
+// The client side of a transaction stream: the gateway's session with an
+// exporter (Exporter.Stream) and the plugin's session with a gateway
+// (Gateway.Io) are both one TransactionStream.
+//
+// Submit() gives each request an id from a pre-sized TransactionTable and
+// queues it; a pump coalesces queued requests into batches, one write in
+// flight at a time; each reply is matched to its transaction by id and its
+// callback run. A reply whose id is unknown (late, duplicated, forged) is
+// counted and dropped. When the table is full, requests wait in a FIFO
+// until a slot frees (callers bound how much they submit). When the stream
+// ends, every transaction still in flight completes with UNAVAILABLE.
+//
+// Thread-safe. Callbacks run on gRPC threads (or inside Submit when the
+// stream is already broken) and must not block.
+#ifndef DST_SERVICES_COMMON_TRANSACTION_STREAM_H_
+#define DST_SERVICES_COMMON_TRANSACTION_STREAM_H_
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_callback.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dst/v1/exporter.pb.h"
+#include "services/common/transaction_table.h"
+
+namespace dst {
+
+using ClientStreamReactor =
+    grpc::ClientBidiReactor<v1::RequestBatch, v1::ReplyBatch>;
+
+struct TransactionStreamOptions {
+  // Transactions in flight on the wire (the table's pre-sized capacity).
+  // Default 256.
+  size_t max_in_flight = 256;
+  // Requests are coalesced into one message up to this many bytes.
+  size_t max_batch_bytes = 4u << 20;
+};
+
+class TransactionStream : private ClientStreamReactor {
+ public:
+  // Begins the RPC: add metadata to `context`, then call e.g.
+  // `stub->async()->Stream(context, reactor)`.
+  using StartFn =
+      std::function<void(grpc::ClientContext* context, ClientStreamReactor*)>;
+
+  TransactionStream(const StartFn& start,
+                    const TransactionStreamOptions& options);
+  // Closes the stream (see Close) and waits for it to end.
+  ~TransactionStream() override;
+  TransactionStream(const TransactionStream&) = delete;
+  TransactionStream& operator=(const TransactionStream&) = delete;
+
+  // Queues `request` (its id is replaced); `done` runs exactly once.
+  void Submit(v1::Request request, TransactionDone done);
+
+  // Blocking form of Submit, for callers on their own threads.
+  v1::Reply Call(v1::Request request);
+
+  // Half-closes the stream; the server answers what it has, then ends it.
+  // Waits up to `timeout`, then cancels. Idempotent.
+  void Close(absl::Duration timeout = absl::Seconds(10));
+
+  // OK while the stream is usable; otherwise why it ended.
+  absl::Status status() const;
+  bool broken() const { return !status().ok(); }
+  size_t in_flight() const;
+  uint64_t late_replies() const { return late_replies_.load(); }
+
+ private:
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnDone(const grpc::Status& status) override;
+
+  // Admits waiting requests into free slots. True: the caller must start
+  // the write of out_ after releasing the lock.
+  bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when the caller must RemoveHold() (once) after releasing the lock.
+  bool TakeHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartOps(bool write, bool writes_done, bool remove_hold);
+
+  const TransactionStreamOptions options_;
+  grpc::ClientContext context_;
+  v1::RequestBatch out_;  // owned by the write in flight
+  v1::ReplyBatch in_;     // owned by the read in flight
+  std::atomic<uint64_t> late_replies_{0};
+
+  mutable absl::Mutex mu_;
+  TransactionTable table_ ABSL_GUARDED_BY(mu_);
+  // Submitted, waiting for a free slot.
+  std::deque<std::pair<v1::Request, TransactionDone>> waiting_
+      ABSL_GUARDED_BY(mu_);
+  // Ids admitted to the table and not yet written.
+  std::deque<uint64_t> unsent_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool writes_done_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_removed_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_ended_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  // Set at the end of OnDone; the destructor waits for it. (A promise, not
+  // the mutex: the waiter may free `this` as soon as it is told.)
+  std::promise<void> done_promise_;
+  std::shared_future<void> done_future_;
+};
+
+// The reply `request` would get if it failed with `status`.
+v1::Reply ErrorReply(uint64_t id, const absl::Status& status);
+
+}  // namespace dst
+
+#endif  // DST_SERVICES_COMMON_TRANSACTION_STREAM_H_

@@ -1,0 +1,155 @@
+// The Exporter gRPC service: see exporter_service.h.
+#include "services/exporter/exporter_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/log.h"
+#include "services/common/request_validation.h"
+#include "services/common/status.h"
+#include "services/common/transaction_stream.h"
+
+namespace dst {
+
+// One stream's requests: validated on the gRPC thread, executed on the pool.
+class ExporterService::Handler : public StreamHandler {
+ public:
+  Handler(ExporterService* service, bool read_only)
+      : service_(service), read_only_(read_only) {}
+
+  void Handle(v1::Request&& request, Done done) override {
+    absl::Status status =
+        ValidateRequest(request, service_->geometry_, read_only_);
+    if (!status.ok()) {
+      DST_LOG(Debug, "exporter: refused %s: %s", v1::Op_Name(request.op()),
+              status.ToString());
+      done(ErrorReply(request.id(), status));
+      return;
+    }
+    if (request.op() == v1::OP_PING) {
+      done(v1::Reply());
+      return;
+    }
+    service_->pool_->Schedule(
+        [service = service_, request = std::move(request),
+         done = std::move(done)]() { done(service->Execute(request)); });
+  }
+
+ private:
+  ExporterService* const service_;
+  const bool read_only_;
+};
+
+ExporterService::ExporterService(Storage* storage,
+                                 const ExporterOptions& options)
+    : storage_(storage), options_(options) {}
+
+ExporterService::~ExporterService() {
+  streams_.DrainAll();
+  streams_.WaitEmpty(absl::InfiniteFuture());
+  pool_.reset();
+}
+
+absl::Status ExporterService::Init() {
+  geometry_.set_size(storage_->size());
+  geometry_.set_logical_block_size(options_.block_size);
+  geometry_.set_physical_block_size(std::max<uint32_t>(4096, options_.block_size));
+  geometry_.set_max_transfer(options_.max_transfer);
+  geometry_.set_read_only(options_.read_only);
+  uint32_t features = v1::FEATURE_FLUSH | v1::FEATURE_FUA |
+                      v1::FEATURE_WRITE_ZEROES;
+  if (storage_->can_trim()) features |= v1::FEATURE_TRIM;
+  geometry_.set_features(features);
+  geometry_.set_identity(options_.identity);
+  RETURN_IF_ERROR(ValidateGeometry(geometry_));
+  pool_ = std::make_unique<ThreadPool>(options_.io_threads);
+  return absl::OkStatus();
+}
+
+bool ExporterService::Drain(absl::Time deadline) {
+  streams_.DrainAll();
+  return streams_.WaitEmpty(deadline);
+}
+
+grpc::ServerUnaryReactor* ExporterService::Negotiate(
+    grpc::CallbackServerContext* context, const v1::NegotiateRequest* request,
+    v1::NegotiateReply* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  *reply->mutable_geometry() = geometry_;
+  if (request->read_only()) reply->mutable_geometry()->set_read_only(true);
+  DST_LOG(Info, "exporter: negotiated with %s (%s) from %s",
+          request->client_id().empty() ? "?" : request->client_id(),
+          reply->geometry().read_only() ? "read-only" : "read-write",
+          context->peer());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>*
+ExporterService::Stream(grpc::CallbackServerContext* context) {
+  std::string access = ClientMetadata(context, "dst-access");
+  if (!access.empty() && access != "ro" && access != "rw") {
+    return RejectStream(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("dst-access must be ro or rw, not '", access, "'")));
+  }
+  bool read_only = access == "ro" || options_.read_only;
+  if (access == "rw" && options_.read_only) {
+    return RejectStream(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                     "the export is read-only"));
+  }
+  return ServeStream(std::make_unique<Handler>(this, read_only),
+                     options_.stream, &streams_);
+}
+
+grpc::ServerUnaryReactor* ExporterService::Ping(
+    grpc::CallbackServerContext* context, const v1::PingRequest* request,
+    v1::PingReply* reply) {
+  reply->set_nonce(request->nonce());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+v1::Reply ExporterService::Execute(const v1::Request& request) {
+  v1::Reply reply;
+  reply.set_id(request.id());
+  const bool fua = request.flags() & v1::REQUEST_FLAG_FUA;
+  absl::Status status;
+  switch (request.op()) {
+    case v1::OP_READ: {
+      std::string* data = reply.mutable_data();
+      data->resize(request.length());
+      status = storage_->Read(request.offset(), request.length(), data->data());
+      if (!status.ok()) data->clear();
+      break;
+    }
+    case v1::OP_WRITE:
+      status = storage_->Write(request.offset(), request.data(), fua);
+      break;
+    case v1::OP_WRITE_ZEROES:
+      status = storage_->WriteZeroes(
+          request.offset(), request.length(),
+          !(request.flags() & v1::REQUEST_FLAG_NO_HOLE), fua);
+      break;
+    case v1::OP_TRIM:
+      status = storage_->Trim(request.offset(), request.length(), fua);
+      break;
+    case v1::OP_FLUSH:
+      status = storage_->Flush();
+      break;
+    case v1::OP_PING:
+      break;
+    default:
+      status = absl::InvalidArgumentError("unknown operation");
+  }
+  if (!status.ok()) {
+    DST_LOG(Warning, "exporter: %s at %d+%d failed: %s",
+            v1::Op_Name(request.op()), request.offset(), request.length(),
+            status.ToString());
+    return ErrorReply(request.id(), status);
+  }
+  return reply;
+}
+
+}  // namespace dst

@@ -1,0 +1,75 @@
+// The Exporter gRPC service: negotiation, the transaction stream and ping,
+// over one Storage. Disk I/O runs on a bounded pool of I/O threads, never on
+// gRPC's threads; each stream stops reading at its in-flight window.
+//
+// Thread-safe. The Storage must outlive the service; Shutdown() before
+// destroying it.
+#ifndef DST_SERVICES_EXPORTER_EXPORTER_SERVICE_H_
+#define DST_SERVICES_EXPORTER_EXPORTER_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "dst/v1/exporter.grpc.pb.h"
+#include "services/common/stream_reactor.h"
+#include "services/common/thread_pool.h"
+#include "services/exporter/storage.h"
+
+namespace dst {
+
+struct ExporterOptions {
+  // Offsets and lengths must be multiples of this. Default 512.
+  uint32_t block_size = 512;
+  // Largest READ/WRITE in bytes. Default 4 MiB.
+  uint32_t max_transfer = 4u << 20;
+  // Refuse writes, trims and zeroes from every client. Default false.
+  bool read_only = false;
+  // Stable identity reported in negotiation. Default: the backing path.
+  std::string identity;
+  // Threads doing disk I/O. Default 4.
+  int io_threads = 4;
+  // Per-stream window and reply batching.
+  StreamOptions stream;
+};
+
+class ExporterService final : public v1::Exporter::CallbackService {
+ public:
+  ExporterService(Storage* storage, const ExporterOptions& options);
+  ~ExporterService() override;
+
+  // InvalidArgument when the options do not fit the storage.
+  absl::Status Init();
+  const v1::Geometry& geometry() const { return geometry_; }
+
+  // Stops reading every stream; returns once all are answered and ended or
+  // at the deadline (false).
+  bool Drain(absl::Time deadline);
+
+  grpc::ServerUnaryReactor* Negotiate(grpc::CallbackServerContext* context,
+                                      const v1::NegotiateRequest* request,
+                                      v1::NegotiateReply* reply) override;
+  grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* Stream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
+                                 const v1::PingRequest* request,
+                                 v1::PingReply* reply) override;
+
+  // Executes a validated request on the storage (blocking). Public for tests.
+  v1::Reply Execute(const v1::Request& request);
+
+ private:
+  class Handler;
+
+  Storage* const storage_;
+  const ExporterOptions options_;
+  v1::Geometry geometry_;
+  StreamRegistry streams_;
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+}  // namespace dst
+
+#endif  // DST_SERVICES_EXPORTER_EXPORTER_SERVICE_H_

@@ -1,0 +1,143 @@
+// dst-exporter: serves a file or block device over the Exporter service.
+// Wiring only: flags -> storage -> service -> server -> wait -> drain.
+#include <malloc.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/common/flags.h"
+#include "services/common/log.h"
+#include "services/common/server.h"
+#include "services/exporter/exporter_service.h"
+#include "services/exporter/storage.h"
+
+namespace dst {
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "dst-exporter: %s\n", message.c_str());
+  return 2;
+}
+
+int Main(int argc, char** argv) {
+  Flags flags("dst-exporter",
+              "Serves byte ranges of a file or block device to dst gateways.",
+              {
+                  {"listen", "ADDR", "host:port, [v6]:port or unix:/path (required)", true},
+                  {"backing", "PATH", "file or block device to serve (required)"},
+                  {"size", "BYTES", "create the file with this size if missing; "
+                                    "must match if present (K/M/G/T suffixes)"},
+                  {"read-only", "", "refuse writes, trims and zeroes (default off)"},
+                  {"block-size", "BYTES", "logical block size, power of two (default 512)"},
+                  {"max-transfer", "BYTES", "largest read or write (default 4M)"},
+                  {"io-threads", "N", "threads doing disk I/O (default 4)"},
+                  {"max-in-flight", "N", "requests in flight per stream (default 64)"},
+                  {"id", "NAME", "replica identity reported to gateways (default: the backing path)"},
+                  {"drain-seconds", "N", "how long SIGTERM waits for in-flight work (default 30)"},
+                  {"log-level", "LEVEL", "debug, info, warning or error (default info)"},
+                  {"help", "", "print this help"},
+              });
+  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
+    return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
+  }
+  if (flags.Has("help")) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    return Fail(absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
+  }
+  if (!flags.Has("listen")) return Fail("--listen=ADDR is required");
+  if (!flags.Has("backing")) return Fail("--backing=PATH is required");
+  LogLevel level = LogLevel::kInfo;
+  if (!ParseLogLevel(flags.Get("log-level", "info"), &level)) {
+    return Fail("--log-level must be debug, info, warning or error");
+  }
+  SetLogLevel(level);
+
+  FileStorageOptions storage_options;
+  storage_options.path = flags.Get("backing");
+  storage_options.read_only = flags.Has("read-only") && flags.Get("read-only") == "true";
+  ExporterOptions options;
+  options.read_only = storage_options.read_only;
+  options.identity = flags.Get("id", storage_options.path);
+  uint64_t value = 0;
+  if (flags.Has("size")) {
+    if (absl::Status s = ParseBytes("size", flags.Get("size"), &value); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+    if (value == 0) return Fail("--size must be positive");
+    storage_options.size = value;
+  }
+  struct UintFlag {
+    const char* name;
+    uint64_t min, max;
+    std::function<void(uint64_t)> set;
+  };
+  const UintFlag uint_flags[] = {
+      {"block-size", 1, 65536, [&](uint64_t v) { options.block_size = static_cast<uint32_t>(v); }},
+      {"max-transfer", 512, 64u << 20, [&](uint64_t v) { options.max_transfer = static_cast<uint32_t>(v); }},
+      {"io-threads", 1, 256, [&](uint64_t v) { options.io_threads = static_cast<int>(v); }},
+      {"max-in-flight", 1, 4096, [&](uint64_t v) { options.stream.max_in_flight = static_cast<int>(v); }},
+      {"drain-seconds", 1, 3600, [](uint64_t) {}},
+  };
+  for (const UintFlag& f : uint_flags) {
+    if (!flags.Has(f.name)) continue;
+    if (absl::Status s = ParseBytes(f.name, flags.Get(f.name), &value);
+        !s.ok() || value < f.min || value > f.max) {
+      return Fail(absl::StrCat("--", f.name, "=", flags.Get(f.name),
+                               ": expected a number in ", f.min, "..", f.max));
+    }
+    f.set(value);
+  }
+  uint64_t drain_seconds = 30;
+  if (flags.Has("drain-seconds")) {
+    (void)absl::SimpleAtoi(flags.Get("drain-seconds"), &drain_seconds);
+  }
+  options.stream.max_batch_bytes = options.max_transfer + (64u << 10);
+
+  absl::StatusOr<std::unique_ptr<Storage>> storage =
+      OpenFileStorage(storage_options);
+  if (!storage.ok()) return Fail(storage.status().ToString());
+  ExporterService service(storage->get(), options);
+  if (absl::Status s = service.Init(); !s.ok()) {
+    return Fail(absl::StrCat("--backing=", storage_options.path, ": ", s.message()));
+  }
+
+  ServerSpec spec;
+  spec.listen = flags.GetAll("listen");
+  spec.services = {&service};
+  spec.max_message_bytes = static_cast<int>(options.max_transfer) + (1 << 20);
+  absl::StatusOr<RunningServer> server = StartServer(spec);
+  if (!server.ok()) return Fail(server.status().ToString());
+  DST_LOG(Info, "exporter: serving %s (%d bytes, %s) on %s",
+          storage_options.path, service.geometry().size(),
+          options.read_only ? "read-only" : "read-write",
+          absl::StrJoin(server->bound, ", "));
+
+  int signal_number = WaitForTerminationSignal();
+  DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);
+  bool drained = service.Drain(absl::Now() + absl::Seconds(drain_seconds));
+  server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  if (absl::Status s = (*storage)->Flush(); !s.ok() && !options.read_only) {
+    DST_LOG(Error, "exporter: final flush failed: %s", s.ToString());
+    return 1;
+  }
+  DST_LOG(Info, "exporter: stopped%s", drained ? "" : " (drain timed out)");
+  return 0;
+}
+
+}  // namespace
+}  // namespace dst
+
+int main(int argc, char** argv) {
+  dst::BlockTerminationSignals();
+  // Large messages: keep freed buffers instead of fresh mmaps per message
+  // (DESIGN.md: 2.6x throughput at 1 MiB).
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  return dst::Main(argc, argv);
+}

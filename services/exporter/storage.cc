@@ -1,0 +1,216 @@
+// FileStorage: a regular file or a block device as an exporter's backing
+// store. Data goes through the page cache; FLUSH and FUA use fdatasync /
+// RWF_DSYNC so nothing acknowledged as durable is only in memory.
+#include "services/exporter/storage.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace dst {
+namespace {
+
+absl::Status ErrnoStatus(int error, absl::string_view what) {
+  std::string message = absl::StrCat(what, ": ", std::strerror(error));
+  switch (error) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(message);
+    case EOPNOTSUPP:
+      return absl::UnimplementedError(message);
+    default:
+      return absl::InternalError(message);  // EIO and friends
+  }
+}
+
+class FileStorage : public Storage {
+ public:
+  FileStorage(int fd, uint64_t size, bool block_device, std::string path)
+      : fd_(fd), size_(size), block_device_(block_device),
+        path_(std::move(path)) {}
+  ~FileStorage() override { ::close(fd_); }
+
+  uint64_t size() const override { return size_; }
+  bool can_trim() const override { return true; }
+
+  absl::Status Read(uint64_t offset, size_t length, char* out) override {
+    while (length > 0) {
+      ssize_t n = ::pread(fd_, out, length, static_cast<off_t>(offset));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus(errno, absl::StrCat("pread ", path_));
+      }
+      if (n == 0) {  // the file shrank under us: read as zeroes
+        std::memset(out, 0, length);
+        break;
+      }
+      out += n;
+      offset += static_cast<uint64_t>(n);
+      length -= static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Write(uint64_t offset, absl::string_view data,
+                     bool fua) override {
+    const char* p = data.data();
+    size_t length = data.size();
+    while (length > 0) {
+      iovec iov{const_cast<char*>(p), length};
+      ssize_t n = ::pwritev2(fd_, &iov, 1, static_cast<off_t>(offset),
+                             fua ? RWF_DSYNC : 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus(errno, absl::StrCat("pwrite ", path_));
+      }
+      p += n;
+      offset += static_cast<uint64_t>(n);
+      length -= static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
+                           bool fua) override {
+    absl::Status status = ZeroFast(offset, length, may_trim);
+    if (!status.ok()) status = ZeroByWriting(offset, length);
+    if (status.ok() && fua) status = Flush();
+    return status;
+  }
+
+  absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override {
+    int rc;
+    if (block_device_) {
+      uint64_t range[2] = {offset, length};
+      rc = ::ioctl(fd_, BLKDISCARD, range);
+    } else {
+      rc = ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                       static_cast<off_t>(offset),
+                       static_cast<off_t>(length));
+    }
+    // Trim is advisory: a backing store that cannot discard keeps the data.
+    if (rc != 0 && errno != EOPNOTSUPP && errno != ENOTTY) {
+      return ErrnoStatus(errno, absl::StrCat("trim ", path_));
+    }
+    return fua ? Flush() : absl::OkStatus();
+  }
+
+  absl::Status Flush() override {
+    if (::fdatasync(fd_) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("fdatasync ", path_));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  // Zeroes without writing data where the file system or device can.
+  absl::Status ZeroFast(uint64_t offset, uint64_t length, bool may_trim) {
+    if (block_device_) {
+      uint64_t range[2] = {offset, length};
+      if (::ioctl(fd_, BLKZEROOUT, range) == 0) return absl::OkStatus();
+      return ErrnoStatus(errno, "BLKZEROOUT");
+    }
+    if (::fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(offset),
+                    static_cast<off_t>(length)) == 0) {
+      return absl::OkStatus();
+    }
+    if (may_trim &&
+        ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(offset),
+                    static_cast<off_t>(length)) == 0) {
+      return absl::OkStatus();
+    }
+    return ErrnoStatus(errno, "fallocate");
+  }
+
+  absl::Status ZeroByWriting(uint64_t offset, uint64_t length) {
+    static const std::vector<char> kZeroes(1 << 20, 0);
+    while (length > 0) {
+      size_t n = static_cast<size_t>(
+          std::min<uint64_t>(length, kZeroes.size()));
+      absl::Status status =
+          Write(offset, absl::string_view(kZeroes.data(), n), false);
+      if (!status.ok()) return status;
+      offset += n;
+      length -= n;
+    }
+    return absl::OkStatus();
+  }
+
+  const int fd_;
+  const uint64_t size_;
+  const bool block_device_;
+  const std::string path_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenFileStorage(
+    const FileStorageOptions& options) {
+  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  int fd = ::open(options.path.c_str(), flags);
+  if (fd < 0 && errno == ENOENT && options.size > 0 && !options.read_only) {
+    fd = ::open(options.path.c_str(), flags | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(options.size)) != 0) {
+      absl::Status status = ErrnoStatus(errno, "ftruncate " + options.path);
+      ::close(fd);
+      return status;
+    }
+  }
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(
+          options.path, " does not exist (give --size to create it)"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("open ", options.path));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    absl::Status status = ErrnoStatus(errno, "fstat " + options.path);
+    ::close(fd);
+    return status;
+  }
+  uint64_t size = 0;
+  bool block_device = S_ISBLK(st.st_mode);
+  if (block_device) {
+    if (::ioctl(fd, BLKGETSIZE64, &size) != 0) {
+      absl::Status status = ErrnoStatus(errno, "BLKGETSIZE64 " + options.path);
+      ::close(fd);
+      return status;
+    }
+  } else if (S_ISREG(st.st_mode)) {
+    size = static_cast<uint64_t>(st.st_size);
+  } else {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.path, " is neither a regular file nor a block device"));
+  }
+  if (options.size != 0 && options.size != size) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.path, " is ", size, " bytes, not the ", options.size,
+        " given by --size"));
+  }
+  return std::unique_ptr<Storage>(
+      new FileStorage(fd, size, block_device, options.path));
+}
+
+}  // namespace dst

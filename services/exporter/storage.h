@@ -1,0 +1,52 @@
+// The exporter's view of its backing store, behind an interface so tests can
+// inject faults. FileStorage serves a regular file or a block device.
+#ifndef DST_SERVICES_EXPORTER_STORAGE_H_
+#define DST_SERVICES_EXPORTER_STORAGE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace dst {
+
+// Thread-safe: every method may be called concurrently; callers validate
+// ranges first (offset + length <= size()).
+class Storage {
+ public:
+  virtual ~Storage() = default;
+  virtual uint64_t size() const = 0;
+  virtual bool can_trim() const = 0;
+  // Fills `out` with `length` bytes from `offset`.
+  virtual absl::Status Read(uint64_t offset, size_t length, char* out) = 0;
+  // `fua`: durable before returning.
+  virtual absl::Status Write(uint64_t offset, absl::string_view data,
+                             bool fua) = 0;
+  // Makes the range read as zeroes; `may_trim` allows deallocating it.
+  virtual absl::Status WriteZeroes(uint64_t offset, uint64_t length,
+                                   bool may_trim, bool fua) = 0;
+  virtual absl::Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
+  // Every write completed before the call is durable when it returns.
+  virtual absl::Status Flush() = 0;
+};
+
+struct FileStorageOptions {
+  std::string path;
+  // Regular file only: create it with this size if it is missing, and
+  // refuse it if its size differs. 0: use the file's size (must exist).
+  uint64_t size = 0;
+  bool read_only = false;
+};
+
+// Opens a regular file or block device. Errors: NotFound (missing, no
+// size given), InvalidArgument (size mismatch, not a file or device),
+// PermissionDenied, Internal (other system errors).
+absl::StatusOr<std::unique_ptr<Storage>> OpenFileStorage(
+    const FileStorageOptions& options);
+
+}  // namespace dst
+
+#endif  // DST_SERVICES_EXPORTER_STORAGE_H_

@@ -1,0 +1,263 @@
+// Strict YAML -> GatewayConfig: see config.h. The mapping walks the proto
+// descriptor, so a key added to config.proto is accepted with no code here;
+// semantic checks (addresses, ranges, uniqueness) follow in Validate().
+#include "services/gateway/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "services/common/address.h"
+#include "services/common/status.h"
+
+namespace dst {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+absl::Status PathError(const std::string& path, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(path.empty() ? "(top level)" : path, ": ", what));
+}
+
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "nothing";
+    default:
+      return absl::StrCat("'", node.Scalar(), "'");
+  }
+}
+
+absl::Status FillMessage(const YAML::Node& node, const std::string& path,
+                         Message* message);
+
+template <typename T>
+absl::Status ParseUnsigned(const YAML::Node& node, const std::string& path,
+                           T* out) {
+  const std::string& text = node.Scalar();
+  if (text.empty() || text.find_first_not_of("0123456789") != text.npos ||
+      !absl::SimpleAtoi(text, out)) {
+    return PathError(path, absl::StrCat("expected a whole number, not ",
+                                        Describe(node)));
+  }
+  return absl::OkStatus();
+}
+
+// Sets one value of `field` (appending when repeated) from `node`.
+absl::Status FillValue(const YAML::Node& node, const std::string& path,
+                       Message* message, const FieldDescriptor* field) {
+  const Reflection* reflection = message->GetReflection();
+  const bool repeated = field->is_repeated();
+  if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    Message* child = repeated ? reflection->AddMessage(message, field)
+                              : reflection->MutableMessage(message, field);
+    return FillMessage(node, path, child);
+  }
+  if (!node.IsScalar()) {
+    return PathError(path, absl::StrCat("expected a value, not ", Describe(node)));
+  }
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      if (repeated) {
+        reflection->AddString(message, field, node.Scalar());
+      } else {
+        reflection->SetString(message, field, node.Scalar());
+      }
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      const std::string& text = node.Scalar();
+      if (text != "true" && text != "false") {
+        return PathError(path, absl::StrCat("expected true or false, not ",
+                                            Describe(node)));
+      }
+      if (repeated) {
+        reflection->AddBool(message, field, text == "true");
+      } else {
+        reflection->SetBool(message, field, text == "true");
+      }
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t value = 0;
+      RETURN_IF_ERROR(ParseUnsigned(node, path, &value));
+      if (repeated) {
+        reflection->AddUInt32(message, field, value);
+      } else {
+        reflection->SetUInt32(message, field, value);
+      }
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t value = 0;
+      RETURN_IF_ERROR(ParseUnsigned(node, path, &value));
+      if (repeated) {
+        reflection->AddUInt64(message, field, value);
+      } else {
+        reflection->SetUInt64(message, field, value);
+      }
+      return absl::OkStatus();
+    }
+    default:
+      // config.proto uses only the types above; a new type needs a case.
+      return PathError(path, "this key's type is not supported in files");
+  }
+}
+
+absl::Status FillMessage(const YAML::Node& node, const std::string& path,
+                         Message* message) {
+  if (!node.IsMap()) {
+    return PathError(path, absl::StrCat("expected a mapping, not ", Describe(node)));
+  }
+  const google::protobuf::Descriptor* descriptor = message->GetDescriptor();
+  std::set<std::string> seen;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) {
+      return PathError(path, "a key must be a plain name");
+    }
+    const std::string key = entry.first.Scalar();
+    const std::string child = path.empty() ? key : absl::StrCat(path, ".", key);
+    const FieldDescriptor* field = descriptor->FindFieldByName(key);
+    if (field == nullptr) return PathError(child, "unknown key");
+    if (!seen.insert(key).second) return PathError(child, "duplicate key");
+    const YAML::Node& value = entry.second;
+    if (value.IsNull()) return PathError(child, "has no value");
+    if (field->is_repeated()) {
+      if (!value.IsSequence()) {
+        return PathError(child, absl::StrCat("expected a list, not ", Describe(value)));
+      }
+      for (size_t i = 0; i < value.size(); ++i) {
+        RETURN_IF_ERROR(FillValue(value[i], absl::StrCat(child, "[", i, "]"),
+                                  message, field));
+      }
+    } else {
+      RETURN_IF_ERROR(FillValue(value, child, message, field));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool ValidVolumeName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::Status CheckAddress(const std::string& path, const std::string& text) {
+  absl::StatusOr<Address> address = ParseAddress(text);
+  if (!address.ok()) {
+    return PathError(path, absl::StrCat("'", text, "': ", address.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Validate(v1::GatewayConfig* config) {
+  for (int i = 0; i < config->listen_size(); ++i) {
+    RETURN_IF_ERROR(CheckAddress(absl::StrCat("listen[", i, "]"), config->listen(i)));
+  }
+  if (!config->metrics().empty()) {
+    RETURN_IF_ERROR(CheckAddress("metrics", config->metrics()));
+  }
+  if (config->drain_seconds() == 0) config->set_drain_seconds(kDefaultDrainSeconds);
+  if (config->drain_seconds() > 3600) {
+    return PathError("drain_seconds", "must be 1..3600");
+  }
+  if (config->volumes_size() == 0) {
+    return PathError("volumes", "at least one volume is required");
+  }
+  std::set<std::string> names;
+  for (int v = 0; v < config->volumes_size(); ++v) {
+    v1::VolumeConfig* volume = config->mutable_volumes(v);
+    const std::string path = absl::StrCat("volumes[", v, "]");
+    if (!ValidVolumeName(volume->name())) {
+      return PathError(path + ".name",
+                       volume->name().empty()
+                           ? "required"
+                           : absl::StrCat("'", volume->name(),
+                                          "' must be 1-64 of A-Z a-z 0-9 . _ -"));
+    }
+    if (!names.insert(volume->name()).second) {
+      return PathError(path + ".name",
+                       absl::StrCat("'", volume->name(), "' is used twice"));
+    }
+    if (volume->replicas_size() == 0) {
+      return PathError(path + ".replicas", "at least one replica is required");
+    }
+    std::set<std::string> addresses;
+    for (int r = 0; r < volume->replicas_size(); ++r) {
+      const std::string replica = absl::StrCat(path, ".replicas[", r, "].address");
+      if (volume->replicas(r).address().empty()) {
+        return PathError(replica, "required");
+      }
+      RETURN_IF_ERROR(CheckAddress(replica, volume->replicas(r).address()));
+      if (!addresses.insert(volume->replicas(r).address()).second) {
+        return PathError(replica, absl::StrCat("'", volume->replicas(r).address(),
+                                               "' is listed twice"));
+      }
+    }
+    if (volume->max_in_flight() == 0) volume->set_max_in_flight(kDefaultMaxInFlight);
+    if (volume->max_in_flight() > 4096) {
+      return PathError(path + ".max_in_flight", "must be 1..4096");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not valid YAML or JSON: line ", e.mark.line + 1,
+                     ", column ", e.mark.column + 1, ": ", e.msg));
+  }
+  v1::GatewayConfig config;
+  try {
+    RETURN_IF_ERROR(FillMessage(root, "", &config));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
+  }
+  RETURN_IF_ERROR(Validate(&config));
+  return config;
+}
+
+absl::StatusOr<v1::GatewayConfig> LoadGatewayConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::string why = std::strerror(errno);
+    return errno == ENOENT
+               ? absl::NotFoundError(absl::StrCat(path, ": ", why))
+               : absl::PermissionDeniedError(absl::StrCat(path, ": ", why));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<v1::GatewayConfig> config = ParseGatewayConfig(text.str());
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+}  // namespace dst

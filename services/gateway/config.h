@@ -1,0 +1,28 @@
+// The gateway's configuration file: YAML (or JSON, which YAML contains)
+// mapped strictly onto dst.v1.GatewayConfig (proto/dst/v1/config.proto).
+// Unknown keys, wrong types, duplicates and impossible values are refused
+// with the key's path: "volumes[0].replicas[1].address: ...".
+#ifndef DST_SERVICES_GATEWAY_CONFIG_H_
+#define DST_SERVICES_GATEWAY_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "dst/v1/config.pb.h"
+
+namespace dst {
+
+inline constexpr uint32_t kDefaultMaxInFlight = 64;
+inline constexpr uint32_t kDefaultDrainSeconds = 30;
+inline constexpr char kDefaultGatewayListen[] = "127.0.0.1:7000";
+
+// Parses and validates; fills in defaults. InvalidArgument on any error.
+absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text);
+
+// Reads `path` and parses it; NotFound / PermissionDenied for the file.
+absl::StatusOr<v1::GatewayConfig> LoadGatewayConfig(const std::string& path);
+
+}  // namespace dst
+
+#endif  // DST_SERVICES_GATEWAY_CONFIG_H_

@@ -1,0 +1,51 @@
+// The Gateway gRPC service: Open (negotiation), the Io transaction stream,
+// and the admin RPCs ListVolumes and Status, over the configured volumes.
+//
+// Thread-safe. Volumes are owned; Drain() before destroying.
+#ifndef DST_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
+#define DST_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "dst/v1/gateway.grpc.pb.h"
+#include "services/common/stream_reactor.h"
+#include "services/gateway/volume.h"
+
+namespace dst {
+
+class GatewayService final : public v1::Gateway::CallbackService {
+ public:
+  explicit GatewayService(std::vector<std::unique_ptr<Volume>> volumes);
+
+  void Start();  // connects every volume's replicas
+  bool Drain(absl::Time deadline);
+
+  grpc::ServerUnaryReactor* Open(grpc::CallbackServerContext* context,
+                                 const v1::OpenRequest* request,
+                                 v1::OpenReply* reply) override;
+  grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* Io(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ListVolumes(grpc::CallbackServerContext* context,
+                                        const v1::ListVolumesRequest* request,
+                                        v1::ListVolumesReply* reply) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
+                                   const v1::StatusRequest* request,
+                                   v1::StatusReply* reply) override;
+
+ private:
+  class Handler;
+  Volume* Find(const std::string& name) const;
+
+  const absl::Time started_ = absl::Now();
+  std::vector<std::unique_ptr<Volume>> volumes_;
+  std::map<std::string, Volume*> by_name_;
+  StreamRegistry streams_;
+};
+
+}  // namespace dst
+
+#endif  // DST_SERVICES_GATEWAY_GATEWAY_SERVICE_H_

@@ -1,0 +1,108 @@
+// dst-gateway: turns exporters into volumes and serves them to NBD servers.
+// Wiring only: flags -> config -> volumes -> service -> server -> drain.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/common/address.h"
+#include "services/common/flags.h"
+#include "services/common/log.h"
+#include "services/common/server.h"
+#include "services/gateway/config.h"
+#include "services/gateway/gateway_service.h"
+#include "services/gateway/volume.h"
+
+namespace dst {
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "dst-gateway: %s\n", message.c_str());
+  return 2;
+}
+
+// Room for the largest transfer plus a batch's headers.
+constexpr int kMaxMessageBytes = 64 << 20;
+
+int Main(int argc, char** argv) {
+  Flags flags("dst-gateway",
+              "Serves volumes made of dst exporters to NBD servers (nbdkit dst).",
+              {
+                  {"config", "FILE", "YAML or JSON configuration (required)"},
+                  {"listen", "ADDR", "host:port, [v6]:port or unix:/path; adds to "
+                                     "the config's listen (default 127.0.0.1:7000)", true},
+                  {"check-config", "", "validate the configuration and exit"},
+                  {"id", "NAME", "this gateway's name in exporter logs (default: hostname)"},
+                  {"log-level", "LEVEL", "debug, info, warning or error (default info)"},
+                  {"help", "", "print this help"},
+              });
+  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
+    return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
+  }
+  if (flags.Has("help")) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    return Fail(absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
+  }
+  if (!flags.Has("config")) return Fail("--config=FILE is required");
+  LogLevel level = LogLevel::kInfo;
+  if (!ParseLogLevel(flags.Get("log-level", "info"), &level)) {
+    return Fail("--log-level must be debug, info, warning or error");
+  }
+  SetLogLevel(level);
+  absl::StatusOr<v1::GatewayConfig> config = LoadGatewayConfig(flags.Get("config"));
+  if (!config.ok()) return Fail(std::string(config.status().message()));
+  for (const std::string& listen : flags.GetAll("listen")) {
+    if (absl::StatusOr<Address> a = ParseAddress(listen); !a.ok()) {
+      return Fail(absl::StrCat("--listen=", listen, ": ", a.status().message()));
+    }
+    config->add_listen(listen);
+  }
+  if (config->listen_size() == 0) config->add_listen(kDefaultGatewayListen);
+  if (flags.Has("check-config")) {
+    std::printf("%s: OK (%d volume(s))\n", flags.Get("config").c_str(),
+                config->volumes_size());
+    return 0;
+  }
+  char host[256] = "gateway";
+  gethostname(host, sizeof(host) - 1);
+  std::string id = flags.Get("id", host);
+
+  std::vector<std::unique_ptr<Volume>> volumes;
+  for (const v1::VolumeConfig& volume : config->volumes()) {
+    volumes.push_back(MakeVolume(volume, id, kMaxMessageBytes));
+  }
+  GatewayService service(std::move(volumes));
+
+  ServerSpec spec;
+  spec.listen.assign(config->listen().begin(), config->listen().end());
+  spec.services = {&service};
+  spec.max_message_bytes = kMaxMessageBytes;
+  absl::StatusOr<RunningServer> server = StartServer(spec);
+  if (!server.ok()) return Fail(server.status().ToString());
+  service.Start();
+  DST_LOG(Info, "gateway: %d volume(s), listening on %s", config->volumes_size(),
+          absl::StrJoin(server->bound, ", "));
+
+  int signal_number = WaitForTerminationSignal();
+  DST_LOG(Info, "gateway: signal %d, draining in-flight work", signal_number);
+  bool drained =
+      service.Drain(absl::Now() + absl::Seconds(config->drain_seconds()));
+  server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");
+  return 0;
+}
+
+}  // namespace
+}  // namespace dst
+
+int main(int argc, char** argv) {
+  dst::BlockTerminationSignals();
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  return dst::Main(argc, argv);
+}

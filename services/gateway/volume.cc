@@ -1,0 +1,176 @@
+// A plain or (strictly) mirrored volume: see volume.h.
+#include "services/gateway/volume.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/log.h"
+#include "services/common/request_validation.h"
+#include "services/common/transaction_stream.h"
+
+namespace dst {
+
+Volume::Volume(const v1::VolumeConfig& config,
+               std::vector<std::unique_ptr<Replica>> replicas)
+    : config_(config), replicas_(std::move(replicas)) {}
+
+void Volume::Start() {
+  for (const auto& replica : replicas_) {
+    replica->Start([this] { UpdateGeometry(); });
+  }
+}
+
+void Volume::UpdateGeometry() {
+  absl::MutexLock lock(&mu_);
+  if (ready_) return;
+  v1::Geometry merged;
+  for (const auto& replica : replicas_) {
+    if (!replica->connected()) return;
+    v1::Geometry g = replica->geometry();
+    if (merged.size() == 0) {
+      merged = g;
+      continue;
+    }
+    // Every replica must hold the whole volume: the smallest sets the size.
+    merged.set_size(std::min(merged.size(), g.size()));
+    merged.set_logical_block_size(
+        std::max(merged.logical_block_size(), g.logical_block_size()));
+    merged.set_physical_block_size(
+        std::max(merged.physical_block_size(), g.physical_block_size()));
+    merged.set_max_transfer(std::min(merged.max_transfer(), g.max_transfer()));
+    merged.set_features(merged.features() & g.features());
+    merged.set_read_only(merged.read_only() || g.read_only());
+  }
+  merged.set_size(merged.size() - merged.size() % merged.logical_block_size());
+  merged.set_identity(config_.name());
+  merged.set_read_only(merged.read_only() || config_.read_only());
+  merged.set_generation(0);
+  geometry_ = merged;
+  ready_ = true;
+  DST_LOG(Info, "gateway: volume %s ready: %d bytes, %d replica(s)%s",
+          config_.name(), merged.size(), replicas_.size(),
+          merged.read_only() ? ", read-only" : "");
+}
+
+absl::StatusOr<v1::Geometry> Volume::Open(bool read_only) const {
+  absl::MutexLock lock(&mu_);
+  if (!ready_) {
+    return absl::UnavailableError(absl::StrCat(
+        "volume ", config_.name(), " is not ready: its replicas have not all "
+        "connected yet"));
+  }
+  v1::Geometry geometry = geometry_;
+  if (read_only) geometry.set_read_only(true);
+  return geometry;
+}
+
+void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
+  total_.fetch_add(1, std::memory_order_relaxed);
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  TransactionDone counted = [this, done = std::move(done)](v1::Reply&& reply) {
+    if (reply.status() != 0) failed_.fetch_add(1, std::memory_order_relaxed);
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    done(std::move(reply));
+  };
+  absl::StatusOr<v1::Geometry> geometry = Open(read_only);
+  absl::Status status = geometry.status();
+  if (status.ok()) status = ValidateRequest(request, *geometry, geometry->read_only());
+  if (!status.ok()) {
+    counted(ErrorReply(request.id(), status));
+    return;
+  }
+  if (request.op() == v1::OP_PING) {
+    counted(v1::Reply());
+    return;
+  }
+  if (request.op() == v1::OP_READ) {
+    // Spread reads over the replicas; fail over in order from there.
+    size_t first = next_read_.fetch_add(1, std::memory_order_relaxed) %
+                   replicas_.size();
+    SubmitRead(std::make_shared<v1::Request>(std::move(request)), first,
+               replicas_.size(), std::move(counted));
+    return;
+  }
+  SubmitToAll(std::move(request), std::move(counted));
+}
+
+void Volume::SubmitRead(std::shared_ptr<v1::Request> request, size_t index,
+                        size_t attempts_left, TransactionDone done) {
+  Replica* target = replicas_[index % replicas_.size()].get();
+  target->Submit(*request, [this, request, index, attempts_left, target,
+                            done = std::move(done)](v1::Reply&& reply) mutable {
+    if (reply.status() == 0 || attempts_left <= 1) {
+      done(std::move(reply));
+      return;
+    }
+    DST_LOG(Warning, "gateway: volume %s: read from replica %s failed (%s); "
+            "trying the next", config_.name(), target->address(), reply.message());
+    SubmitRead(std::move(request), index + 1, attempts_left - 1, std::move(done));
+  });
+}
+
+void Volume::SubmitToAll(v1::Request request, TransactionDone done) {
+  struct Fanout {
+    absl::Mutex mu;
+    size_t left;
+    v1::Reply first_error;
+    bool failed = false;
+    TransactionDone done;
+  };
+  auto fanout = std::make_shared<Fanout>();
+  fanout->left = replicas_.size();
+  fanout->done = std::move(done);
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    v1::Request copy = i + 1 == replicas_.size() ? std::move(request) : request;
+    Replica* replica = replicas_[i].get();
+    replica->Submit(std::move(copy), [fanout, replica](v1::Reply&& reply) {
+      bool last;
+      {
+        absl::MutexLock lock(&fanout->mu);
+        if (reply.status() != 0 && !fanout->failed) {
+          fanout->failed = true;
+          fanout->first_error = reply;
+          fanout->first_error.set_message(
+              absl::StrCat("replica ", replica->address(), ": ", reply.message()));
+        }
+        last = --fanout->left == 0;
+      }
+      if (!last) return;
+      fanout->done(fanout->failed ? std::move(fanout->first_error) : v1::Reply());
+    });
+  }
+}
+
+v1::VolumeStatus Volume::Status() const {
+  v1::VolumeStatus status;
+  status.set_name(config_.name());
+  {
+    absl::MutexLock lock(&mu_);
+    *status.mutable_geometry() = geometry_;
+    status.set_state(ready_ ? "ready" : "unavailable");
+  }
+  for (const auto& replica : replicas_) *status.add_replicas() = replica->Status();
+  status.set_transactions_total(total_.load());
+  status.set_transactions_failed(failed_.load());
+  status.set_in_flight(in_flight_.load());
+  return status;
+}
+
+std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
+                                   const std::string& gateway_id,
+                                   int max_message_bytes) {
+  std::vector<std::unique_ptr<Replica>> replicas;
+  for (const v1::ReplicaConfig& replica : config.replicas()) {
+    ReplicaOptions options;
+    options.address = replica.address();
+    options.client_id = absl::StrCat(gateway_id, "/", config.name());
+    options.read_only = config.read_only();
+    options.max_message_bytes = max_message_bytes;
+    options.stream.max_batch_bytes = static_cast<size_t>(max_message_bytes) - (64 << 10);
+    replicas.push_back(std::make_unique<Replica>(options));
+  }
+  return std::make_unique<Volume>(config, std::move(replicas));
+}
+
+}  // namespace dst
