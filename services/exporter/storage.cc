@@ -35,6 +35,9 @@ absl::Status ErrnoStatus(int error, absl::string_view what) {
       return absl::ResourceExhaustedError(message);
     case EOPNOTSUPP:
       return absl::UnimplementedError(message);
+    case EISDIR:
+    case ENXIO:
+      return absl::InvalidArgumentError(message);
     default:
       return absl::InternalError(message);  // EIO and friends
   }

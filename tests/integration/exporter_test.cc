@@ -1,0 +1,215 @@
+// The exporter in process: negotiation, many transactions in flight,
+// precise refusals, read-only enforcement at the exporter, storage errors,
+// late replies, and a stream that breaks.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <vector>
+
+#include "services/common/transaction_stream.h"
+#include "tests/integration/test_cluster.h"
+
+namespace dst {
+namespace {
+
+constexpr uint64_t kSize = 8 << 20;
+
+std::shared_ptr<v1::Exporter::Stub> Stub(const std::string& address) {
+  return v1::Exporter::NewStub(grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), ClientChannelArguments(64 << 20)));
+}
+
+std::unique_ptr<TransactionStream> OpenStream(std::shared_ptr<v1::Exporter::Stub> stub,
+                                              const std::string& access = "rw") {
+  return std::make_unique<TransactionStream>(
+      [stub, access](grpc::ClientContext* ctx, ClientStreamReactor* reactor) {
+        ctx->AddMetadata("dst-access", access);
+        stub->async()->Stream(ctx, reactor);
+      },
+      TransactionStreamOptions());
+}
+
+v1::Request Write(uint64_t offset, std::string data) {
+  v1::Request r;
+  r.set_op(v1::OP_WRITE);
+  r.set_offset(offset);
+  r.set_length(static_cast<uint32_t>(data.size()));
+  r.set_data(std::move(data));
+  return r;
+}
+
+v1::Request Read(uint64_t offset, uint32_t length) {
+  v1::Request r;
+  r.set_op(v1::OP_READ);
+  r.set_offset(offset);
+  r.set_length(length);
+  return r;
+}
+
+v1::Request Op(v1::Op op) {
+  v1::Request r;
+  r.set_op(op);
+  return r;
+}
+
+class ExporterTest : public ::testing::Test {
+ protected:
+  TempDir dir_;
+};
+
+TEST_F(ExporterTest, NegotiateReportsGeometry) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  grpc::ClientContext context;
+  v1::NegotiateRequest request;
+  request.set_client_id("test");
+  v1::NegotiateReply reply;
+  ASSERT_TRUE(Stub(exporter.address())->Negotiate(&context, request, &reply).ok());
+  EXPECT_EQ(reply.geometry().size(), kSize);
+  EXPECT_EQ(reply.geometry().logical_block_size(), 512u);
+  EXPECT_EQ(reply.geometry().identity(), "e1");
+  EXPECT_FALSE(reply.geometry().read_only());
+  EXPECT_TRUE(reply.geometry().features() & v1::FEATURE_FLUSH);
+}
+
+TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter.address()));
+  constexpr int kCount = 500;
+  std::vector<std::promise<v1::Reply>> replies(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    stream->Submit(Write(uint64_t(i) * 4096, std::string(4096, char('A' + i % 26))),
+                   [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
+  }
+  for (auto& reply : replies) EXPECT_EQ(reply.get_future().get().status(), 0);
+  std::vector<std::promise<v1::Reply>> reads(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    stream->Submit(Read(uint64_t(i) * 4096, 4096),
+                   [&reads, i](v1::Reply&& r) { reads[i].set_value(std::move(r)); });
+  }
+  for (int i = 0; i < kCount; ++i) {
+    v1::Reply reply = reads[i].get_future().get();
+    ASSERT_EQ(reply.status(), 0) << reply.message();
+    EXPECT_EQ(reply.data(), std::string(4096, char('A' + i % 26))) << "block " << i;
+  }
+  EXPECT_EQ(stream->late_replies(), 0u);
+  EXPECT_EQ(stream->in_flight(), 0u);
+}
+
+TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter.address()));
+  EXPECT_EQ(stream->Call(Read(kSize, 512)).status(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(stream->Call(Read(kSize - 512, 1024)).status(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(stream->Call(Read(100, 512)).status(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stream->Call(Read(0, 8 << 20)).status(), grpc::StatusCode::INVALID_ARGUMENT)
+      << "larger than max_transfer";
+  v1::Request bad = Write(0, std::string(512, 'x'));
+  bad.set_length(1024);
+  EXPECT_EQ(stream->Call(bad).status(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stream->Call(Op(v1::OP_UNSPECIFIED)).status(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ReadFile(exporter.path()), std::string(kSize, '\0')) << "nothing written";
+  // The stream survives refusals.
+  EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
+}
+
+TEST_F(ExporterTest, ReadOnlyStreamCannotWriteEvenBypassingTheGateway) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter.address()), "ro");
+  v1::Request zero = Op(v1::OP_WRITE_ZEROES);
+  zero.set_length(512);
+  v1::Request trim = Op(v1::OP_TRIM);
+  trim.set_length(512);
+  for (const v1::Request& r : {Write(0, std::string(512, 'x')), zero, trim}) {
+    EXPECT_EQ(stream->Call(r).status(), grpc::StatusCode::FAILED_PRECONDITION)
+        << v1::Op_Name(r.op());
+  }
+  EXPECT_EQ(stream->Call(Read(0, 512)).status(), 0);
+  EXPECT_EQ(ReadFile(exporter.path()), std::string(kSize, '\0'));
+}
+
+TEST_F(ExporterTest, ReadOnlyExportRefusesReadWriteStreams) {
+  { TestExporter create(dir_.path(), "e1", kSize); }
+  ExporterOptions options;
+  options.read_only = true;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  auto stream = OpenStream(Stub(exporter.address()), "rw");
+  v1::Reply reply = stream->Call(Read(0, 512));
+  EXPECT_EQ(reply.status(), grpc::StatusCode::FAILED_PRECONDITION) << reply.message();
+  auto ro = OpenStream(Stub(exporter.address()), "ro");
+  EXPECT_EQ(ro->Call(Read(0, 512)).status(), 0);
+  EXPECT_EQ(ro->Call(Write(0, std::string(512, 'x'))).status(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ExporterTest, FlushAndFuaReachTheDisk) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter.address()));
+  int before = exporter.storage().flushes;
+  EXPECT_EQ(stream->Call(Op(v1::OP_FLUSH)).status(), 0);
+  EXPECT_EQ(exporter.storage().flushes, before + 1);
+  v1::Request fua = Write(0, std::string(512, 'f'));
+  fua.set_flags(v1::REQUEST_FLAG_FUA);
+  EXPECT_EQ(stream->Call(fua).status(), 0);
+  EXPECT_EQ(ReadFile(exporter.path()).substr(0, 512), std::string(512, 'f'));
+}
+
+TEST_F(ExporterTest, StorageErrorsAreReportedNotHidden) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter.address()));
+  exporter.storage().fail_writes = true;
+  v1::Reply reply = stream->Call(Write(0, std::string(512, 'x')));
+  EXPECT_EQ(reply.status(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(reply.message().find("injected"), std::string::npos);
+  EXPECT_EQ(stream->Call(Op(v1::OP_FLUSH)).status(), grpc::StatusCode::INTERNAL)
+      << "a flush that did not reach the disk must not succeed";
+  exporter.storage().fail_reads = true;
+  EXPECT_EQ(stream->Call(Read(0, 512)).status(), grpc::StatusCode::INTERNAL);
+}
+
+TEST_F(ExporterTest, TransactionsFailWithUnavailableWhenTheExporterGoes) {
+  auto exporter = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter->address()));
+  EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
+  exporter.reset();
+  v1::Reply reply = stream->Call(Read(0, 512));
+  EXPECT_EQ(reply.status(), grpc::StatusCode::UNAVAILABLE) << reply.message();
+  EXPECT_TRUE(stream->broken());
+}
+
+// A fake exporter that answers every request twice: once with a forged id,
+// then correctly.
+class DoubleReplyExporter final : public v1::Exporter::Service {
+ public:
+  grpc::Status Stream(grpc::ServerContext*,
+                      grpc::ServerReaderWriter<v1::ReplyBatch, v1::RequestBatch>* stream) override {
+    v1::RequestBatch batch;
+    while (stream->Read(&batch)) {
+      for (const v1::Request& request : batch.requests()) {
+        v1::ReplyBatch out;
+        out.add_replies()->set_id(request.id() + 7777777);
+        out.add_replies()->set_id(request.id());
+        out.add_replies()->set_id(request.id());  // duplicate: late
+        stream->Write(out);
+      }
+    }
+    return grpc::Status::OK;
+  }
+};
+
+TEST_F(ExporterTest, UnknownAndDuplicateRepliesAreCountedAndDropped) {
+  DoubleReplyExporter fake;
+  ServerSpec spec;
+  spec.listen = {"unix:" + dir_.path() + "/fake.sock"};
+  spec.services = {&fake};
+  auto server = StartServer(spec);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stream = OpenStream(Stub(spec.listen[0]));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
+  stream->Close();
+  EXPECT_EQ(stream->late_replies(), 20u);
+  server->server->Shutdown(std::chrono::system_clock::now());
+}
+
+}  // namespace
+}  // namespace dst

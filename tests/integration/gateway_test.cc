@@ -1,0 +1,216 @@
+// The gateway in process over in-process exporters: plain and mirrored
+// volumes, read failover, strict mirror writes, refusals, readiness and
+// reconnection.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "nbdkit-plugin/gateway_client.h"
+#include "tests/integration/test_cluster.h"
+
+namespace dst {
+namespace {
+
+constexpr uint64_t kSize = 4 << 20;
+
+v1::Request Write(uint64_t offset, std::string data) {
+  v1::Request r;
+  r.set_op(v1::OP_WRITE);
+  r.set_offset(offset);
+  r.set_length(static_cast<uint32_t>(data.size()));
+  r.set_data(std::move(data));
+  return r;
+}
+
+v1::Request Read(uint64_t offset, uint32_t length) {
+  v1::Request r;
+  r.set_op(v1::OP_READ);
+  r.set_offset(offset);
+  r.set_length(length);
+  return r;
+}
+
+std::unique_ptr<GatewayClient> Open(const TestGateway& gateway, const std::string& volume,
+                                    bool read_only = false) {
+  auto channel = GatewayChannel(gateway.address());
+  EXPECT_TRUE(channel.ok());
+  GatewayClientOptions options;
+  options.volume = volume;
+  options.read_only = read_only;
+  auto client = GatewayClient::Open(*channel, options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? std::move(*client) : nullptr;
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  TempDir dir_;
+};
+
+TEST_F(GatewayTest, PlainVolumeReadsBackWhatWasWritten) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->geometry().size(), kSize);
+  EXPECT_EQ(client->geometry().identity(), "vol0");
+  ASSERT_EQ(client->Call(Write(kSize - 4096, std::string(4096, 'z'))).status(), 0);
+  v1::Reply reply = client->Call(Read(kSize - 4096, 4096));
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  EXPECT_EQ(reply.data(), std::string(4096, 'z')) << "the last block";
+}
+
+TEST_F(GatewayTest, MirrorWritesReachEveryReplica) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("m", {e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  ASSERT_NE(client, nullptr);
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_EQ(client->Call(Write(uint64_t(i) * 65536, std::string(65536, char('a' + i % 26))))
+                  .status(), 0);
+  }
+  v1::Request zero;
+  zero.set_op(v1::OP_WRITE_ZEROES);
+  zero.set_offset(65536);
+  zero.set_length(4096);
+  ASSERT_EQ(client->Call(zero).status(), 0);
+  v1::Request flush;
+  flush.set_op(v1::OP_FLUSH);
+  ASSERT_EQ(client->Call(flush).status(), 0);
+  EXPECT_GE(e1.storage().flushes, 1);
+  EXPECT_GE(e2.storage().flushes, 1);
+  std::string a = ReadFile(e1.path()), b = ReadFile(e2.path());
+  EXPECT_EQ(a.substr(65536, 4096), std::string(4096, '\0'));
+  EXPECT_EQ(a.substr(65536 + 4096, 4), "bbbb");
+  EXPECT_TRUE(a == b) << "replicas differ";
+}
+
+TEST_F(GatewayTest, MirrorReadFailsOverWhenAReplicaCannotRead) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("m", {e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  ASSERT_EQ(client->Call(Write(0, std::string(4096, 'r'))).status(), 0);
+  e1.storage().fail_reads = true;
+  for (int i = 0; i < 10; ++i) {  // reads are spread: some start at e1
+    v1::Reply reply = client->Call(Read(0, 4096));
+    ASSERT_EQ(reply.status(), 0) << reply.message();
+    EXPECT_EQ(reply.data(), std::string(4096, 'r'));
+  }
+  e2.storage().fail_reads = true;
+  EXPECT_EQ(client->Call(Read(0, 4096)).status(), grpc::StatusCode::INTERNAL)
+      << "no replica can read: the error is reported";
+}
+
+TEST_F(GatewayTest, StrictMirrorWriteFailsWhenAReplicaFails) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("m", {e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  e2.storage().fail_writes = true;
+  v1::Reply reply = client->Call(Write(0, std::string(512, 'x')));
+  EXPECT_EQ(reply.status(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(reply.message().find(e2.address()), std::string::npos) << reply.message();
+}
+
+TEST_F(GatewayTest, RefusesPastTheEndAndMisalignedAtTheGateway) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  EXPECT_EQ(client->Call(Read(kSize, 512)).status(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(client->Call(Write(kSize - 512, std::string(1024, 'x'))).status(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(client->Call(Read(1, 512)).status(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ReadFile(e1.path()), std::string(kSize, '\0'));
+}
+
+TEST_F(GatewayTest, UnknownVolumeIsNotFound) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  auto channel = GatewayChannel(gateway.address());
+  GatewayClientOptions options;
+  options.volume = "nope";
+  auto client = GatewayClient::Open(*channel, options);
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(GatewayTest, ReadOnlyVolumeAndReadOnlyClientsRefuseWrites) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  v1::GatewayConfig config = OneVolume("ro", {e1.address()}, /*read_only=*/true);
+  *config.add_volumes() = OneVolume("rw", {e2.address()}).volumes(0);
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("ro"));
+  ASSERT_TRUE(gateway.WaitReady("rw"));
+  auto ro = Open(gateway, "ro");
+  EXPECT_TRUE(ro->geometry().read_only());
+  EXPECT_EQ(ro->Call(Write(0, std::string(512, 'x'))).status(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  auto ro_client = Open(gateway, "rw", /*read_only=*/true);
+  EXPECT_TRUE(ro_client->geometry().read_only());
+  EXPECT_EQ(ro_client->Call(Write(0, std::string(512, 'x'))).status(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(ro_client->Call(Read(0, 512)).status(), 0);
+  EXPECT_EQ(ReadFile(e2.path()), std::string(kSize, '\0'));
+}
+
+TEST_F(GatewayTest, VolumeBecomesReadyWhenItsExporterArrives) {
+  const std::string address = "unix:" + dir_.path() + "/late.sock";
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {address}));
+  auto channel = GatewayChannel(gateway.address());
+  GatewayClientOptions options;
+  options.volume = "vol0";
+  EXPECT_EQ(GatewayClient::Open(*channel, options).status().code(),
+            absl::StatusCode::kUnavailable);
+  TestExporter late(dir_.path(), "late", kSize);
+  EXPECT_TRUE(gateway.WaitReady("vol0"));
+  EXPECT_NE(Open(gateway, "vol0"), nullptr);
+}
+
+TEST_F(GatewayTest, ReplicaReconnectsAfterTheExporterRestarts) {
+  auto e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1->address()}));
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  ASSERT_EQ(client->Call(Write(0, std::string(512, '1'))).status(), 0);
+  e1.reset();
+  EXPECT_NE(client->Call(Write(512, std::string(512, '2'))).status(), 0)
+      << "no replica: the write must fail, not be acknowledged";
+  e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  absl::Time deadline = absl::Now() + absl::Seconds(15);
+  int status = -1;
+  while (absl::Now() < deadline &&
+         (status = client->Call(Write(1024, std::string(512, '3'))).status()) != 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(status, 0) << "the replica did not come back";
+  std::string data = ReadFile(e1->path());
+  EXPECT_EQ(data.substr(0, 512), std::string(512, '1'));
+  EXPECT_EQ(data.substr(1024, 512), std::string(512, '3'));
+}
+
+TEST_F(GatewayTest, StatusCountsTransactions) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  for (int i = 0; i < 5; ++i) client->Call(Read(0, 512));
+  client->Call(Read(kSize, 512));
+  auto stub = v1::Gateway::NewStub(*GatewayChannel(gateway.address()));
+  grpc::ClientContext context;
+  v1::StatusReply reply;
+  ASSERT_TRUE(stub->Status(&context, v1::StatusRequest(), &reply).ok());
+  ASSERT_EQ(reply.volumes_size(), 1);
+  EXPECT_EQ(reply.volumes(0).transactions_total(), 6u);
+  EXPECT_EQ(reply.volumes(0).transactions_failed(), 1u);
+  EXPECT_EQ(reply.volumes(0).replicas(0).state(), "connected");
+}
+
+}  // namespace
+}  // namespace dst

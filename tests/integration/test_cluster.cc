@@ -1,0 +1,164 @@
+// In-process dst clusters for integration tests: see test_cluster.h.
+#include "tests/integration/test_cluster.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "nbdkit-plugin/gateway_client.h"
+
+namespace dst {
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/dst-test-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) std::abort();
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() { std::filesystem::remove_all(path_); }
+
+namespace {
+absl::Status Injected(const char* what) {
+  return absl::InternalError(std::string("injected ") + what + " failure");
+}
+}  // namespace
+
+absl::Status FaultyStorage::Read(uint64_t offset, size_t length, char* out) {
+  if (fail_reads) return Injected("read");
+  return inner_->Read(offset, length, out);
+}
+absl::Status FaultyStorage::Write(uint64_t offset, absl::string_view data, bool fua) {
+  if (fail_writes) return Injected("write");
+  return inner_->Write(offset, data, fua);
+}
+absl::Status FaultyStorage::WriteZeroes(uint64_t offset, uint64_t length,
+                                        bool may_trim, bool fua) {
+  if (fail_writes) return Injected("zero");
+  return inner_->WriteZeroes(offset, length, may_trim, fua);
+}
+absl::Status FaultyStorage::Trim(uint64_t offset, uint64_t length, bool fua) {
+  if (fail_writes) return Injected("trim");
+  return inner_->Trim(offset, length, fua);
+}
+absl::Status FaultyStorage::Flush() {
+  ++flushes;
+  if (fail_writes) return Injected("flush");
+  return inner_->Flush();
+}
+
+TestExporter::TestExporter(const std::string& dir, const std::string& name,
+                           uint64_t size, ExporterOptions options) {
+  path_ = dir + "/" + name + ".img";
+  address_ = "unix:" + dir + "/" + name + ".sock";
+  FileStorageOptions storage_options;
+  storage_options.path = path_;
+  storage_options.size = size;
+  storage_options.read_only = options.read_only && std::filesystem::exists(path_);
+  auto inner = OpenFileStorage(storage_options);
+  if (!inner.ok()) {
+    ADD_FAILURE() << inner.status();
+    std::abort();
+  }
+  storage_ = std::make_unique<FaultyStorage>(std::move(*inner));
+  if (options.identity.empty()) options.identity = name;
+  service_ = std::make_unique<ExporterService>(storage_.get(), options);
+  absl::Status init = service_->Init();
+  if (!init.ok()) {
+    ADD_FAILURE() << init;
+    std::abort();
+  }
+  ServerSpec spec;
+  spec.listen = {address_};
+  spec.services = {service_.get()};
+  auto server = StartServer(spec);
+  if (!server.ok()) {
+    ADD_FAILURE() << server.status();
+    std::abort();
+  }
+  server_ = std::move(*server);
+}
+
+TestExporter::~TestExporter() { Stop(); }
+
+void TestExporter::Stop() {
+  if (server_.server == nullptr) return;
+  service_->Drain(absl::Now() + absl::Seconds(5));
+  server_.server->Shutdown(std::chrono::system_clock::now());
+  server_.server->Wait();
+  server_.server.reset();
+}
+
+TestGateway::TestGateway(const std::string& dir, const v1::GatewayConfig& config) {
+  address_ = "unix:" + dir + "/gateway.sock";
+  std::vector<std::unique_ptr<Volume>> volumes;
+  for (const v1::VolumeConfig& volume : config.volumes()) {
+    volumes.push_back(MakeVolume(volume, "test-gateway", 64 << 20));
+  }
+  service_ = std::make_unique<GatewayService>(std::move(volumes));
+  ServerSpec spec;
+  spec.listen = {address_};
+  spec.services = {service_.get()};
+  auto server = StartServer(spec);
+  if (!server.ok()) {
+    ADD_FAILURE() << server.status();
+    std::abort();
+  }
+  server_ = std::move(*server);
+  service_->Start();
+}
+
+TestGateway::~TestGateway() {
+  service_->Drain(absl::Now() + absl::Seconds(5));
+  server_.server->Shutdown(std::chrono::system_clock::now());
+  server_.server->Wait();
+  server_.server.reset();
+  service_.reset();
+}
+
+bool TestGateway::WaitReady(const std::string& volume, int seconds) {
+  auto channel = GatewayChannel(address_);
+  if (!channel.ok()) return false;
+  auto stub = v1::Gateway::NewStub(*channel);
+  absl::Time deadline = absl::Now() + absl::Seconds(seconds);
+  while (absl::Now() < deadline) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::StatusRequest request;
+    request.set_volume(volume);
+    v1::StatusReply reply;
+    if (stub->Status(&context, request, &reply).ok() &&
+        reply.volumes_size() == 1 && reply.volumes(0).state() == "ready") {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+v1::GatewayConfig OneVolume(const std::string& name,
+                            const std::vector<std::string>& addresses,
+                            bool read_only) {
+  v1::GatewayConfig config;
+  v1::VolumeConfig* volume = config.add_volumes();
+  volume->set_name(name);
+  volume->set_read_only(read_only);
+  volume->set_max_in_flight(64);
+  for (const std::string& address : addresses) {
+    volume->add_replicas()->set_address(address);
+  }
+  return config;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace dst

@@ -1,0 +1,97 @@
+// In-process dst clusters for integration tests: exporters over files in a
+// temporary directory, with a Storage wrapper that injects faults, and
+// gateways over them, all on Unix sockets (no port clashes when tests run
+// in parallel).
+#ifndef DST_TESTS_INTEGRATION_TEST_CLUSTER_H_
+#define DST_TESTS_INTEGRATION_TEST_CLUSTER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "dst/v1/config.pb.h"
+#include "services/common/server.h"
+#include "services/exporter/exporter_service.h"
+#include "services/exporter/storage.h"
+#include "services/gateway/gateway_service.h"
+
+namespace dst {
+
+// A temporary directory removed (with its contents) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Wraps a Storage; each switch makes that kind of operation fail with EIO.
+class FaultyStorage : public Storage {
+ public:
+  explicit FaultyStorage(std::unique_ptr<Storage> inner) : inner_(std::move(inner)) {}
+  std::atomic<bool> fail_reads{false};
+  std::atomic<bool> fail_writes{false};
+  std::atomic<int> flushes{0};
+
+  uint64_t size() const override { return inner_->size(); }
+  bool can_trim() const override { return inner_->can_trim(); }
+  absl::Status Read(uint64_t offset, size_t length, char* out) override;
+  absl::Status Write(uint64_t offset, absl::string_view data, bool fua) override;
+  absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
+                           bool fua) override;
+  absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
+  absl::Status Flush() override;
+
+ private:
+  std::unique_ptr<Storage> inner_;
+};
+
+class TestExporter {
+ public:
+  // Serves `dir`/`name`.img of `size` bytes on unix:`dir`/`name`.sock.
+  TestExporter(const std::string& dir, const std::string& name, uint64_t size,
+               ExporterOptions options = {});
+  ~TestExporter();
+  const std::string& address() const { return address_; }
+  const std::string& path() const { return path_; }
+  FaultyStorage& storage() { return *storage_; }
+  ExporterService& service() { return *service_; }
+  // Stops serving (as if the process died); the file remains.
+  void Stop();
+
+ private:
+  std::string address_, path_;
+  std::unique_ptr<FaultyStorage> storage_;
+  std::unique_ptr<ExporterService> service_;
+  RunningServer server_;
+};
+
+class TestGateway {
+ public:
+  // Serves `config`'s volumes on unix:`dir`/gateway.sock.
+  TestGateway(const std::string& dir, const v1::GatewayConfig& config);
+  ~TestGateway();
+  const std::string& address() const { return address_; }
+  // True once the volume accepts Open, false after `seconds`.
+  bool WaitReady(const std::string& volume, int seconds = 10);
+
+ private:
+  std::string address_;
+  std::unique_ptr<GatewayService> service_;
+  RunningServer server_;
+};
+
+// A config with one volume over `addresses`.
+v1::GatewayConfig OneVolume(const std::string& name,
+                            const std::vector<std::string>& addresses,
+                            bool read_only = false);
+
+// Reads the whole file at `path`.
+std::string ReadFile(const std::string& path);
+
+}  // namespace dst
+
+#endif  // DST_TESTS_INTEGRATION_TEST_CLUSTER_H_

@@ -1,0 +1,59 @@
+// Strict flag parsing and byte counts.
+#include "services/common/flags.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace dst {
+namespace {
+
+Flags MakeFlags() {
+  return Flags("prog", "summary",
+               {{"listen", "ADDR", "where", true},
+                {"size", "BYTES", "how big"},
+                {"read-only", "", "flag"}});
+}
+
+absl::Status Parse(Flags& flags, std::vector<const char*> args) {
+  args.insert(args.begin(), "prog");
+  return flags.Parse(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+}
+
+TEST(FlagsTest, ParsesValuesRepeatsAndBooleans) {
+  Flags flags = MakeFlags();
+  ASSERT_TRUE(Parse(flags, {"--listen=a:1", "--listen=b:2", "--size=4M",
+                            "--read-only", "cmd"}).ok());
+  EXPECT_EQ(flags.GetAll("listen"), (std::vector<std::string>{"a:1", "b:2"}));
+  EXPECT_EQ(flags.Get("size"), "4M");
+  EXPECT_EQ(flags.Get("read-only"), "true");
+  EXPECT_EQ(flags.positional(), std::vector<std::string>{"cmd"});
+}
+
+TEST(FlagsTest, RefusesUnknownMissingValueAndRepeats) {
+  Flags a = MakeFlags();
+  EXPECT_EQ(Parse(a, {"--nope=1"}).message(), "unknown flag --nope");
+  Flags b = MakeFlags();
+  EXPECT_FALSE(Parse(b, {"--size"}).ok());
+  Flags c = MakeFlags();
+  EXPECT_FALSE(Parse(c, {"--size=1", "--size=2"}).ok());
+  Flags d = MakeFlags();
+  EXPECT_FALSE(Parse(d, {"--read-only=maybe"}).ok());
+}
+
+TEST(FlagsTest, ParsesByteCounts) {
+  uint64_t v = 0;
+  ASSERT_TRUE(ParseBytes("size", "512", &v).ok());
+  EXPECT_EQ(v, 512u);
+  ASSERT_TRUE(ParseBytes("size", "64M", &v).ok());
+  EXPECT_EQ(v, 64u << 20);
+  ASSERT_TRUE(ParseBytes("size", "2G", &v).ok());
+  EXPECT_EQ(v, 2ull << 30);
+  for (const char* bad : {"", "M", "-1", "1.5G", "12X", "99999999999999999999",
+                          "17179869184T"}) {
+    EXPECT_FALSE(ParseBytes("size", bad, &v).ok()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace dst

@@ -1,0 +1,66 @@
+// The pre-sized in-flight table: ids, bounds, late-reply detection.
+#include "services/common/transaction_table.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <vector>
+
+namespace dst {
+namespace {
+
+TEST(TransactionTableTest, CapacityRoundsUpAndBounds) {
+  TransactionTable table(5);
+  EXPECT_EQ(table.capacity(), 8u);
+  std::vector<Transaction*> all;
+  for (int i = 0; i < 8; ++i) {
+    Transaction* t = table.Allocate();
+    ASSERT_NE(t, nullptr);
+    all.push_back(t);
+  }
+  EXPECT_EQ(table.Allocate(), nullptr) << "a full table must refuse, not grow";
+  EXPECT_EQ(table.in_use(), 8u);
+  table.Release(all[3]);
+  EXPECT_NE(table.Allocate(), nullptr);
+}
+
+TEST(TransactionTableTest, IdsAreUniqueAndNeverZero) {
+  TransactionTable table(4);
+  std::set<uint64_t> ids;
+  for (int i = 0; i < 1000; ++i) {
+    Transaction* t = table.Allocate();
+    ASSERT_NE(t->id, 0u);
+    EXPECT_TRUE(ids.insert(t->id).second) << "id reused: " << t->id;
+    EXPECT_EQ(table.Find(t->id), t);
+    table.Release(t);
+  }
+}
+
+TEST(TransactionTableTest, LateReplyForReusedSlotDoesNotMatch) {
+  TransactionTable table(1);
+  Transaction* first = table.Allocate();
+  uint64_t old_id = first->id;
+  table.Release(first);
+  Transaction* second = table.Allocate();
+  ASSERT_EQ(second, first) << "same slot reused";
+  EXPECT_EQ(table.Find(old_id), nullptr) << "late reply must not match";
+  EXPECT_EQ(table.Find(second->id), second);
+  EXPECT_EQ(table.Find(0), nullptr);
+  EXPECT_EQ(table.Find(12345), nullptr);
+}
+
+TEST(TransactionTableTest, ReleaseDropsRequestAndCallback) {
+  TransactionTable table(2);
+  Transaction* t = table.Allocate();
+  t->request.set_data(std::string(1024, 'x'));
+  t->done = [](v1::Reply&&) {};
+  table.Release(t);
+  EXPECT_TRUE(t->request.data().empty());
+  EXPECT_FALSE(t->done);
+  int visited = 0;
+  table.ForEach([&](Transaction&) { ++visited; });
+  EXPECT_EQ(visited, 0);
+}
+
+}  // namespace
+}  // namespace dst
