@@ -33,8 +33,7 @@ absl::StatusOr<std::unique_ptr<GatewayClient>> GatewayClient::Open(
   if (!status.ok()) return FromGrpcStatus(status);
   RETURN_IF_ERROR(ValidateGeometry(reply.geometry()));
   TransactionStreamOptions stream_options;
-  stream_options.max_batch_bytes =
-      static_cast<size_t>(options.max_message_bytes) - (64 << 10);
+  stream_options.max_batch_bytes = MaxBatchBytes(reply.geometry());
   const std::string volume = options.volume;
   const std::string access = options.read_only ? "ro" : "rw";
   auto stream = std::make_unique<TransactionStream>(

@@ -99,6 +99,14 @@ absl::Status ValidateRequest(const v1::Request& request,
   return absl::OkStatus();
 }
 
+int MaxMessageBytes(const v1::Geometry& geometry) {
+  return static_cast<int>(geometry.max_transfer()) + (1 << 20);
+}
+
+size_t MaxBatchBytes(const v1::Geometry& geometry) {
+  return geometry.max_transfer() + (512u << 10);
+}
+
 absl::Status ValidateGeometry(const v1::Geometry& geometry) {
   if (!IsPowerOfTwo(geometry.logical_block_size()) ||
       geometry.logical_block_size() > 65536) {

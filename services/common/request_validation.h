@@ -22,6 +22,11 @@ bool IsModifying(v1::Op op);
 absl::Status ValidateRequest(const v1::Request& request,
                              const v1::Geometry& geometry, bool read_only);
 
+// The largest gRPC message a stream peer must accept for `geometry`, and
+// the batch size a sender must stay under (room for per-request headers).
+int MaxMessageBytes(const v1::Geometry& geometry);
+size_t MaxBatchBytes(const v1::Geometry& geometry);
+
 // Checks a geometry is usable: size a multiple of the logical block size,
 // block sizes powers of two, max_transfer a positive multiple.
 absl::Status ValidateGeometry(const v1::Geometry& geometry);

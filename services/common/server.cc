@@ -104,4 +104,6 @@ int WaitForTerminationSignal() {
   }
 }
 
+void ExitNow(int code) { ::_exit(code); }
+
 }  // namespace dst

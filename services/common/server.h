@@ -39,6 +39,12 @@ void BlockTerminationSignals();
 // Waits for SIGTERM or SIGINT; returns the signal number.
 int WaitForTerminationSignal();
 
+// Ends the process with `code` at once. gRPC 1.51's global teardown (run by
+// ~Server) can sit up to 10 s on an idle poller timer; a service calls this
+// after draining its streams and making its state durable, so nothing is
+// lost by skipping destructors.
+[[noreturn]] void ExitNow(int code);
+
 }  // namespace dst
 
 #endif  // DST_SERVICES_COMMON_SERVER_H_

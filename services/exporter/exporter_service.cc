@@ -62,6 +62,7 @@ absl::Status ExporterService::Init() {
   geometry_.set_features(features);
   geometry_.set_identity(options_.identity);
   RETURN_IF_ERROR(ValidateGeometry(geometry_));
+  options_.stream.max_batch_bytes = MaxBatchBytes(geometry_);
   pool_ = std::make_unique<ThreadPool>(options_.io_threads);
   return absl::OkStatus();
 }

@@ -31,7 +31,7 @@ struct ExporterOptions {
   std::string identity;
   // Threads doing disk I/O. Default 4.
   int io_threads = 4;
-  // Per-stream window and reply batching.
+  // Per-stream window (reply batches follow max_transfer).
   StreamOptions stream;
 };
 
@@ -64,7 +64,7 @@ class ExporterService final : public v1::Exporter::CallbackService {
   class Handler;
 
   Storage* const storage_;
-  const ExporterOptions options_;
+  ExporterOptions options_;  // stream batch size set by Init()
   v1::Geometry geometry_;
   StreamRegistry streams_;
   std::unique_ptr<ThreadPool> pool_;

@@ -8,8 +8,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/log.h"
+#include "services/common/request_validation.h"
 #include "services/common/server.h"
 #include "services/exporter/exporter_service.h"
 #include "services/exporter/storage.h"
@@ -93,11 +95,26 @@ int Main(int argc, char** argv) {
     }
     f.set(value);
   }
+  // Checked before the backing file is touched: a refused start changes
+  // nothing.
+  for (const std::string& listen : flags.GetAll("listen")) {
+    if (absl::StatusOr<Address> a = ParseAddress(listen); !a.ok()) {
+      return Fail(absl::StrCat("--listen=", listen, ": ", a.status().message()));
+    }
+  }
+  if ((options.block_size & (options.block_size - 1)) != 0) {
+    return Fail(absl::StrCat("--block-size=", options.block_size,
+                             ": must be a power of two"));
+  }
+  if (options.max_transfer % options.block_size != 0) {
+    return Fail(absl::StrCat("--max-transfer=", options.max_transfer,
+                             ": must be a multiple of the block size (",
+                             options.block_size, ")"));
+  }
   uint64_t drain_seconds = 30;
   if (flags.Has("drain-seconds")) {
     (void)absl::SimpleAtoi(flags.Get("drain-seconds"), &drain_seconds);
   }
-  options.stream.max_batch_bytes = options.max_transfer + (64u << 10);
 
   absl::StatusOr<std::unique_ptr<Storage>> storage =
       OpenFileStorage(storage_options);
@@ -110,7 +127,7 @@ int Main(int argc, char** argv) {
   ServerSpec spec;
   spec.listen = flags.GetAll("listen");
   spec.services = {&service};
-  spec.max_message_bytes = static_cast<int>(options.max_transfer) + (1 << 20);
+  spec.max_message_bytes = MaxMessageBytes(service.geometry());
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
   DST_LOG(Info, "exporter: serving %s (%d bytes, %s) on %s",
@@ -124,10 +141,10 @@ int Main(int argc, char** argv) {
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (absl::Status s = (*storage)->Flush(); !s.ok() && !options.read_only) {
     DST_LOG(Error, "exporter: final flush failed: %s", s.ToString());
-    return 1;
+    ExitNow(1);
   }
   DST_LOG(Info, "exporter: stopped%s", drained ? "" : " (drain timed out)");
-  return 0;
+  ExitNow(0);
 }
 
 }  // namespace

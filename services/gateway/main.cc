@@ -94,7 +94,7 @@ int Main(int argc, char** argv) {
       service.Drain(absl::Now() + absl::Seconds(config->drain_seconds()));
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");
-  return 0;
+  ExitNow(0);
 }
 
 }  // namespace

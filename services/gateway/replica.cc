@@ -99,12 +99,15 @@ absl::Status Replica::Connect() {
         "the export is read-only but the volume is read-write");
   }
   const std::string access = options_.read_only ? "ro" : "rw";
+  TransactionStreamOptions stream_options = options_.stream;
+  stream_options.max_batch_bytes =
+      std::min(stream_options.max_batch_bytes, MaxBatchBytes(geometry));
   auto stream = std::make_shared<TransactionStream>(
       [stub, access](grpc::ClientContext* ctx, ClientStreamReactor* reactor) {
         ctx->AddMetadata("dst-access", access);
         stub->async()->Stream(ctx, reactor);
       },
-      options_.stream);
+      stream_options);
   absl::MutexLock lock(&mu_);
   stub_ = stub;
   geometry_ = geometry;

@@ -167,7 +167,6 @@ std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
     options.client_id = absl::StrCat(gateway_id, "/", config.name());
     options.read_only = config.read_only();
     options.max_message_bytes = max_message_bytes;
-    options.stream.max_batch_bytes = static_cast<size_t>(max_message_bytes) - (64 << 10);
     replicas.push_back(std::make_unique<Replica>(options));
   }
   return std::make_unique<Volume>(config, std::move(replicas));

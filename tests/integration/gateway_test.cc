@@ -3,7 +3,9 @@
 // reconnection.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
+#include <vector>
 
 #include "nbdkit-plugin/gateway_client.h"
 #include "tests/integration/test_cluster.h"
@@ -210,6 +212,38 @@ TEST_F(GatewayTest, StatusCountsTransactions) {
   EXPECT_EQ(reply.volumes(0).transactions_total(), 6u);
   EXPECT_EQ(reply.volumes(0).transactions_failed(), 1u);
   EXPECT_EQ(reply.volumes(0).replicas(0).state(), "connected");
+}
+
+}  // namespace
+}  // namespace dst
+
+namespace dst {
+namespace {
+
+TEST_F(GatewayTest, ConcurrentMaxSizeWritesStayUnderMessageLimits) {
+  // Batches must follow the negotiated max_transfer: several 4 MiB writes
+  // in one message would exceed what the exporter accepts.
+  TestExporter e1(dir_.path(), "e1", 64 << 20);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  const uint32_t max = client->geometry().max_transfer();
+  ASSERT_EQ(max, 4u << 20);
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 12; ++i) {
+    writers.emplace_back([&, i] {
+      v1::Reply reply = client->Call(Write(uint64_t(i) * max, std::string(max, char('A' + i))));
+      if (reply.status() != 0) {
+        ADD_FAILURE() << reply.message();
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  ASSERT_EQ(failures, 0);
+  std::string data = ReadFile(e1.path());
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(data[uint64_t(i) * max + max - 1], char('A' + i));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "nbdkit-plugin/gateway_client.h"
+#include "services/common/request_validation.h"
 
 namespace dst {
 
@@ -75,6 +76,7 @@ TestExporter::TestExporter(const std::string& dir, const std::string& name,
   ServerSpec spec;
   spec.listen = {address_};
   spec.services = {service_.get()};
+  spec.max_message_bytes = MaxMessageBytes(service_->geometry());  // as main.cc
   auto server = StartServer(spec);
   if (!server.ok()) {
     ADD_FAILURE() << server.status();

@@ -1,0 +1,131 @@
+# Shared helpers for dst's e2e tests (sourced by tests/e2e/test-*.sh), in
+# nbdkit's manner: real processes on Unix sockets in a private temporary
+# directory, a cleanup trap that stops them all, and a prerequisite that is
+# missing makes the test FAIL with its name, never skip.
+set -euo pipefail
+
+DST_BIN=${DST_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../build/bin" && pwd)}
+# Debian's python3 has the libnbd bindings (python3-libnbd); a python3 from
+# elsewhere on PATH may not.
+PYTHON=/usr/bin/python3
+
+fail() {
+  echo "FAIL: $*" >&2
+  if [ -n "${tmp:-}" ]; then
+    for log in "$tmp"/*.log; do
+      [ -f "$log" ] || continue
+      echo "---- $(basename "$log") (last 20 lines)" >&2
+      tail -n 20 "$log" >&2
+    done
+  fi
+  exit 1
+}
+
+requires() {
+  for cmd in "$@"; do
+    command -v "$cmd" >/dev/null 2>&1 ||
+      fail "prerequisite missing: $cmd (the test command installs it; see README)"
+  done
+}
+
+requires_root() {
+  [ "$(id -u)" = 0 ] || fail "this test needs root (loop devices, mount)"
+}
+
+for binary in dst-exporter dst-gateway dstctl nbdkit-dst-plugin.so; do
+  [ -e "$DST_BIN/$binary" ] || fail "$DST_BIN/$binary not built (cmake --build build)"
+done
+
+tmp=$(mktemp -d /tmp/dst-e2e-XXXXXX)
+pids=()
+cleanup_hooks=()
+
+cleanup() {
+  local status=$?
+  set +e
+  for hook in "${cleanup_hooks[@]}"; do eval "$hook"; done
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  rm -rf "$tmp"
+  exit $status
+}
+trap cleanup EXIT INT TERM
+
+# on_exit CMD: run CMD at cleanup, before processes are stopped (LIFO not
+# needed so far: hooks run in order).
+on_exit() { cleanup_hooks+=("$1"); }
+
+wait_for_socket() {
+  local path=$1
+  for _ in $(seq 1 200); do
+    [ -S "$path" ] && return 0
+    sleep 0.05
+  done
+  fail "socket $path did not appear"
+}
+
+# start_exporter NAME SIZE [FLAGS...]: serves $tmp/NAME.img on
+# unix:$tmp/NAME.sock.
+start_exporter() {
+  local name=$1 size=$2
+  shift 2
+  "$DST_BIN/dst-exporter" --listen="unix:$tmp/$name.sock" \
+    --backing="$tmp/$name.img" --size="$size" --id="$name" "$@" \
+    2>"$tmp/$name.log" &
+  pids+=($!)
+  wait_for_socket "$tmp/$name.sock"
+}
+
+# start_gateway: serves $tmp/gateway.yaml (write it first) on
+# unix:$tmp/gateway.sock, and waits until every volume is ready.
+start_gateway() {
+  "$DST_BIN/dst-gateway" --config="$tmp/gateway.yaml" \
+    --listen="unix:$tmp/gateway.sock" 2>"$tmp/gateway.log" &
+  pids+=($!)
+  wait_for_socket "$tmp/gateway.sock"
+  for _ in $(seq 1 200); do
+    if "$DST_BIN/dstctl" --gateway="unix:$tmp/gateway.sock" volumes 2>/dev/null |
+        awk 'NR > 1 && $2 != "ready" { bad = 1 } END { exit bad }'; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  fail "gateway volumes did not become ready"
+}
+
+# gateway_config VOLUME REPLICA...: a config with one volume.
+gateway_config() {
+  local volume=$1
+  shift
+  {
+    echo "volumes:"
+    echo "  - name: $volume"
+    echo "    replicas:"
+    for replica in "$@"; do echo "      - address: \"unix:$tmp/$replica.sock\""; done
+  } >"$tmp/gateway.yaml"
+}
+
+# start_nbdkit VOLUME [NBDKIT FLAGS...]: serves the volume on $tmp/nbd.sock
+# and sets $uri.
+start_nbdkit() {
+  local volume=$1
+  shift
+  nbdkit -f -U "$tmp/nbd.sock" "$@" "$DST_BIN/nbdkit-dst-plugin.so" \
+    gateway="unix:$tmp/gateway.sock" volume="$volume" 2>"$tmp/nbdkit.log" &
+  pids+=($!)
+  wait_for_socket "$tmp/nbd.sock"
+  uri="nbd+unix:///?socket=$tmp/nbd.sock"
+}
+
+# start_stack SIZE REPLICAS: exporters e1..eN of SIZE, gateway, nbdkit
+# serving volume vol0.
+start_stack() {
+  local size=$1 count=$2 names=()
+  for i in $(seq 1 "$count"); do
+    start_exporter "e$i" "$size"
+    names+=("e$i")
+  done
+  gateway_config vol0 "${names[@]}"
+  start_gateway
+  start_nbdkit vol0
+}
