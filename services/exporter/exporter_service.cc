@@ -17,7 +17,15 @@ class ExporterService::Handler : public StreamHandler {
   Handler(ExporterService* service, bool read_only)
       : service_(service), read_only_(read_only) {}
 
-  void Handle(v1::Request&& request, Done done) override {
+  void Handle(v1::Request&& request, Done reply_done) override {
+    // Every reply is counted and timed on its way out.
+    Done done = [metrics = service_->op_metrics_.get(), op = request.op(),
+                 written = request.data().size(), start = absl::Now(),
+                 reply_done = std::move(reply_done)](v1::Reply&& reply) {
+      metrics->Record(op, reply.status() == 0, written + reply.data().size(),
+                      absl::Now() - start);
+      reply_done(std::move(reply));
+    };
     absl::Status status =
         ValidateRequest(request, service_->geometry_, read_only_);
     if (!status.ok()) {
@@ -64,6 +72,11 @@ absl::Status ExporterService::Init() {
   RETURN_IF_ERROR(ValidateGeometry(geometry_));
   options_.stream.max_batch_bytes = MaxBatchBytes(geometry_);
   pool_ = std::make_unique<ThreadPool>(options_.io_threads);
+  if (options_.metrics == nullptr) {
+    options_.metrics = std::make_shared<prometheus::Registry>();
+  }
+  op_metrics_ = std::make_unique<OpMetrics>(*options_.metrics, "dst_exporter",
+                                            std::map<std::string, std::string>{});
   return absl::OkStatus();
 }
 

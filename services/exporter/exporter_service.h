@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "dst/v1/exporter.grpc.pb.h"
+#include "services/common/metrics.h"
 #include "services/common/stream_reactor.h"
 #include "services/common/thread_pool.h"
 #include "services/exporter/storage.h"
@@ -33,6 +34,8 @@ struct ExporterOptions {
   int io_threads = 4;
   // Per-stream window (reply batches follow max_transfer).
   StreamOptions stream;
+  // Where dst_exporter_* metrics go. Default: a private registry.
+  std::shared_ptr<prometheus::Registry> metrics;
 };
 
 class ExporterService final : public v1::Exporter::CallbackService {
@@ -68,6 +71,7 @@ class ExporterService final : public v1::Exporter::CallbackService {
   v1::Geometry geometry_;
   StreamRegistry streams_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<OpMetrics> op_metrics_;
 };
 
 }  // namespace dst

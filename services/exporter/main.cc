@@ -11,6 +11,7 @@
 #include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/log.h"
+#include "services/common/metrics.h"
 #include "services/common/request_validation.h"
 #include "services/common/server.h"
 #include "services/exporter/exporter_service.h"
@@ -39,6 +40,7 @@ int Main(int argc, char** argv) {
                   {"max-in-flight", "N", "requests in flight per stream (default 64)"},
                   {"id", "NAME", "replica identity reported to gateways (default: the backing path)"},
                   {"drain-seconds", "N", "how long SIGTERM waits for in-flight work (default 30)"},
+                  {"metrics", "HOST:PORT", "serve Prometheus metrics at http://HOST:PORT/metrics (default off)"},
                   {"log-level", "LEVEL", "debug, info, warning or error (default info)"},
                   {"help", "", "print this help"},
               });
@@ -116,6 +118,14 @@ int Main(int argc, char** argv) {
     (void)absl::SimpleAtoi(flags.Get("drain-seconds"), &drain_seconds);
   }
 
+  options.metrics = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<MetricsServer> metrics;
+  if (flags.Has("metrics")) {
+    auto started = MetricsServer::Start(flags.Get("metrics"), options.metrics);
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    metrics = std::move(*started);
+  }
+
   absl::StatusOr<std::unique_ptr<Storage>> storage =
       OpenFileStorage(storage_options);
   if (!storage.ok()) return Fail(storage.status().ToString());
@@ -130,10 +140,12 @@ int Main(int argc, char** argv) {
   spec.max_message_bytes = MaxMessageBytes(service.geometry());
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
-  DST_LOG(Info, "exporter: serving %s (%d bytes, %s) on %s",
+  DST_LOG(Info, "exporter: serving %s (%d bytes, %s) on %s%s",
           storage_options.path, service.geometry().size(),
           options.read_only ? "read-only" : "read-write",
-          absl::StrJoin(server->bound, ", "));
+          absl::StrJoin(server->bound, ", "),
+          metrics ? absl::StrCat("; metrics on http://", flags.Get("metrics"), "/metrics")
+                  : "");
 
   int signal_number = WaitForTerminationSignal();
   DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);

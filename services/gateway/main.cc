@@ -10,6 +10,7 @@
 #include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/log.h"
+#include "services/common/metrics.h"
 #include "services/common/server.h"
 #include "services/gateway/config.h"
 #include "services/gateway/gateway_service.h"
@@ -33,6 +34,8 @@ int Main(int argc, char** argv) {
                   {"config", "FILE", "YAML or JSON configuration (required)"},
                   {"listen", "ADDR", "host:port, [v6]:port or unix:/path; adds to "
                                      "the config's listen (default 127.0.0.1:7000)", true},
+                  {"metrics", "HOST:PORT", "serve Prometheus metrics at http://HOST:PORT/metrics; "
+                                           "overrides the config's metrics (default off)"},
                   {"check-config", "", "validate the configuration and exit"},
                   {"id", "NAME", "this gateway's name in exporter logs (default: hostname)"},
                   {"log-level", "LEVEL", "debug, info, warning or error (default info)"},
@@ -56,6 +59,11 @@ int Main(int argc, char** argv) {
   SetLogLevel(level);
   absl::StatusOr<v1::GatewayConfig> config = LoadGatewayConfig(flags.Get("config"));
   if (!config.ok()) return Fail(std::string(config.status().message()));
+  if (flags.Has("metrics")) {
+    if (absl::StatusOr<Address> a = ParseAddress(flags.Get("metrics")); !a.ok()) {
+      return Fail(absl::StrCat("--metrics=", flags.Get("metrics"), ": ", a.status().message()));
+    }
+  }
   for (const std::string& listen : flags.GetAll("listen")) {
     if (absl::StatusOr<Address> a = ParseAddress(listen); !a.ok()) {
       return Fail(absl::StrCat("--listen=", listen, ": ", a.status().message()));
@@ -72,9 +80,17 @@ int Main(int argc, char** argv) {
   gethostname(host, sizeof(host) - 1);
   std::string id = flags.Get("id", host);
 
+  if (flags.Has("metrics")) config->set_metrics(flags.Get("metrics"));
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<MetricsServer> metrics;
+  if (!config->metrics().empty()) {
+    auto started = MetricsServer::Start(config->metrics(), registry);
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    metrics = std::move(*started);
+  }
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config->volumes()) {
-    volumes.push_back(MakeVolume(volume, id, kMaxMessageBytes));
+    volumes.push_back(MakeVolume(volume, id, kMaxMessageBytes, *registry));
   }
   GatewayService service(std::move(volumes));
 
@@ -85,8 +101,10 @@ int Main(int argc, char** argv) {
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
   service.Start();
-  DST_LOG(Info, "gateway: %d volume(s), listening on %s", config->volumes_size(),
-          absl::StrJoin(server->bound, ", "));
+  DST_LOG(Info, "gateway: %d volume(s), listening on %s%s", config->volumes_size(),
+          absl::StrJoin(server->bound, ", "),
+          metrics ? absl::StrCat("; metrics on http://", config->metrics(), "/metrics")
+                  : "");
 
   int signal_number = WaitForTerminationSignal();
   DST_LOG(Info, "gateway: signal %d, draining in-flight work", signal_number);

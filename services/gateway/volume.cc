@@ -12,12 +12,32 @@
 namespace dst {
 
 Volume::Volume(const v1::VolumeConfig& config,
-               std::vector<std::unique_ptr<Replica>> replicas)
-    : config_(config), replicas_(std::move(replicas)) {}
+               std::vector<std::unique_ptr<Replica>> replicas,
+               prometheus::Registry& registry)
+    : config_(config),
+      replicas_(std::move(replicas)),
+      op_metrics_(registry, "dst_gateway", {{"volume", config.name()}}),
+      in_flight_gauge_(prometheus::BuildGauge()
+                           .Name("dst_gateway_transactions_in_flight")
+                           .Help("Client requests accepted and not yet answered.")
+                           .Register(registry)
+                           .Add({{"volume", config.name()}})) {
+  auto& connected = prometheus::BuildGauge()
+                        .Name("dst_gateway_replica_connected")
+                        .Help("1 while the gateway has a working stream to the replica.")
+                        .Register(registry);
+  for (const auto& replica : replicas_) {
+    replica_connected_.push_back(
+        &connected.Add({{"volume", config.name()}, {"replica", replica->address()}}));
+  }
+}
 
 void Volume::Start() {
-  for (const auto& replica : replicas_) {
-    replica->Start([this] { UpdateGeometry(); });
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    replicas_[i]->Start([this, i] {
+      replica_connected_[i]->Set(replicas_[i]->connected() ? 1 : 0);
+      UpdateGeometry();
+    });
   }
 }
 
@@ -68,9 +88,15 @@ absl::StatusOr<v1::Geometry> Volume::Open(bool read_only) const {
 void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
   total_.fetch_add(1, std::memory_order_relaxed);
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  TransactionDone counted = [this, done = std::move(done)](v1::Reply&& reply) {
-    if (reply.status() != 0) failed_.fetch_add(1, std::memory_order_relaxed);
+  in_flight_gauge_.Increment();
+  TransactionDone counted = [this, done = std::move(done), op = request.op(),
+                             written = request.data().size(),
+                             start = absl::Now()](v1::Reply&& reply) {
+    const bool ok = reply.status() == 0;
+    if (!ok) failed_.fetch_add(1, std::memory_order_relaxed);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    in_flight_gauge_.Decrement();
+    op_metrics_.Record(op, ok, written + reply.data().size(), absl::Now() - start);
     done(std::move(reply));
   };
   absl::StatusOr<v1::Geometry> geometry = Open(read_only);
@@ -159,7 +185,8 @@ v1::VolumeStatus Volume::Status() const {
 
 std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
                                    const std::string& gateway_id,
-                                   int max_message_bytes) {
+                                   int max_message_bytes,
+                                   prometheus::Registry& registry) {
   std::vector<std::unique_ptr<Replica>> replicas;
   for (const v1::ReplicaConfig& replica : config.replicas()) {
     ReplicaOptions options;
@@ -169,7 +196,7 @@ std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
     options.max_message_bytes = max_message_bytes;
     replicas.push_back(std::make_unique<Replica>(options));
   }
-  return std::make_unique<Volume>(config, std::move(replicas));
+  return std::make_unique<Volume>(config, std::move(replicas), registry);
 }
 
 }  // namespace dst

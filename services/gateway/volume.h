@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "dst/v1/config.pb.h"
 #include "dst/v1/gateway.pb.h"
+#include "services/common/metrics.h"
 #include "services/common/transaction_table.h"
 #include "services/gateway/replica.h"
 
@@ -27,8 +28,10 @@ namespace dst {
 
 class Volume {
  public:
+  // Metrics go to `registry` as dst_gateway_* with {volume="NAME"}.
   Volume(const v1::VolumeConfig& config,
-         std::vector<std::unique_ptr<Replica>> replicas);
+         std::vector<std::unique_ptr<Replica>> replicas,
+         prometheus::Registry& registry);
   Volume(const Volume&) = delete;
   Volume& operator=(const Volume&) = delete;
 
@@ -58,6 +61,9 @@ class Volume {
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> next_read_{0};
+  OpMetrics op_metrics_;
+  prometheus::Gauge& in_flight_gauge_;
+  std::vector<prometheus::Gauge*> replica_connected_;  // by replica index
 
   mutable absl::Mutex mu_;
   // Set once every replica has negotiated; never shrinks.
@@ -68,7 +74,8 @@ class Volume {
 // Builds the volume a config entry describes (replicas not yet started).
 std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
                                    const std::string& gateway_id,
-                                   int max_message_bytes);
+                                   int max_message_bytes,
+                                   prometheus::Registry& registry);
 
 }  // namespace dst
 

@@ -129,3 +129,13 @@ start_stack() {
   start_gateway
   start_nbdkit vol0
 }
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+  $PYTHON -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# metric_value URL SERIES: the value of one exact series line ("" if absent).
+metric_value() {
+  curl -fsS "$1" | awk -v series="$2" '$1 == series { print $2 }'
+}

@@ -99,7 +99,7 @@ TestGateway::TestGateway(const std::string& dir, const v1::GatewayConfig& config
   address_ = "unix:" + dir + "/gateway.sock";
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config.volumes()) {
-    volumes.push_back(MakeVolume(volume, "test-gateway", 64 << 20));
+    volumes.push_back(MakeVolume(volume, "test-gateway", 64 << 20, *registry_));
   }
   service_ = std::make_unique<GatewayService>(std::move(volumes));
   ServerSpec spec;

@@ -80,6 +80,8 @@ class TestGateway {
 
  private:
   std::string address_;
+  std::shared_ptr<prometheus::Registry> registry_ =
+      std::make_shared<prometheus::Registry>();
   std::unique_ptr<GatewayService> service_;
   RunningServer server_;
 };
