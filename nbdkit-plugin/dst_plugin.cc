@@ -25,7 +25,10 @@ namespace {
 
 std::string g_gateway;
 std::string g_volume;
-std::shared_ptr<grpc::Channel> g_channel;
+// Never released: dropping gRPC's last object at unload runs its global
+// teardown, which can hold nbdkit's exit for 10 s on an idle timer (gRPC
+// 1.51). A heap object, so no static destructor releases it either.
+std::shared_ptr<grpc::Channel>* g_channel = nullptr;
 
 int DstConfig(const char* key, const char* value) {
   if (std::strcmp(key, "gateway") == 0) {
@@ -58,18 +61,16 @@ int DstAfterFork() {
     errno = EINVAL;
     return -1;
   }
-  g_channel = *std::move(channel);
+  g_channel = new std::shared_ptr<grpc::Channel>(*std::move(channel));
   return 0;
 }
-
-void DstUnload() { g_channel.reset(); }
 
 void* DstOpen(int readonly) {
   dst::GatewayClientOptions options;
   options.volume = g_volume;
   options.read_only = readonly != 0;
   absl::StatusOr<std::unique_ptr<dst::GatewayClient>> client =
-      dst::GatewayClient::Open(g_channel, options);
+      dst::GatewayClient::Open(*g_channel, options);
   if (!client.ok()) {
     nbdkit_error("cannot open volume '%s' on gateway %s: %s", g_volume.c_str(),
                  g_gateway.c_str(), client.status().ToString().c_str());
@@ -190,7 +191,6 @@ nbdkit_plugin MakePlugin() {
       "gateway=ADDR   (required) gateway address: host:port, [v6]:port or unix:/path\n"
       "volume=NAME    (required) the volume to serve";
   plugin.after_fork = DstAfterFork;
-  plugin.unload = DstUnload;
   plugin.open = DstOpen;
   plugin.close = DstClose;
   plugin.get_size = DstGetSize;

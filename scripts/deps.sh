@@ -1,0 +1,43 @@
+# Installs the Debian 12 packages dst needs (sourced by up.sh and test.sh).
+# Only missing packages are installed; apt-get update runs only then.
+# Usage: install_packages build|run|test
+
+BUILD_PACKAGES=(build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc
+  libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev prometheus-cpp-dev
+  nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev)
+RUN_PACKAGES=(nbdkit libnbd-bin)
+TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
+  e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format)
+
+missing_packages() {
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+      echo "$pkg"
+  done
+}
+
+install_packages() {
+  local wanted=("${BUILD_PACKAGES[@]}")
+  case "$1" in
+    run) wanted+=("${RUN_PACKAGES[@]}") ;;
+    test) wanted+=("${TEST_PACKAGES[@]}") ;;
+  esac
+  local missing
+  missing=$(missing_packages "${wanted[@]}")
+  [ -z "$missing" ] && return 0
+  echo "dst: installing missing packages:" $missing
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
+}
+
+# build_dst DIR [CMAKE ARGS...]: configure and build into DIR.
+build_dst() {
+  local dir=$1
+  shift
+  cmake -S "$DST_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+}

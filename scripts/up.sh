@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Brings a local dst stack up: installs what is missing, builds, starts two
+# file-backed exporters (a two-way mirror) in ./data, a gateway, and nbdkit
+# serving volume vol0 on localhost:10809. Ctrl-C stops everything cleanly.
+#
+# Environment: DST_DATA (default ./data), DST_SIZE (default 1G),
+# DST_NBD_PORT (default 10809).
+set -euo pipefail
+DST_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$DST_ROOT/scripts/deps.sh"
+
+data=${DST_DATA:-$DST_ROOT/data}
+size=${DST_SIZE:-1G}
+nbd_port=${DST_NBD_PORT:-10809}
+
+install_packages run
+build_dst "$DST_ROOT/build"
+bin=$DST_ROOT/build/bin
+mkdir -p "$data"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "dst: stopping (nbdkit, gateway, exporters)..."
+  # NBD server first, then the gateway, then the exporters: each drains.
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+  echo "dst: stopped. Data is in $data."
+  exit 0
+}
+trap stop INT TERM EXIT
+
+wait_tcp() {  # wait_tcp PORT NAME
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "dst: $2 did not start; see $data/$2.log" >&2
+  exit 1
+}
+
+for i in 1 2; do
+  "$bin/dst-exporter" --listen="127.0.0.1:700$i" --backing="$data/replica$i.img" \
+    --size="$size" --id="replica$i" --metrics="127.0.0.1:910$i" 2>"$data/exporter$i.log" &
+  pids+=($!)
+  wait_tcp "700$i" "exporter$i"
+done
+cat >"$data/gateway.yaml" <<YAML
+listen: ["127.0.0.1:7000", "unix:$data/gateway.sock"]
+metrics: "127.0.0.1:9100"
+volumes:
+  - name: vol0
+    replicas:
+      - address: "127.0.0.1:7001"
+      - address: "127.0.0.1:7002"
+YAML
+"$bin/dst-gateway" --config="$data/gateway.yaml" 2>"$data/gateway.log" &
+pids+=($!)
+wait_tcp 7000 gateway
+for _ in $(seq 1 100); do
+  "$bin/dstctl" --gateway=127.0.0.1:7000 volumes 2>/dev/null | grep -q " ready " && break
+  sleep 0.1
+done
+nbdkit -f -i 127.0.0.1 -p "$nbd_port" "$bin/nbdkit-dst-plugin.so" \
+  gateway="unix:$data/gateway.sock" volume=vol0 2>"$data/nbdkit.log" &
+pids+=($!)
+wait_tcp "$nbd_port" nbdkit
+
+cat <<EOF2
+
+dst is up: volume vol0 ($size, mirrored on two exporters) is served at
+nbd://localhost:$nbd_port
+
+Attach it:
+  nbdinfo nbd://localhost:$nbd_port
+  sudo modprobe nbd && sudo nbd-client -N '' -t 60 localhost $nbd_port /dev/nbd0
+      (disconnect: sudo nbd-client -d /dev/nbd0)
+  mkdir -p /tmp/dst-fuse && nbdfuse /tmp/dst-fuse nbd://localhost:$nbd_port &
+      (the disk is /tmp/dst-fuse/nbd; unmount: fusermount3 -u /tmp/dst-fuse)
+  qemu-system-x86_64 -drive file=nbd://localhost:$nbd_port,format=raw,if=virtio ...
+  qemu-img info nbd://localhost:$nbd_port
+
+Watch it:
+  $bin/dstctl --gateway=127.0.0.1:7000 status
+  metrics: http://127.0.0.1:9100/metrics (gateway),
+           http://127.0.0.1:9101/metrics and :9102 (exporters)
+  logs:    $data/*.log
+
+Press Ctrl-C to stop.
+EOF2
+wait -n "${pids[@]}" || true
+echo "dst: a process exited unexpectedly; see $data/*.log" >&2
+exit 1
