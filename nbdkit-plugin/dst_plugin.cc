@@ -7,15 +7,16 @@
 // on their own transaction while many are in flight (PARALLEL model). The
 // gRPC channel is made in .after_fork, never before nbdkit daemonises.
 #define NBDKIT_API_VERSION 2
-#include <nbdkit-plugin.h>
-
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
 #include <memory>
 #include <string>
 
+#include <nbdkit-plugin.h>
+
 #include "absl/strings/str_cat.h"
+
 #include "nbdkit-plugin/errno_map.h"
 #include "nbdkit-plugin/gateway_client.h"
 
@@ -74,7 +75,8 @@ void* DstOpen(int readonly) {
   if (!client.ok()) {
     nbdkit_error("cannot open volume '%s' on gateway %s: %s", g_volume.c_str(),
                  g_gateway.c_str(), client.status().ToString().c_str());
-    errno = client.status().code() == absl::StatusCode::kNotFound ? ENOENT : EIO;
+    errno =
+        client.status().code() == absl::StatusCode::kNotFound ? ENOENT : EIO;
     return nullptr;
   }
   return client->release();
@@ -103,12 +105,17 @@ bool Has(void* handle, dst::v1::Feature feature) {
   return (Client(handle)->geometry().features() & feature) != 0;
 }
 
-int DstCanWrite(void* handle) { return !Client(handle)->geometry().read_only(); }
+int DstCanWrite(void* handle) {
+  return !Client(handle)->geometry().read_only();
+}
 int DstCanFlush(void* handle) { return Has(handle, dst::v1::FEATURE_FLUSH); }
 int DstCanTrim(void* handle) { return Has(handle, dst::v1::FEATURE_TRIM); }
-int DstCanZero(void* handle) { return Has(handle, dst::v1::FEATURE_WRITE_ZEROES); }
+int DstCanZero(void* handle) {
+  return Has(handle, dst::v1::FEATURE_WRITE_ZEROES);
+}
 int DstCanFua(void* handle) {
-  return Has(handle, dst::v1::FEATURE_FUA) ? NBDKIT_FUA_NATIVE : NBDKIT_FUA_NONE;
+  return Has(handle, dst::v1::FEATURE_FUA) ? NBDKIT_FUA_NATIVE
+                                           : NBDKIT_FUA_NONE;
 }
 // A flush reaches fdatasync on every replica, covering writes completed on
 // any connection: the guarantee multi-conn asks for.
@@ -130,7 +137,8 @@ int Run(void* handle, dst::v1::Request request, void* read_into = nullptr) {
   }
   if (read_into != nullptr) {
     if (reply.data().size() != length) {
-      nbdkit_error("read at %" PRIu64 ": gateway returned %zu bytes, not %" PRIu32,
+      nbdkit_error("read at %" PRIu64
+                   ": gateway returned %zu bytes, not %" PRIu32,
                    offset, reply.data().size(), length);
       nbdkit_set_error(EIO);
       return -1;
@@ -157,7 +165,8 @@ int DstPread(void* handle, void* buf, uint32_t count, uint64_t offset,
 
 int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
               uint32_t flags) {
-  dst::v1::Request request = MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
+  dst::v1::Request request =
+      MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
   request.set_data(buf, count);
   return Run(handle, std::move(request));
 }
@@ -188,7 +197,8 @@ nbdkit_plugin MakePlugin() {
   plugin.config = DstConfig;
   plugin.config_complete = DstConfigComplete;
   plugin.config_help =
-      "gateway=ADDR   (required) gateway address: host:port, [v6]:port or unix:/path\n"
+      "gateway=ADDR   (required) gateway address: host:port, [v6]:port or "
+      "unix:/path\n"
       "volume=NAME    (required) the volume to serve";
   plugin.after_fork = DstAfterFork;
   plugin.open = DstOpen;

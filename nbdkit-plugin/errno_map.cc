@@ -1,9 +1,9 @@
 // Status -> errno for the NBD client: see errno_map.h.
 #include "nbdkit-plugin/errno_map.h"
 
-#include <grpcpp/support/status.h>
-
 #include <cerrno>
+
+#include <grpcpp/support/status.h>
 
 #include "services/common/request_validation.h"
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/address.h"
 #include "services/common/request_validation.h"
 #include "services/common/server.h"
@@ -20,7 +21,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> GatewayChannel(
 }
 
 absl::StatusOr<std::unique_ptr<GatewayClient>> GatewayClient::Open(
-    std::shared_ptr<grpc::Channel> channel, const GatewayClientOptions& options) {
+    const std::shared_ptr<grpc::Channel>& channel,
+    const GatewayClientOptions& options) {
   auto stub = std::shared_ptr<v1::Gateway::Stub>(v1::Gateway::NewStub(channel));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + options.open_timeout));

@@ -4,13 +4,14 @@
 #ifndef DST_NBDKIT_PLUGIN_GATEWAY_CLIENT_H_
 #define DST_NBDKIT_PLUGIN_GATEWAY_CLIENT_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <memory>
 #include <string>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+
 #include "dst/v1/gateway.grpc.pb.h"
 #include "services/common/transaction_stream.h"
 
@@ -30,15 +31,18 @@ class GatewayClient {
   // Negotiates and opens the Io stream. NotFound: no such volume;
   // Unavailable: the gateway cannot be reached or the volume is not ready.
   static absl::StatusOr<std::unique_ptr<GatewayClient>> Open(
-      std::shared_ptr<grpc::Channel> channel,
+      const std::shared_ptr<grpc::Channel>& channel,
       const GatewayClientOptions& options);
 
   const v1::Geometry& geometry() const { return geometry_; }
   // One transaction, blocking.
-  v1::Reply Call(v1::Request request) { return stream_->Call(std::move(request)); }
+  v1::Reply Call(v1::Request request) {
+    return stream_->Call(std::move(request));
+  }
 
  private:
-  GatewayClient(v1::Geometry geometry, std::unique_ptr<TransactionStream> stream)
+  GatewayClient(v1::Geometry geometry,
+                std::unique_ptr<TransactionStream> stream)
       : geometry_(std::move(geometry)), stream_(std::move(stream)) {}
 
   v1::Geometry geometry_;

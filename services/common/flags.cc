@@ -44,9 +44,8 @@ absl::Status Flags::Parse(int argc, char** argv) {
       }
       if (!has_value) value = "true";
     } else if (!has_value || value.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, " needs a value: --", name, "=",
-                       spec->value_name));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", name, " needs a value: --", name, "=", spec->value_name));
     }
     std::vector<std::string>& values = values_[name];
     if (!values.empty() && !spec->repeatable) {
@@ -59,13 +58,15 @@ absl::Status Flags::Parse(int argc, char** argv) {
 }
 
 std::string Flags::Usage() const {
-  std::string out = absl::StrCat("Usage: ", program_, " [flags]\n", summary_,
-                                 "\n\nFlags:\n");
+  std::string out =
+      absl::StrCat("Usage: ", program_, " [flags]\n", summary_, "\n\nFlags:\n");
   for (const FlagSpec& spec : specs_) {
     std::string left = absl::StrCat("  --", spec.name);
     if (!spec.value_name.empty()) absl::StrAppend(&left, "=", spec.value_name);
-    if (left.size() < 28) left.resize(28, ' ');
-    else absl::StrAppend(&left, "\n", std::string(28, ' '));
+    if (left.size() < 28)
+      left.resize(28, ' ');
+    else
+      absl::StrAppend(&left, "\n", std::string(28, ' '));
     absl::StrAppend(&out, left, spec.help,
                     spec.repeatable ? " (repeatable)" : "", "\n");
   }
@@ -93,19 +94,34 @@ absl::Status ParseBytes(const std::string& flag, const std::string& text,
   int shift = 0;
   if (!digits.empty()) {
     switch (digits.back()) {
-      case 'K': case 'k': shift = 10; break;
-      case 'M': case 'm': shift = 20; break;
-      case 'G': case 'g': shift = 30; break;
-      case 'T': case 't': shift = 40; break;
-      default: break;
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+      default:
+        break;
     }
     if (shift != 0) digits.pop_back();
   }
   uint64_t value = 0;
-  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+  if (digits.empty() ||
+      digits.find_first_not_of("0123456789") != std::string::npos ||
       !absl::SimpleAtoi(digits, &value) || (value << shift) >> shift != value) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", flag, "=", text, ": expected a byte count such as 1048576 or 64M"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, "=", text,
+                     ": expected a byte count such as 1048576 or 64M"));
   }
   *bytes = value << shift;
   return absl::OkStatus();

@@ -13,9 +13,9 @@
 namespace dst {
 
 struct FlagSpec {
-  std::string name;         // without the dashes
-  std::string value_name;   // e.g. "ADDR"; empty for a boolean flag
-  std::string help;         // one line, with the default
+  std::string name;        // without the dashes
+  std::string value_name;  // e.g. "ADDR"; empty for a boolean flag
+  std::string help;        // one line, with the default
   bool repeatable = false;
 };
 
@@ -29,7 +29,8 @@ class Flags {
 
   bool Has(const std::string& name) const;
   // The last value given, or `fallback`.
-  std::string Get(const std::string& name, const std::string& fallback = "") const;
+  std::string Get(const std::string& name,
+                  const std::string& fallback = "") const;
   std::vector<std::string> GetAll(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
 

@@ -49,9 +49,10 @@ bool ParseLogLevel(absl::string_view text, LogLevel* level) {
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level; }
 
 void LogLine(LogLevel level, absl::string_view line) {
-  std::string out = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-      " ", LevelName(level), " ", line, "\n");
+  std::string out =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                    absl::UTCTimeZone()),
+                   " ", LevelName(level), " ", line, "\n");
   // One write(2) per line keeps lines whole when threads log at once.
   ssize_t ignored = ::write(STDERR_FILENO, out.data(), out.size());
   (void)ignored;

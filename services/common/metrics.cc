@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/address.h"
 
 namespace dst {
@@ -15,7 +16,8 @@ namespace {
 std::string OpLabel(v1::Op op) {
   std::string name = v1::Op_Name(op);
   if (name.rfind("OP_", 0) == 0) name = name.substr(3);
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : name)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return name;
 }
 
@@ -36,8 +38,8 @@ OpMetrics::OpMetrics(prometheus::Registry& registry, const std::string& prefix,
                       .Help("Time from a request's arrival to its reply.")
                       .Register(registry);
   const prometheus::Histogram::BucketBoundaries buckets = {
-      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-      0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5};
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+      0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   5};
   for (int i = 0; i < kOps; ++i) {
     if (!v1::Op_IsValid(i) || i == v1::OP_UNSPECIFIED) continue;
     auto op = static_cast<v1::Op>(i);
@@ -53,7 +55,8 @@ OpMetrics::OpMetrics(prometheus::Registry& registry, const std::string& prefix,
   }
 }
 
-void OpMetrics::Record(v1::Op op, bool ok, uint64_t bytes, absl::Duration latency) {
+void OpMetrics::Record(v1::Op op, bool ok, uint64_t bytes,
+                       absl::Duration latency) {
   int i = static_cast<int>(op);
   if (i <= 0 || i >= kOps || ok_[i] == nullptr) return;  // refused unknown op
   (ok ? ok_[i] : error_[i])->Increment();
@@ -62,7 +65,8 @@ void OpMetrics::Record(v1::Op op, bool ok, uint64_t bytes, absl::Duration latenc
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
+    const std::string& address,
+    const std::shared_ptr<prometheus::Registry>& registry) {
   absl::StatusOr<Address> parsed = ParseAddress(address);
   if (!parsed.ok() || parsed->kind != Address::Kind::kTcp) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -71,7 +75,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   try {
     auto exposer = std::make_unique<prometheus::Exposer>(parsed->GrpcTarget());
     exposer->RegisterCollectable(registry);
-    return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(exposer)));
+    return std::unique_ptr<MetricsServer>(
+        new MetricsServer(std::move(exposer)));
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));

@@ -7,19 +7,20 @@
 #ifndef DST_SERVICES_COMMON_METRICS_H_
 #define DST_SERVICES_COMMON_METRICS_H_
 
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include <array>
-#include <map>
-#include <memory>
-#include <string>
-
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+
 #include "dst/v1/exporter.pb.h"
 
 namespace dst {
@@ -48,7 +49,8 @@ class MetricsServer {
  public:
   // InvalidArgument for a bad address, Unavailable when it cannot bind.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Registry> registry);
+      const std::string& address,
+      const std::shared_ptr<prometheus::Registry>& registry);
 
  private:
   explicit MetricsServer(std::unique_ptr<prometheus::Exposer> exposer)

@@ -82,9 +82,9 @@ absl::Status ValidateRequest(const v1::Request& request,
   // offset + length cannot overflow: length < 2^32 and offset is compared
   // first, so size - offset is well defined.
   if (offset > geometry.size() || length > geometry.size() - offset) {
-    return absl::OutOfRangeError(
-        absl::StrCat("range [", offset, ", +", length, ") is past the end (",
-                     geometry.size(), " bytes)"));
+    return absl::OutOfRangeError(absl::StrCat("range [", offset, ", +", length,
+                                              ") is past the end (",
+                                              geometry.size(), " bytes)"));
   }
   if (op == v1::OP_WRITE) {
     if (request.data().size() != length) {
@@ -116,9 +116,9 @@ absl::Status ValidateGeometry(const v1::Geometry& geometry) {
   }
   if (!IsPowerOfTwo(geometry.physical_block_size()) ||
       geometry.physical_block_size() < geometry.logical_block_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "physical block size ", geometry.physical_block_size(),
-        " is not a power of two >= the logical block size"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("physical block size ", geometry.physical_block_size(),
+                     " is not a power of two >= the logical block size"));
   }
   if (geometry.size() % geometry.logical_block_size() != 0) {
     return absl::InvalidArgumentError(

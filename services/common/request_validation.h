@@ -10,6 +10,7 @@
 #define DST_SERVICES_COMMON_REQUEST_VALIDATION_H_
 
 #include "absl/status/status.h"
+
 #include "dst/v1/exporter.pb.h"
 
 namespace dst {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+
 #include "services/common/address.h"
 
 namespace dst {
@@ -22,8 +23,9 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
   for (size_t i = 0; i < spec.listen.size(); ++i) {
     absl::StatusOr<Address> address = ParseAddress(spec.listen[i]);
     if (!address.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "listen address '", spec.listen[i], "': ", address.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen address '", spec.listen[i],
+                       "': ", address.status().message()));
     }
     if (address->kind == Address::Kind::kUnix) {
       ::unlink(address->path.c_str());  // a socket left by a crash
@@ -37,8 +39,8 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
   builder.SetMaxSendMessageSize(spec.max_message_bytes);
   // Clients ping idle connections every 10 s (ClientChannelArguments);
   // allow that, and pings without data in flight.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                             5000);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   RunningServer running;

@@ -4,11 +4,11 @@
 #ifndef DST_SERVICES_COMMON_SERVER_H_
 #define DST_SERVICES_COMMON_SERVER_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 

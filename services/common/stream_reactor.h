@@ -14,17 +14,18 @@
 #ifndef DST_SERVICES_COMMON_STREAM_REACTOR_H_
 #define DST_SERVICES_COMMON_STREAM_REACTOR_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <set>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
 #include "dst/v1/exporter.pb.h"
 
 namespace dst {
@@ -62,8 +63,8 @@ class StreamRegistry {
 
  private:
   friend class TransactionStreamReactor;
-using ServerStreamReactor =
-    grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>;
+  using ServerStreamReactor =
+      grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>;
   friend ServerStreamReactor* ServeStream(std::unique_ptr<StreamHandler>,
                                           const StreamOptions&,
                                           StreamRegistry*);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/status.h"
 
 namespace dst {
@@ -36,19 +37,8 @@ TransactionStream::~TransactionStream() {
 }
 
 void TransactionStream::Submit(v1::Request request, TransactionDone done) {
-  absl::Status refused;
   bool write = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!status_.ok()) {
-      refused = status_;
-    } else if (closing_) {
-      refused = absl::UnavailableError("stream is closing");
-    } else {
-      waiting_.emplace_back(std::move(request), std::move(done));
-      write = AdmitAndFillLocked();
-    }
-  }
+  absl::Status refused = Enqueue(request, done, &write);
   if (!refused.ok()) {
     done(ErrorReply(request.id(), refused));
     return;
@@ -56,11 +46,22 @@ void TransactionStream::Submit(v1::Request request, TransactionDone done) {
   StartOps(write, false, false);
 }
 
+absl::Status TransactionStream::Enqueue(v1::Request& request,
+                                        TransactionDone& done, bool* write) {
+  absl::MutexLock lock(&mu_);
+  if (!status_.ok()) return status_;
+  if (closing_) return absl::UnavailableError("stream is closing");
+  waiting_.emplace_back(std::move(request), std::move(done));
+  *write = AdmitAndFillLocked();
+  return absl::OkStatus();
+}
+
 v1::Reply TransactionStream::Call(v1::Request request) {
   std::promise<v1::Reply> promise;
   std::future<v1::Reply> future = promise.get_future();
-  Submit(std::move(request),
-         [&promise](v1::Reply&& reply) { promise.set_value(std::move(reply)); });
+  Submit(std::move(request), [&promise](v1::Reply&& reply) {
+    promise.set_value(std::move(reply));
+  });
   return future.get();
 }
 

@@ -15,9 +15,6 @@
 #ifndef DST_SERVICES_COMMON_TRANSACTION_STREAM_H_
 #define DST_SERVICES_COMMON_TRANSACTION_STREAM_H_
 
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/support/client_callback.h>
-
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -26,10 +23,14 @@
 #include <memory>
 #include <utility>
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_callback.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
 #include "dst/v1/exporter.pb.h"
 #include "services/common/transaction_table.h"
 
@@ -81,6 +82,10 @@ class TransactionStream : private ClientStreamReactor {
   void OnWriteDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
 
+  // Queues the request (moving from both arguments) unless the stream
+  // refuses it; `write` says whether the caller must start a write.
+  absl::Status Enqueue(v1::Request& request, TransactionDone& done,
+                       bool* write);
   // Admits waiting requests into free slots. True: the caller must start
   // the write of out_ after releasing the lock.
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

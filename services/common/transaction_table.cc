@@ -13,7 +13,8 @@ TransactionTable::TransactionTable(size_t capacity) {
   }
   slots_.resize(size);
   free_.reserve(size);
-  for (size_t i = size; i > 0; --i) free_.push_back(static_cast<uint32_t>(i - 1));
+  for (size_t i = size; i > 0; --i)
+    free_.push_back(static_cast<uint32_t>(i - 1));
 }
 
 Transaction* TransactionTable::Allocate() {
@@ -35,8 +36,7 @@ Transaction* TransactionTable::Find(uint64_t id) {
 
 void TransactionTable::Release(Transaction* transaction) {
   assert(transaction != nullptr && transaction->id != 0);
-  uint32_t slot =
-      static_cast<uint32_t>(transaction - slots_.data());
+  uint32_t slot = static_cast<uint32_t>(transaction - slots_.data());
   transaction->id = 0;
   transaction->request.Clear();
   transaction->done = nullptr;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+
 #include "dst/v1/exporter.pb.h"
 
 namespace dst {

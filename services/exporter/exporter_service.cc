@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
 #include "services/common/status.h"
@@ -61,11 +62,12 @@ ExporterService::~ExporterService() {
 absl::Status ExporterService::Init() {
   geometry_.set_size(storage_->size());
   geometry_.set_logical_block_size(options_.block_size);
-  geometry_.set_physical_block_size(std::max<uint32_t>(4096, options_.block_size));
+  geometry_.set_physical_block_size(
+      std::max<uint32_t>(4096, options_.block_size));
   geometry_.set_max_transfer(options_.max_transfer);
   geometry_.set_read_only(options_.read_only);
-  uint32_t features = v1::FEATURE_FLUSH | v1::FEATURE_FUA |
-                      v1::FEATURE_WRITE_ZEROES;
+  uint32_t features =
+      v1::FEATURE_FLUSH | v1::FEATURE_FUA | v1::FEATURE_WRITE_ZEROES;
   if (storage_->can_trim()) features |= v1::FEATURE_TRIM;
   geometry_.set_features(features);
   geometry_.set_identity(options_.identity);
@@ -75,8 +77,8 @@ absl::Status ExporterService::Init() {
   if (options_.metrics == nullptr) {
     options_.metrics = std::make_shared<prometheus::Registry>();
   }
-  op_metrics_ = std::make_unique<OpMetrics>(*options_.metrics, "dst_exporter",
-                                            std::map<std::string, std::string>{});
+  op_metrics_ = std::make_unique<OpMetrics>(
+      *options_.metrics, "dst_exporter", std::map<std::string, std::string>{});
   return absl::OkStatus();
 }
 

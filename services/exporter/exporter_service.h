@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+
 #include "dst/v1/exporter.grpc.pb.h"
 #include "services/common/metrics.h"
 #include "services/common/stream_reactor.h"

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+
 #include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/log.h"
@@ -26,24 +27,33 @@ int Fail(const std::string& message) {
 }
 
 int Main(int argc, char** argv) {
-  Flags flags("dst-exporter",
-              "Serves byte ranges of a file or block device to dst gateways.",
-              {
-                  {"listen", "ADDR", "host:port, [v6]:port or unix:/path (required)", true},
-                  {"backing", "PATH", "file or block device to serve (required)"},
-                  {"size", "BYTES", "create the file with this size if missing; "
-                                    "must match if present (K/M/G/T suffixes)"},
-                  {"read-only", "", "refuse writes, trims and zeroes (default off)"},
-                  {"block-size", "BYTES", "logical block size, power of two (default 512)"},
-                  {"max-transfer", "BYTES", "largest read or write (default 4M)"},
-                  {"io-threads", "N", "threads doing disk I/O (default 4)"},
-                  {"max-in-flight", "N", "requests in flight per stream (default 64)"},
-                  {"id", "NAME", "replica identity reported to gateways (default: the backing path)"},
-                  {"drain-seconds", "N", "how long SIGTERM waits for in-flight work (default 30)"},
-                  {"metrics", "HOST:PORT", "serve Prometheus metrics at http://HOST:PORT/metrics (default off)"},
-                  {"log-level", "LEVEL", "debug, info, warning or error (default info)"},
-                  {"help", "", "print this help"},
-              });
+  Flags flags(
+      "dst-exporter",
+      "Serves byte ranges of a file or block device to dst gateways.",
+      {
+          {"listen", "ADDR", "host:port, [v6]:port or unix:/path (required)",
+           true},
+          {"backing", "PATH", "file or block device to serve (required)"},
+          {"size", "BYTES",
+           "create the file with this size if missing; "
+           "must match if present (K/M/G/T suffixes)"},
+          {"read-only", "", "refuse writes, trims and zeroes (default off)"},
+          {"block-size", "BYTES",
+           "logical block size, power of two (default 512)"},
+          {"max-transfer", "BYTES", "largest read or write (default 4M)"},
+          {"io-threads", "N", "threads doing disk I/O (default 4)"},
+          {"max-in-flight", "N", "requests in flight per stream (default 64)"},
+          {"id", "NAME",
+           "replica identity reported to gateways (default: the backing path)"},
+          {"drain-seconds", "N",
+           "how long SIGTERM waits for in-flight work (default 30)"},
+          {"metrics", "HOST:PORT",
+           "serve Prometheus metrics at http://HOST:PORT/metrics (default "
+           "off)"},
+          {"log-level", "LEVEL",
+           "debug, info, warning or error (default info)"},
+          {"help", "", "print this help"},
+      });
   if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
     return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
   }
@@ -52,7 +62,8 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (!flags.positional().empty()) {
-    return Fail(absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
+    return Fail(
+        absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
   }
   if (!flags.Has("listen")) return Fail("--listen=ADDR is required");
   if (!flags.Has("backing")) return Fail("--backing=PATH is required");
@@ -64,13 +75,15 @@ int Main(int argc, char** argv) {
 
   FileStorageOptions storage_options;
   storage_options.path = flags.Get("backing");
-  storage_options.read_only = flags.Has("read-only") && flags.Get("read-only") == "true";
+  storage_options.read_only =
+      flags.Has("read-only") && flags.Get("read-only") == "true";
   ExporterOptions options;
   options.read_only = storage_options.read_only;
   options.identity = flags.Get("id", storage_options.path);
   uint64_t value = 0;
   if (flags.Has("size")) {
-    if (absl::Status s = ParseBytes("size", flags.Get("size"), &value); !s.ok()) {
+    if (absl::Status s = ParseBytes("size", flags.Get("size"), &value);
+        !s.ok()) {
       return Fail(std::string(s.message()));
     }
     if (value == 0) return Fail("--size must be positive");
@@ -82,10 +95,14 @@ int Main(int argc, char** argv) {
     std::function<void(uint64_t)> set;
   };
   const UintFlag uint_flags[] = {
-      {"block-size", 1, 65536, [&](uint64_t v) { options.block_size = static_cast<uint32_t>(v); }},
-      {"max-transfer", 512, 64u << 20, [&](uint64_t v) { options.max_transfer = static_cast<uint32_t>(v); }},
-      {"io-threads", 1, 256, [&](uint64_t v) { options.io_threads = static_cast<int>(v); }},
-      {"max-in-flight", 1, 4096, [&](uint64_t v) { options.stream.max_in_flight = static_cast<int>(v); }},
+      {"block-size", 1, 65536,
+       [&](uint64_t v) { options.block_size = static_cast<uint32_t>(v); }},
+      {"max-transfer", 512, 64u << 20,
+       [&](uint64_t v) { options.max_transfer = static_cast<uint32_t>(v); }},
+      {"io-threads", 1, 256,
+       [&](uint64_t v) { options.io_threads = static_cast<int>(v); }},
+      {"max-in-flight", 1, 4096,
+       [&](uint64_t v) { options.stream.max_in_flight = static_cast<int>(v); }},
       {"drain-seconds", 1, 3600, [](uint64_t) {}},
   };
   for (const UintFlag& f : uint_flags) {
@@ -101,7 +118,8 @@ int Main(int argc, char** argv) {
   // nothing.
   for (const std::string& listen : flags.GetAll("listen")) {
     if (absl::StatusOr<Address> a = ParseAddress(listen); !a.ok()) {
-      return Fail(absl::StrCat("--listen=", listen, ": ", a.status().message()));
+      return Fail(
+          absl::StrCat("--listen=", listen, ": ", a.status().message()));
     }
   }
   if ((options.block_size & (options.block_size - 1)) != 0) {
@@ -131,7 +149,8 @@ int Main(int argc, char** argv) {
   if (!storage.ok()) return Fail(storage.status().ToString());
   ExporterService service(storage->get(), options);
   if (absl::Status s = service.Init(); !s.ok()) {
-    return Fail(absl::StrCat("--backing=", storage_options.path, ": ", s.message()));
+    return Fail(
+        absl::StrCat("--backing=", storage_options.path, ": ", s.message()));
   }
 
   ServerSpec spec;
@@ -144,7 +163,8 @@ int Main(int argc, char** argv) {
           storage_options.path, service.geometry().size(),
           options.read_only ? "read-only" : "read-write",
           absl::StrJoin(server->bound, ", "),
-          metrics ? absl::StrCat("; metrics on http://", flags.Get("metrics"), "/metrics")
+          metrics ? absl::StrCat("; metrics on http://", flags.Get("metrics"),
+                                 "/metrics")
                   : "");
 
   int signal_number = WaitForTerminationSignal();

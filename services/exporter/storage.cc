@@ -4,17 +4,18 @@
 #include "services/exporter/storage.h"
 
 #include <fcntl.h>
-#include <linux/falloc.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <vector>
+
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -46,7 +47,9 @@ absl::Status ErrnoStatus(int error, absl::string_view what) {
 class FileStorage : public Storage {
  public:
   FileStorage(int fd, uint64_t size, bool block_device, std::string path)
-      : fd_(fd), size_(size), block_device_(block_device),
+      : fd_(fd),
+        size_(size),
+        block_device_(block_device),
         path_(std::move(path)) {}
   ~FileStorage() override { ::close(fd_); }
 
@@ -105,8 +108,7 @@ class FileStorage : public Storage {
       rc = ::ioctl(fd_, BLKDISCARD, range);
     } else {
       rc = ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                       static_cast<off_t>(offset),
-                       static_cast<off_t>(length));
+                       static_cast<off_t>(offset), static_cast<off_t>(length));
     }
     // Trim is advisory: a backing store that cannot discard keeps the data.
     if (rc != 0 && errno != EOPNOTSUPP && errno != ENOTTY) {
@@ -135,10 +137,9 @@ class FileStorage : public Storage {
                     static_cast<off_t>(length)) == 0) {
       return absl::OkStatus();
     }
-    if (may_trim &&
-        ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    static_cast<off_t>(offset),
-                    static_cast<off_t>(length)) == 0) {
+    if (may_trim && ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                static_cast<off_t>(offset),
+                                static_cast<off_t>(length)) == 0) {
       return absl::OkStatus();
     }
     return ErrnoStatus(errno, "fallocate");
@@ -147,8 +148,8 @@ class FileStorage : public Storage {
   absl::Status ZeroByWriting(uint64_t offset, uint64_t length) {
     static const std::vector<char> kZeroes(1 << 20, 0);
     while (length > 0) {
-      size_t n = static_cast<size_t>(
-          std::min<uint64_t>(length, kZeroes.size()));
+      size_t n =
+          static_cast<size_t>(std::min<uint64_t>(length, kZeroes.size()));
       absl::Status status =
           Write(offset, absl::string_view(kZeroes.data(), n), false);
       if (!status.ok()) return status;
@@ -203,14 +204,14 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenFileStorage(
     size = static_cast<uint64_t>(st.st_size);
   } else {
     ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat(options.path, " is neither a regular file nor a block device"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.path, " is neither a regular file nor a block device"));
   }
   if (options.size != 0 && options.size != size) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(
-        options.path, " is ", size, " bytes, not the ", options.size,
-        " given by --size"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.path, " is ", size, " bytes, not the ",
+                     options.size, " given by --size"));
   }
   return std::unique_ptr<Storage>(
       new FileStorage(fd, size, block_device, options.path));

@@ -3,18 +3,19 @@
 // semantic checks (addresses, ranges, uniqueness) follow in Validate().
 #include "services/gateway/config.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include <yaml-cpp/yaml.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+
 #include "services/common/address.h"
 #include "services/common/status.h"
 
@@ -52,8 +53,8 @@ absl::Status ParseUnsigned(const YAML::Node& node, const std::string& path,
   const std::string& text = node.Scalar();
   if (text.empty() || text.find_first_not_of("0123456789") != text.npos ||
       !absl::SimpleAtoi(text, out)) {
-    return PathError(path, absl::StrCat("expected a whole number, not ",
-                                        Describe(node)));
+    return PathError(
+        path, absl::StrCat("expected a whole number, not ", Describe(node)));
   }
   return absl::OkStatus();
 }
@@ -69,7 +70,8 @@ absl::Status FillValue(const YAML::Node& node, const std::string& path,
     return FillMessage(node, path, child);
   }
   if (!node.IsScalar()) {
-    return PathError(path, absl::StrCat("expected a value, not ", Describe(node)));
+    return PathError(path,
+                     absl::StrCat("expected a value, not ", Describe(node)));
   }
   switch (field->cpp_type()) {
     case FieldDescriptor::CPPTYPE_STRING:
@@ -82,8 +84,8 @@ absl::Status FillValue(const YAML::Node& node, const std::string& path,
     case FieldDescriptor::CPPTYPE_BOOL: {
       const std::string& text = node.Scalar();
       if (text != "true" && text != "false") {
-        return PathError(path, absl::StrCat("expected true or false, not ",
-                                            Describe(node)));
+        return PathError(
+            path, absl::StrCat("expected true or false, not ", Describe(node)));
       }
       if (repeated) {
         reflection->AddBool(message, field, text == "true");
@@ -121,7 +123,8 @@ absl::Status FillValue(const YAML::Node& node, const std::string& path,
 absl::Status FillMessage(const YAML::Node& node, const std::string& path,
                          Message* message) {
   if (!node.IsMap()) {
-    return PathError(path, absl::StrCat("expected a mapping, not ", Describe(node)));
+    return PathError(path,
+                     absl::StrCat("expected a mapping, not ", Describe(node)));
   }
   const google::protobuf::Descriptor* descriptor = message->GetDescriptor();
   std::set<std::string> seen;
@@ -138,7 +141,8 @@ absl::Status FillMessage(const YAML::Node& node, const std::string& path,
     if (value.IsNull()) return PathError(child, "has no value");
     if (field->is_repeated()) {
       if (!value.IsSequence()) {
-        return PathError(child, absl::StrCat("expected a list, not ", Describe(value)));
+        return PathError(
+            child, absl::StrCat("expected a list, not ", Describe(value)));
       }
       for (size_t i = 0; i < value.size(); ++i) {
         RETURN_IF_ERROR(FillValue(value[i], absl::StrCat(child, "[", i, "]"),
@@ -164,19 +168,22 @@ bool ValidVolumeName(const std::string& name) {
 absl::Status CheckAddress(const std::string& path, const std::string& text) {
   absl::StatusOr<Address> address = ParseAddress(text);
   if (!address.ok()) {
-    return PathError(path, absl::StrCat("'", text, "': ", address.status().message()));
+    return PathError(
+        path, absl::StrCat("'", text, "': ", address.status().message()));
   }
   return absl::OkStatus();
 }
 
 absl::Status Validate(v1::GatewayConfig* config) {
   for (int i = 0; i < config->listen_size(); ++i) {
-    RETURN_IF_ERROR(CheckAddress(absl::StrCat("listen[", i, "]"), config->listen(i)));
+    RETURN_IF_ERROR(
+        CheckAddress(absl::StrCat("listen[", i, "]"), config->listen(i)));
   }
   if (!config->metrics().empty()) {
     RETURN_IF_ERROR(CheckAddress("metrics", config->metrics()));
   }
-  if (config->drain_seconds() == 0) config->set_drain_seconds(kDefaultDrainSeconds);
+  if (config->drain_seconds() == 0)
+    config->set_drain_seconds(kDefaultDrainSeconds);
   if (config->drain_seconds() > 3600) {
     return PathError("drain_seconds", "must be 1..3600");
   }
@@ -188,11 +195,12 @@ absl::Status Validate(v1::GatewayConfig* config) {
     v1::VolumeConfig* volume = config->mutable_volumes(v);
     const std::string path = absl::StrCat("volumes[", v, "]");
     if (!ValidVolumeName(volume->name())) {
-      return PathError(path + ".name",
-                       volume->name().empty()
-                           ? "required"
-                           : absl::StrCat("'", volume->name(),
-                                          "' must be 1-64 of A-Z a-z 0-9 . _ -"));
+      return PathError(
+          path + ".name",
+          volume->name().empty()
+              ? "required"
+              : absl::StrCat("'", volume->name(),
+                             "' must be 1-64 of A-Z a-z 0-9 . _ -"));
     }
     if (!names.insert(volume->name()).second) {
       return PathError(path + ".name",
@@ -203,17 +211,20 @@ absl::Status Validate(v1::GatewayConfig* config) {
     }
     std::set<std::string> addresses;
     for (int r = 0; r < volume->replicas_size(); ++r) {
-      const std::string replica = absl::StrCat(path, ".replicas[", r, "].address");
+      const std::string replica =
+          absl::StrCat(path, ".replicas[", r, "].address");
       if (volume->replicas(r).address().empty()) {
         return PathError(replica, "required");
       }
       RETURN_IF_ERROR(CheckAddress(replica, volume->replicas(r).address()));
       if (!addresses.insert(volume->replicas(r).address()).second) {
-        return PathError(replica, absl::StrCat("'", volume->replicas(r).address(),
-                                               "' is listed twice"));
+        return PathError(replica,
+                         absl::StrCat("'", volume->replicas(r).address(),
+                                      "' is listed twice"));
       }
     }
-    if (volume->max_in_flight() == 0) volume->set_max_in_flight(kDefaultMaxInFlight);
+    if (volume->max_in_flight() == 0)
+      volume->set_max_in_flight(kDefaultMaxInFlight);
     if (volume->max_in_flight() > 4096) {
       return PathError(path + ".max_in_flight", "must be 1..4096");
     }

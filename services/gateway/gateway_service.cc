@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/log.h"
 #include "services/common/status.h"
 
@@ -116,7 +117,8 @@ grpc::ServerUnaryReactor* GatewayService::Status(
     }
     *reply->add_volumes() = volume->Status();
   } else {
-    for (const auto& volume : volumes_) *reply->add_volumes() = volume->Status();
+    for (const auto& volume : volumes_)
+      *reply->add_volumes() = volume->Status();
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;

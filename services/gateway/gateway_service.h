@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+
 #include "dst/v1/gateway.grpc.pb.h"
 #include "services/common/stream_reactor.h"
 #include "services/gateway/volume.h"

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+
 #include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/log.h"
@@ -28,19 +29,25 @@ int Fail(const std::string& message) {
 constexpr int kMaxMessageBytes = 64 << 20;
 
 int Main(int argc, char** argv) {
-  Flags flags("dst-gateway",
-              "Serves volumes made of dst exporters to NBD servers (nbdkit dst).",
-              {
-                  {"config", "FILE", "YAML or JSON configuration (required)"},
-                  {"listen", "ADDR", "host:port, [v6]:port or unix:/path; adds to "
-                                     "the config's listen (default 127.0.0.1:7000)", true},
-                  {"metrics", "HOST:PORT", "serve Prometheus metrics at http://HOST:PORT/metrics; "
-                                           "overrides the config's metrics (default off)"},
-                  {"check-config", "", "validate the configuration and exit"},
-                  {"id", "NAME", "this gateway's name in exporter logs (default: hostname)"},
-                  {"log-level", "LEVEL", "debug, info, warning or error (default info)"},
-                  {"help", "", "print this help"},
-              });
+  Flags flags(
+      "dst-gateway",
+      "Serves volumes made of dst exporters to NBD servers (nbdkit dst).",
+      {
+          {"config", "FILE", "YAML or JSON configuration (required)"},
+          {"listen", "ADDR",
+           "host:port, [v6]:port or unix:/path; adds to "
+           "the config's listen (default 127.0.0.1:7000)",
+           true},
+          {"metrics", "HOST:PORT",
+           "serve Prometheus metrics at http://HOST:PORT/metrics; "
+           "overrides the config's metrics (default off)"},
+          {"check-config", "", "validate the configuration and exit"},
+          {"id", "NAME",
+           "this gateway's name in exporter logs (default: hostname)"},
+          {"log-level", "LEVEL",
+           "debug, info, warning or error (default info)"},
+          {"help", "", "print this help"},
+      });
   if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
     return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
   }
@@ -49,7 +56,8 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (!flags.positional().empty()) {
-    return Fail(absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
+    return Fail(
+        absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
   }
   if (!flags.Has("config")) return Fail("--config=FILE is required");
   LogLevel level = LogLevel::kInfo;
@@ -57,16 +65,20 @@ int Main(int argc, char** argv) {
     return Fail("--log-level must be debug, info, warning or error");
   }
   SetLogLevel(level);
-  absl::StatusOr<v1::GatewayConfig> config = LoadGatewayConfig(flags.Get("config"));
+  absl::StatusOr<v1::GatewayConfig> config =
+      LoadGatewayConfig(flags.Get("config"));
   if (!config.ok()) return Fail(std::string(config.status().message()));
   if (flags.Has("metrics")) {
-    if (absl::StatusOr<Address> a = ParseAddress(flags.Get("metrics")); !a.ok()) {
-      return Fail(absl::StrCat("--metrics=", flags.Get("metrics"), ": ", a.status().message()));
+    if (absl::StatusOr<Address> a = ParseAddress(flags.Get("metrics"));
+        !a.ok()) {
+      return Fail(absl::StrCat("--metrics=", flags.Get("metrics"), ": ",
+                               a.status().message()));
     }
   }
   for (const std::string& listen : flags.GetAll("listen")) {
     if (absl::StatusOr<Address> a = ParseAddress(listen); !a.ok()) {
-      return Fail(absl::StrCat("--listen=", listen, ": ", a.status().message()));
+      return Fail(
+          absl::StrCat("--listen=", listen, ": ", a.status().message()));
     }
     config->add_listen(listen);
   }
@@ -101,9 +113,10 @@ int Main(int argc, char** argv) {
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
   service.Start();
-  DST_LOG(Info, "gateway: %d volume(s), listening on %s%s", config->volumes_size(),
-          absl::StrJoin(server->bound, ", "),
-          metrics ? absl::StrCat("; metrics on http://", config->metrics(), "/metrics")
+  DST_LOG(Info, "gateway: %d volume(s), listening on %s%s",
+          config->volumes_size(), absl::StrJoin(server->bound, ", "),
+          metrics ? absl::StrCat("; metrics on http://", config->metrics(),
+                                 "/metrics")
                   : "");
 
   int signal_number = WaitForTerminationSignal();

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/address.h"
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
@@ -16,17 +17,21 @@ namespace dst {
 Replica::Replica(const ReplicaOptions& options) : options_(options) {}
 
 Replica::~Replica() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  if (connector_.joinable()) connector_.join();
+  Stop();
   std::shared_ptr<TransactionStream> stream;
   {
     absl::MutexLock lock(&mu_);
     stream = std::move(stream_);
   }
   stream.reset();  // closes, waits for the stream to end
+}
+
+void Replica::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (connector_.joinable()) connector_.join();
 }
 
 void Replica::Start(std::function<void()> on_change) {
@@ -75,9 +80,11 @@ absl::Status Replica::Connect() {
   auto channel = grpc::CreateCustomChannel(
       address.GrpcTarget(), grpc::InsecureChannelCredentials(),
       ClientChannelArguments(options_.max_message_bytes));
-  auto stub = std::shared_ptr<v1::Exporter::Stub>(v1::Exporter::NewStub(channel));
+  auto stub =
+      std::shared_ptr<v1::Exporter::Stub>(v1::Exporter::NewStub(channel));
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.negotiate_timeout));
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.negotiate_timeout));
   context.set_wait_for_ready(true);
   v1::NegotiateRequest request;
   request.set_client_id(options_.client_id);
@@ -89,9 +96,9 @@ absl::Status Replica::Connect() {
   {
     absl::MutexLock lock(&mu_);
     if (geometry_.size() != 0 && geometry.size() != geometry_.size()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "exporter size changed from ", geometry_.size(), " to ",
-          geometry.size(), " bytes; refusing it"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("exporter size changed from ", geometry_.size(), " to ",
+                       geometry.size(), " bytes; refusing it"));
     }
   }
   if (!options_.read_only && geometry.read_only()) {
@@ -127,7 +134,9 @@ void Replica::ConnectLoop() {
       if (stopping_) return;
       if (stream_ != nullptr && !stream_->broken()) {
         // Connected: check again shortly (or at once when stopping).
-        auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+        auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_;
+        };
         mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100));
         continue;
       }
@@ -162,7 +171,8 @@ void Replica::ConnectLoop() {
       std::uniform_real_distribution<double> jitter(0.5, 1.0);
       absl::Duration wait = backoff * jitter(random);
       backoff = std::min(backoff * 2, options_.max_backoff);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      auto stop = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
       mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
     }
   }

@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
 #include "dst/v1/exporter.grpc.pb.h"
 #include "dst/v1/gateway.pb.h"
 #include "services/common/transaction_stream.h"
@@ -36,7 +37,7 @@ struct ReplicaOptions {
 class Replica {
  public:
   explicit Replica(const ReplicaOptions& options);
-  // Stops the connector and closes the stream (failing what is in flight).
+  // Stop(), then closes the stream (failing what is in flight).
   ~Replica();
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
@@ -44,6 +45,10 @@ class Replica {
   // Starts connecting in the background. `on_change` runs (on the
   // connector thread) whenever the replica connects or fails.
   void Start(std::function<void()> on_change);
+
+  // Stops and joins the connector: `on_change` is not called after this
+  // returns. Idempotent.
+  void Stop();
 
   // Sends `request`; UNAVAILABLE at once when not connected.
   void Submit(v1::Request request, TransactionDone done);

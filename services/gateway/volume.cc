@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
 #include "services/common/transaction_stream.h"
@@ -17,19 +18,25 @@ Volume::Volume(const v1::VolumeConfig& config,
     : config_(config),
       replicas_(std::move(replicas)),
       op_metrics_(registry, "dst_gateway", {{"volume", config.name()}}),
-      in_flight_gauge_(prometheus::BuildGauge()
-                           .Name("dst_gateway_transactions_in_flight")
-                           .Help("Client requests accepted and not yet answered.")
-                           .Register(registry)
-                           .Add({{"volume", config.name()}})) {
-  auto& connected = prometheus::BuildGauge()
-                        .Name("dst_gateway_replica_connected")
-                        .Help("1 while the gateway has a working stream to the replica.")
-                        .Register(registry);
+      in_flight_gauge_(
+          prometheus::BuildGauge()
+              .Name("dst_gateway_transactions_in_flight")
+              .Help("Client requests accepted and not yet answered.")
+              .Register(registry)
+              .Add({{"volume", config.name()}})) {
+  auto& connected =
+      prometheus::BuildGauge()
+          .Name("dst_gateway_replica_connected")
+          .Help("1 while the gateway has a working stream to the replica.")
+          .Register(registry);
   for (const auto& replica : replicas_) {
-    replica_connected_.push_back(
-        &connected.Add({{"volume", config.name()}, {"replica", replica->address()}}));
+    replica_connected_.push_back(&connected.Add(
+        {{"volume", config.name()}, {"replica", replica->address()}}));
   }
+}
+
+Volume::~Volume() {
+  for (const auto& replica : replicas_) replica->Stop();
 }
 
 void Volume::Start() {
@@ -76,9 +83,10 @@ void Volume::UpdateGeometry() {
 absl::StatusOr<v1::Geometry> Volume::Open(bool read_only) const {
   absl::MutexLock lock(&mu_);
   if (!ready_) {
-    return absl::UnavailableError(absl::StrCat(
-        "volume ", config_.name(), " is not ready: its replicas have not all "
-        "connected yet"));
+    return absl::UnavailableError(
+        absl::StrCat("volume ", config_.name(),
+                     " is not ready: its replicas have not all "
+                     "connected yet"));
   }
   v1::Geometry geometry = geometry_;
   if (read_only) geometry.set_read_only(true);
@@ -96,12 +104,14 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
     if (!ok) failed_.fetch_add(1, std::memory_order_relaxed);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
     in_flight_gauge_.Decrement();
-    op_metrics_.Record(op, ok, written + reply.data().size(), absl::Now() - start);
+    op_metrics_.Record(op, ok, written + reply.data().size(),
+                       absl::Now() - start);
     done(std::move(reply));
   };
   absl::StatusOr<v1::Geometry> geometry = Open(read_only);
   absl::Status status = geometry.status();
-  if (status.ok()) status = ValidateRequest(request, *geometry, geometry->read_only());
+  if (status.ok())
+    status = ValidateRequest(request, *geometry, geometry->read_only());
   if (!status.ok()) {
     counted(ErrorReply(request.id(), status));
     return;
@@ -112,13 +122,13 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
   }
   if (request.op() == v1::OP_READ) {
     // Spread reads over the replicas; fail over in order from there.
-    size_t first = next_read_.fetch_add(1, std::memory_order_relaxed) %
-                   replicas_.size();
+    size_t first =
+        next_read_.fetch_add(1, std::memory_order_relaxed) % replicas_.size();
     SubmitRead(std::make_shared<v1::Request>(std::move(request)), first,
                replicas_.size(), std::move(counted));
     return;
   }
-  SubmitToAll(std::move(request), std::move(counted));
+  SubmitToAll(request, std::move(counted));
 }
 
 void Volume::SubmitRead(std::shared_ptr<v1::Request> request, size_t index,
@@ -130,13 +140,16 @@ void Volume::SubmitRead(std::shared_ptr<v1::Request> request, size_t index,
       done(std::move(reply));
       return;
     }
-    DST_LOG(Warning, "gateway: volume %s: read from replica %s failed (%s); "
-            "trying the next", config_.name(), target->address(), reply.message());
-    SubmitRead(std::move(request), index + 1, attempts_left - 1, std::move(done));
+    DST_LOG(Warning,
+            "gateway: volume %s: read from replica %s failed (%s); "
+            "trying the next",
+            config_.name(), target->address(), reply.message());
+    SubmitRead(std::move(request), index + 1, attempts_left - 1,
+               std::move(done));
   });
 }
 
-void Volume::SubmitToAll(v1::Request request, TransactionDone done) {
+void Volume::SubmitToAll(const v1::Request& request, TransactionDone done) {
   struct Fanout {
     absl::Mutex mu;
     size_t left;
@@ -147,23 +160,23 @@ void Volume::SubmitToAll(v1::Request request, TransactionDone done) {
   auto fanout = std::make_shared<Fanout>();
   fanout->left = replicas_.size();
   fanout->done = std::move(done);
-  for (size_t i = 0; i < replicas_.size(); ++i) {
-    v1::Request copy = i + 1 == replicas_.size() ? std::move(request) : request;
-    Replica* replica = replicas_[i].get();
-    replica->Submit(std::move(copy), [fanout, replica](v1::Reply&& reply) {
+  for (const auto& target : replicas_) {
+    Replica* replica = target.get();
+    replica->Submit(request, [fanout, replica](v1::Reply&& reply) {
       bool last;
       {
         absl::MutexLock lock(&fanout->mu);
         if (reply.status() != 0 && !fanout->failed) {
           fanout->failed = true;
           fanout->first_error = reply;
-          fanout->first_error.set_message(
-              absl::StrCat("replica ", replica->address(), ": ", reply.message()));
+          fanout->first_error.set_message(absl::StrCat(
+              "replica ", replica->address(), ": ", reply.message()));
         }
         last = --fanout->left == 0;
       }
       if (!last) return;
-      fanout->done(fanout->failed ? std::move(fanout->first_error) : v1::Reply());
+      fanout->done(fanout->failed ? std::move(fanout->first_error)
+                                  : v1::Reply());
     });
   }
 }
@@ -176,7 +189,8 @@ v1::VolumeStatus Volume::Status() const {
     *status.mutable_geometry() = geometry_;
     status.set_state(ready_ ? "ready" : "unavailable");
   }
-  for (const auto& replica : replicas_) *status.add_replicas() = replica->Status();
+  for (const auto& replica : replicas_)
+    *status.add_replicas() = replica->Status();
   status.set_transactions_total(total_.load());
   status.set_transactions_failed(failed_.load());
   status.set_in_flight(in_flight_.load());

@@ -18,6 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+
 #include "dst/v1/config.pb.h"
 #include "dst/v1/gateway.pb.h"
 #include "services/common/metrics.h"
@@ -32,6 +33,8 @@ class Volume {
   Volume(const v1::VolumeConfig& config,
          std::vector<std::unique_ptr<Replica>> replicas,
          prometheus::Registry& registry);
+  // Stops the replicas' connectors before anything they call back into.
+  ~Volume();
   Volume(const Volume&) = delete;
   Volume& operator=(const Volume&) = delete;
 
@@ -53,7 +56,9 @@ class Volume {
   // Reads from replica `index`, failing over to the next on error.
   void SubmitRead(std::shared_ptr<v1::Request> request, size_t index,
                   size_t attempts_left, TransactionDone done);
-  void SubmitToAll(v1::Request request, TransactionDone done);
+  // Each replica gets its own copy: a transaction keeps its request until
+  // the replica answers.
+  void SubmitToAll(const v1::Request& request, TransactionDone done);
 
   const v1::VolumeConfig config_;
   const std::vector<std::unique_ptr<Replica>> replicas_;

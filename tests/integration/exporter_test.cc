@@ -1,11 +1,11 @@
 // The exporter in process: negotiation, many transactions in flight,
 // precise refusals, read-only enforcement at the exporter, storage errors,
 // late replies, and a stream that breaks.
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <future>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "services/common/transaction_stream.h"
 #include "tests/integration/test_cluster.h"
@@ -16,12 +16,14 @@ namespace {
 constexpr uint64_t kSize = 8 << 20;
 
 std::shared_ptr<v1::Exporter::Stub> Stub(const std::string& address) {
-  return v1::Exporter::NewStub(grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), ClientChannelArguments(64 << 20)));
+  return v1::Exporter::NewStub(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                ClientChannelArguments(64 << 20)));
 }
 
-std::unique_ptr<TransactionStream> OpenStream(std::shared_ptr<v1::Exporter::Stub> stub,
-                                              const std::string& access = "rw") {
+std::unique_ptr<TransactionStream> OpenStream(
+    const std::shared_ptr<v1::Exporter::Stub>& stub,
+    const std::string& access = "rw") {
   return std::make_unique<TransactionStream>(
       [stub, access](grpc::ClientContext* ctx, ClientStreamReactor* reactor) {
         ctx->AddMetadata("dst-access", access);
@@ -64,7 +66,8 @@ TEST_F(ExporterTest, NegotiateReportsGeometry) {
   v1::NegotiateRequest request;
   request.set_client_id("test");
   v1::NegotiateReply reply;
-  ASSERT_TRUE(Stub(exporter.address())->Negotiate(&context, request, &reply).ok());
+  ASSERT_TRUE(
+      Stub(exporter.address())->Negotiate(&context, request, &reply).ok());
   EXPECT_EQ(reply.geometry().size(), kSize);
   EXPECT_EQ(reply.geometry().logical_block_size(), 512u);
   EXPECT_EQ(reply.geometry().identity(), "e1");
@@ -78,19 +81,22 @@ TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
   constexpr int kCount = 500;
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {
-    stream->Submit(Write(uint64_t(i) * 4096, std::string(4096, char('A' + i % 26))),
-                   [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
+    stream->Submit(
+        Write(uint64_t(i) * 4096, std::string(4096, char('A' + i % 26))),
+        [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
   }
   for (auto& reply : replies) EXPECT_EQ(reply.get_future().get().status(), 0);
   std::vector<std::promise<v1::Reply>> reads(kCount);
   for (int i = 0; i < kCount; ++i) {
-    stream->Submit(Read(uint64_t(i) * 4096, 4096),
-                   [&reads, i](v1::Reply&& r) { reads[i].set_value(std::move(r)); });
+    stream->Submit(Read(uint64_t(i) * 4096, 4096), [&reads, i](v1::Reply&& r) {
+      reads[i].set_value(std::move(r));
+    });
   }
   for (int i = 0; i < kCount; ++i) {
     v1::Reply reply = reads[i].get_future().get();
     ASSERT_EQ(reply.status(), 0) << reply.message();
-    EXPECT_EQ(reply.data(), std::string(4096, char('A' + i % 26))) << "block " << i;
+    EXPECT_EQ(reply.data(), std::string(4096, char('A' + i % 26)))
+        << "block " << i;
   }
   EXPECT_EQ(stream->late_replies(), 0u);
   EXPECT_EQ(stream->in_flight(), 0u);
@@ -99,16 +105,22 @@ TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
 TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   auto stream = OpenStream(Stub(exporter.address()));
-  EXPECT_EQ(stream->Call(Read(kSize, 512)).status(), grpc::StatusCode::OUT_OF_RANGE);
-  EXPECT_EQ(stream->Call(Read(kSize - 512, 1024)).status(), grpc::StatusCode::OUT_OF_RANGE);
-  EXPECT_EQ(stream->Call(Read(100, 512)).status(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(stream->Call(Read(0, 8 << 20)).status(), grpc::StatusCode::INVALID_ARGUMENT)
+  EXPECT_EQ(stream->Call(Read(kSize, 512)).status(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(stream->Call(Read(kSize - 512, 1024)).status(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(stream->Call(Read(100, 512)).status(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stream->Call(Read(0, 8 << 20)).status(),
+            grpc::StatusCode::INVALID_ARGUMENT)
       << "larger than max_transfer";
   v1::Request bad = Write(0, std::string(512, 'x'));
   bad.set_length(1024);
   EXPECT_EQ(stream->Call(bad).status(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(stream->Call(Op(v1::OP_UNSPECIFIED)).status(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(ReadFile(exporter.path()), std::string(kSize, '\0')) << "nothing written";
+  EXPECT_EQ(stream->Call(Op(v1::OP_UNSPECIFIED)).status(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ReadFile(exporter.path()), std::string(kSize, '\0'))
+      << "nothing written";
   // The stream survives refusals.
   EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
 }
@@ -135,7 +147,8 @@ TEST_F(ExporterTest, ReadOnlyExportRefusesReadWriteStreams) {
   TestExporter exporter(dir_.path(), "e1", kSize, options);
   auto stream = OpenStream(Stub(exporter.address()), "rw");
   v1::Reply reply = stream->Call(Read(0, 512));
-  EXPECT_EQ(reply.status(), grpc::StatusCode::FAILED_PRECONDITION) << reply.message();
+  EXPECT_EQ(reply.status(), grpc::StatusCode::FAILED_PRECONDITION)
+      << reply.message();
   auto ro = OpenStream(Stub(exporter.address()), "ro");
   EXPECT_EQ(ro->Call(Read(0, 512)).status(), 0);
   EXPECT_EQ(ro->Call(Write(0, std::string(512, 'x'))).status(),
@@ -181,8 +194,10 @@ TEST_F(ExporterTest, TransactionsFailWithUnavailableWhenTheExporterGoes) {
 // then correctly.
 class DoubleReplyExporter final : public v1::Exporter::Service {
  public:
-  grpc::Status Stream(grpc::ServerContext*,
-                      grpc::ServerReaderWriter<v1::ReplyBatch, v1::RequestBatch>* stream) override {
+  grpc::Status Stream(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<v1::ReplyBatch, v1::RequestBatch>* stream)
+      override {
     v1::RequestBatch batch;
     while (stream->Read(&batch)) {
       for (const v1::Request& request : batch.requests()) {
@@ -205,7 +220,8 @@ TEST_F(ExporterTest, UnknownAndDuplicateRepliesAreCountedAndDropped) {
   auto server = StartServer(spec);
   ASSERT_TRUE(server.ok()) << server.status();
   auto stream = OpenStream(Stub(spec.listen[0]));
-  for (int i = 0; i < 10; ++i) EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
   stream->Close();
   EXPECT_EQ(stream->late_replies(), 20u);
   server->server->Shutdown(std::chrono::system_clock::now());

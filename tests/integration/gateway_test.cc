@@ -1,11 +1,11 @@
 // The gateway in process over in-process exporters: plain and mirrored
 // volumes, read failover, strict mirror writes, refusals, readiness and
 // reconnection.
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "nbdkit-plugin/gateway_client.h"
 #include "tests/integration/test_cluster.h"
@@ -32,7 +32,8 @@ v1::Request Read(uint64_t offset, uint32_t length) {
   return r;
 }
 
-std::unique_ptr<GatewayClient> Open(const TestGateway& gateway, const std::string& volume,
+std::unique_ptr<GatewayClient> Open(const TestGateway& gateway,
+                                    const std::string& volume,
                                     bool read_only = false) {
   auto channel = GatewayChannel(gateway.address());
   EXPECT_TRUE(channel.ok());
@@ -57,7 +58,8 @@ TEST_F(GatewayTest, PlainVolumeReadsBackWhatWasWritten) {
   ASSERT_NE(client, nullptr);
   EXPECT_EQ(client->geometry().size(), kSize);
   EXPECT_EQ(client->geometry().identity(), "vol0");
-  ASSERT_EQ(client->Call(Write(kSize - 4096, std::string(4096, 'z'))).status(), 0);
+  ASSERT_EQ(client->Call(Write(kSize - 4096, std::string(4096, 'z'))).status(),
+            0);
   v1::Reply reply = client->Call(Read(kSize - 4096, 4096));
   ASSERT_EQ(reply.status(), 0) << reply.message();
   EXPECT_EQ(reply.data(), std::string(4096, 'z')) << "the last block";
@@ -66,13 +68,17 @@ TEST_F(GatewayTest, PlainVolumeReadsBackWhatWasWritten) {
 TEST_F(GatewayTest, MirrorWritesReachEveryReplica) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestExporter e2(dir_.path(), "e2", kSize);
-  TestGateway gateway(dir_.path(), OneVolume("m", {e1.address(), e2.address()}));
+  TestGateway gateway(dir_.path(),
+                      OneVolume("m", {e1.address(), e2.address()}));
   ASSERT_TRUE(gateway.WaitReady("m"));
   auto client = Open(gateway, "m");
   ASSERT_NE(client, nullptr);
   for (int i = 0; i < 64; ++i) {
-    ASSERT_EQ(client->Call(Write(uint64_t(i) * 65536, std::string(65536, char('a' + i % 26))))
-                  .status(), 0);
+    ASSERT_EQ(client
+                  ->Call(Write(uint64_t(i) * 65536,
+                               std::string(65536, char('a' + i % 26))))
+                  .status(),
+              0);
   }
   v1::Request zero;
   zero.set_op(v1::OP_WRITE_ZEROES);
@@ -93,7 +99,8 @@ TEST_F(GatewayTest, MirrorWritesReachEveryReplica) {
 TEST_F(GatewayTest, MirrorReadFailsOverWhenAReplicaCannotRead) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestExporter e2(dir_.path(), "e2", kSize);
-  TestGateway gateway(dir_.path(), OneVolume("m", {e1.address(), e2.address()}));
+  TestGateway gateway(dir_.path(),
+                      OneVolume("m", {e1.address(), e2.address()}));
   ASSERT_TRUE(gateway.WaitReady("m"));
   auto client = Open(gateway, "m");
   ASSERT_EQ(client->Call(Write(0, std::string(4096, 'r'))).status(), 0);
@@ -111,13 +118,15 @@ TEST_F(GatewayTest, MirrorReadFailsOverWhenAReplicaCannotRead) {
 TEST_F(GatewayTest, StrictMirrorWriteFailsWhenAReplicaFails) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestExporter e2(dir_.path(), "e2", kSize);
-  TestGateway gateway(dir_.path(), OneVolume("m", {e1.address(), e2.address()}));
+  TestGateway gateway(dir_.path(),
+                      OneVolume("m", {e1.address(), e2.address()}));
   ASSERT_TRUE(gateway.WaitReady("m"));
   auto client = Open(gateway, "m");
   e2.storage().fail_writes = true;
   v1::Reply reply = client->Call(Write(0, std::string(512, 'x')));
   EXPECT_EQ(reply.status(), grpc::StatusCode::INTERNAL);
-  EXPECT_NE(reply.message().find(e2.address()), std::string::npos) << reply.message();
+  EXPECT_NE(reply.message().find(e2.address()), std::string::npos)
+      << reply.message();
 }
 
 TEST_F(GatewayTest, RefusesPastTheEndAndMisalignedAtTheGateway) {
@@ -125,10 +134,12 @@ TEST_F(GatewayTest, RefusesPastTheEndAndMisalignedAtTheGateway) {
   TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
   ASSERT_TRUE(gateway.WaitReady("vol0"));
   auto client = Open(gateway, "vol0");
-  EXPECT_EQ(client->Call(Read(kSize, 512)).status(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(client->Call(Read(kSize, 512)).status(),
+            grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_EQ(client->Call(Write(kSize - 512, std::string(1024, 'x'))).status(),
             grpc::StatusCode::OUT_OF_RANGE);
-  EXPECT_EQ(client->Call(Read(1, 512)).status(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(client->Call(Read(1, 512)).status(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(ReadFile(e1.path()), std::string(kSize, '\0'));
 }
 
@@ -145,7 +156,8 @@ TEST_F(GatewayTest, UnknownVolumeIsNotFound) {
 TEST_F(GatewayTest, ReadOnlyVolumeAndReadOnlyClientsRefuseWrites) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestExporter e2(dir_.path(), "e2", kSize);
-  v1::GatewayConfig config = OneVolume("ro", {e1.address()}, /*read_only=*/true);
+  v1::GatewayConfig config =
+      OneVolume("ro", {e1.address()}, /*read_only=*/true);
   *config.add_volumes() = OneVolume("rw", {e2.address()}).volumes(0);
   TestGateway gateway(dir_.path(), config);
   ASSERT_TRUE(gateway.WaitReady("ro"));
@@ -188,7 +200,8 @@ TEST_F(GatewayTest, ReplicaReconnectsAfterTheExporterRestarts) {
   absl::Time deadline = absl::Now() + absl::Seconds(15);
   int status = -1;
   while (absl::Now() < deadline &&
-         (status = client->Call(Write(1024, std::string(512, '3'))).status()) != 0) {
+         (status = client->Call(Write(1024, std::string(512, '3'))).status()) !=
+             0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_EQ(status, 0) << "the replica did not come back";
@@ -230,10 +243,12 @@ TEST_F(GatewayTest, ConcurrentMaxSizeWritesStayUnderMessageLimits) {
   const uint32_t max = client->geometry().max_transfer();
   ASSERT_EQ(max, 4u << 20);
   std::vector<std::thread> writers;
+  writers.reserve(12);
   std::atomic<int> failures{0};
   for (int i = 0; i < 12; ++i) {
     writers.emplace_back([&, i] {
-      v1::Reply reply = client->Call(Write(uint64_t(i) * max, std::string(max, char('A' + i))));
+      v1::Reply reply = client->Call(
+          Write(uint64_t(i) * max, std::string(max, char('A' + i))));
       if (reply.status() != 0) {
         ADD_FAILURE() << reply.message();
         ++failures;
@@ -243,7 +258,8 @@ TEST_F(GatewayTest, ConcurrentMaxSizeWritesStayUnderMessageLimits) {
   for (auto& t : writers) t.join();
   ASSERT_EQ(failures, 0);
   std::string data = ReadFile(e1.path());
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(data[uint64_t(i) * max + max - 1], char('A' + i));
+  for (int i = 0; i < 12; ++i)
+    EXPECT_EQ(data[uint64_t(i) * max + max - 1], char('A' + i));
 }
 
 }  // namespace

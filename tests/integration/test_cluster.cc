@@ -1,7 +1,6 @@
 // In-process dst clusters for integration tests: see test_cluster.h.
 #include "tests/integration/test_cluster.h"
 
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/common/request_validation.h"
@@ -33,7 +34,8 @@ absl::Status FaultyStorage::Read(uint64_t offset, size_t length, char* out) {
   if (fail_reads) return Injected("read");
   return inner_->Read(offset, length, out);
 }
-absl::Status FaultyStorage::Write(uint64_t offset, absl::string_view data, bool fua) {
+absl::Status FaultyStorage::Write(uint64_t offset, absl::string_view data,
+                                  bool fua) {
   if (fail_writes) return Injected("write");
   return inner_->Write(offset, data, fua);
 }
@@ -59,7 +61,8 @@ TestExporter::TestExporter(const std::string& dir, const std::string& name,
   FileStorageOptions storage_options;
   storage_options.path = path_;
   storage_options.size = size;
-  storage_options.read_only = options.read_only && std::filesystem::exists(path_);
+  storage_options.read_only =
+      options.read_only && std::filesystem::exists(path_);
   auto inner = OpenFileStorage(storage_options);
   if (!inner.ok()) {
     ADD_FAILURE() << inner.status();
@@ -95,7 +98,8 @@ void TestExporter::Stop() {
   server_.server.reset();
 }
 
-TestGateway::TestGateway(const std::string& dir, const v1::GatewayConfig& config) {
+TestGateway::TestGateway(const std::string& dir,
+                         const v1::GatewayConfig& config) {
   address_ = "unix:" + dir + "/gateway.sock";
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config.volumes()) {
@@ -129,7 +133,8 @@ bool TestGateway::WaitReady(const std::string& volume, int seconds) {
   absl::Time deadline = absl::Now() + absl::Seconds(seconds);
   while (absl::Now() < deadline) {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(2));
     v1::StatusRequest request;
     request.set_volume(volume);
     v1::StatusReply reply;

@@ -31,7 +31,8 @@ class TempDir {
 // Wraps a Storage; each switch makes that kind of operation fail with EIO.
 class FaultyStorage : public Storage {
  public:
-  explicit FaultyStorage(std::unique_ptr<Storage> inner) : inner_(std::move(inner)) {}
+  explicit FaultyStorage(std::unique_ptr<Storage> inner)
+      : inner_(std::move(inner)) {}
   std::atomic<bool> fail_reads{false};
   std::atomic<bool> fail_writes{false};
   std::atomic<int> flushes{0};
@@ -39,7 +40,8 @@ class FaultyStorage : public Storage {
   uint64_t size() const override { return inner_->size(); }
   bool can_trim() const override { return inner_->can_trim(); }
   absl::Status Read(uint64_t offset, size_t length, char* out) override;
-  absl::Status Write(uint64_t offset, absl::string_view data, bool fua) override;
+  absl::Status Write(uint64_t offset, absl::string_view data,
+                     bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                            bool fua) override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;

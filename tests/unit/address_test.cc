@@ -31,9 +31,9 @@ TEST(AddressTest, ParsesUnixPath) {
 }
 
 TEST(AddressTest, RefusesMalformed) {
-  for (const char* bad : {"", "localhost", ":7000", "host:", "host:70000",
-                          "host:-1", "host:12a", "::1:7000", "[::1]7000",
-                          "[]:7000", "unix:", "[::1"}) {
+  for (const char* bad :
+       {"", "localhost", ":7000", "host:", "host:70000", "host:-1", "host:12a",
+        "::1:7000", "[::1]7000", "[]:7000", "unix:", "[::1"}) {
     EXPECT_FALSE(ParseAddress(bad).ok()) << bad;
   }
 }

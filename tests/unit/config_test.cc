@@ -31,7 +31,8 @@ TEST(ConfigTest, AcceptsTheMinimalDesignFile) {
   EXPECT_EQ(config->volumes(0).name(), "vol0");
   ASSERT_EQ(config->volumes(0).replicas_size(), 2);
   EXPECT_EQ(config->volumes(0).replicas(1).address(), "127.0.0.1:7002");
-  EXPECT_EQ(config->volumes(0).max_in_flight(), kDefaultMaxInFlight) << "default filled";
+  EXPECT_EQ(config->volumes(0).max_in_flight(), kDefaultMaxInFlight)
+      << "default filled";
   EXPECT_EQ(config->drain_seconds(), kDefaultDrainSeconds);
 }
 
@@ -53,9 +54,12 @@ TEST(ConfigTest, UnknownKeyNamesItsPath) {
 TEST(ConfigTest, WrongTypesNameTheirPath) {
   EXPECT_EQ(Error("listen: 'a:1'\nvolumes: []"),
             "listen: expected a list, not 'a:1'");
-  EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}], read_only: yes}]"),
-            "volumes[0].read_only: expected true or false, not 'yes'");
-  EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}], max_in_flight: -3}]"),
+  EXPECT_EQ(
+      Error(
+          "volumes: [{name: v, replicas: [{address: 'h:1'}], read_only: yes}]"),
+      "volumes[0].read_only: expected true or false, not 'yes'");
+  EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}], "
+                  "max_in_flight: -3}]"),
             "volumes[0].max_in_flight: expected a whole number, not '-3'");
   EXPECT_EQ(Error("volumes: [{name: [x], replicas: [{address: 'h:1'}]}]"),
             "volumes[0].name: expected a value, not a list");
@@ -66,33 +70,40 @@ TEST(ConfigTest, ImpossibleValuesNameTheirPath) {
   EXPECT_EQ(Error("volumes: []"), "volumes: at least one volume is required");
   EXPECT_EQ(Error("volumes: [{name: v, replicas: []}]"),
             "volumes[0].replicas: at least one replica is required");
-  EXPECT_EQ(Error("volumes: [{name: 'bad name', replicas: [{address: 'h:1'}]}]"),
-            "volumes[0].name: 'bad name' must be 1-64 of A-Z a-z 0-9 . _ -");
+  EXPECT_EQ(
+      Error("volumes: [{name: 'bad name', replicas: [{address: 'h:1'}]}]"),
+      "volumes[0].name: 'bad name' must be 1-64 of A-Z a-z 0-9 . _ -");
   EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}]},"
                   " {name: v, replicas: [{address: 'h:2'}]}]"),
             "volumes[1].name: 'v' is used twice");
   EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'nocolon'}]}]"),
             "volumes[0].replicas[0].address: 'nocolon': expected host:port, "
             "[v6]:port or unix:/path");
-  EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}, {address: 'h:1'}]}]"),
+  EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}, {address: "
+                  "'h:1'}]}]"),
             "volumes[0].replicas[1].address: 'h:1' is listed twice");
-  EXPECT_EQ(Error("listen: ['h:99999']\nvolumes: [{name: v, replicas: [{address: 'h:1'}]}]"),
-            "listen[0]: 'h:99999': port must be a number 0..65535, not '99999'");
-  EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}], max_in_flight: 5000}]"),
+  EXPECT_EQ(
+      Error("listen: ['h:99999']\nvolumes: [{name: v, replicas: [{address: "
+            "'h:1'}]}]"),
+      "listen[0]: 'h:99999': port must be a number 0..65535, not '99999'");
+  EXPECT_EQ(Error("volumes: [{name: v, replicas: [{address: 'h:1'}], "
+                  "max_in_flight: 5000}]"),
             "volumes[0].max_in_flight: must be 1..4096");
   EXPECT_EQ(Error("volumes: [{name: v, replicas: [{}]}]"),
             "volumes[0].replicas[0].address: required");
 }
 
 TEST(ConfigTest, DuplicateAndEmptyKeysRefused) {
-  EXPECT_EQ(Error("volumes: [{name: v, name: w, replicas: [{address: 'h:1'}]}]"),
-            "volumes[0].name: duplicate key");
+  EXPECT_EQ(
+      Error("volumes: [{name: v, name: w, replicas: [{address: 'h:1'}]}]"),
+      "volumes[0].name: duplicate key");
   EXPECT_EQ(Error("volumes:\n"), "volumes: has no value");
 }
 
 TEST(ConfigTest, SyntaxErrorsSayWhere) {
   std::string error = Error("volumes: [\n  {name: v");
-  EXPECT_NE(error.find("not valid YAML or JSON: line"), std::string::npos) << error;
+  EXPECT_NE(error.find("not valid YAML or JSON: line"), std::string::npos)
+      << error;
 }
 
 TEST(ConfigTest, MissingFileIsNotFound) {

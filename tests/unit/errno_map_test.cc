@@ -1,9 +1,9 @@
 // Status -> errno seen by NBD clients.
 #include "nbdkit-plugin/errno_map.h"
 
-#include <gtest/gtest.h>
-
 #include <cerrno>
+
+#include <gtest/gtest.h>
 
 namespace dst {
 namespace {

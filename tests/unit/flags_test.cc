@@ -1,9 +1,9 @@
 // Strict flag parsing and byte counts.
 #include "services/common/flags.h"
 
-#include <gtest/gtest.h>
-
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace dst {
 namespace {
@@ -17,13 +17,15 @@ Flags MakeFlags() {
 
 absl::Status Parse(Flags& flags, std::vector<const char*> args) {
   args.insert(args.begin(), "prog");
-  return flags.Parse(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+  return flags.Parse(static_cast<int>(args.size()),
+                     const_cast<char**>(args.data()));
 }
 
 TEST(FlagsTest, ParsesValuesRepeatsAndBooleans) {
   Flags flags = MakeFlags();
   ASSERT_TRUE(Parse(flags, {"--listen=a:1", "--listen=b:2", "--size=4M",
-                            "--read-only", "cmd"}).ok());
+                            "--read-only", "cmd"})
+                  .ok());
   EXPECT_EQ(flags.GetAll("listen"), (std::vector<std::string>{"a:1", "b:2"}));
   EXPECT_EQ(flags.Get("size"), "4M");
   EXPECT_EQ(flags.Get("read-only"), "true");
@@ -49,8 +51,8 @@ TEST(FlagsTest, ParsesByteCounts) {
   EXPECT_EQ(v, 64u << 20);
   ASSERT_TRUE(ParseBytes("size", "2G", &v).ok());
   EXPECT_EQ(v, 2ull << 30);
-  for (const char* bad : {"", "M", "-1", "1.5G", "12X", "99999999999999999999",
-                          "17179869184T"}) {
+  for (const char* bad :
+       {"", "M", "-1", "1.5G", "12X", "99999999999999999999", "17179869184T"}) {
     EXPECT_FALSE(ParseBytes("size", bad, &v).ok()) << bad;
   }
 }

@@ -33,7 +33,8 @@ absl::StatusCode Code(const v1::Request& r, bool read_only = false) {
 
 TEST(RequestValidationTest, AcceptsWellFormedRequests) {
   EXPECT_EQ(Code(Make(v1::OP_READ, 0, 512)), absl::StatusCode::kOk);
-  EXPECT_EQ(Code(Make(v1::OP_WRITE, (1 << 20) - 512, 512)), absl::StatusCode::kOk)
+  EXPECT_EQ(Code(Make(v1::OP_WRITE, (1 << 20) - 512, 512)),
+            absl::StatusCode::kOk)
       << "the last block";
   EXPECT_EQ(Code(Make(v1::OP_TRIM, 0, 1 << 20)), absl::StatusCode::kOk)
       << "trim is not bound by max_transfer";
@@ -42,7 +43,8 @@ TEST(RequestValidationTest, AcceptsWellFormedRequests) {
 }
 
 TEST(RequestValidationTest, RefusesPastTheEnd) {
-  EXPECT_EQ(Code(Make(v1::OP_READ, 1 << 20, 512)), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(Code(Make(v1::OP_READ, 1 << 20, 512)),
+            absl::StatusCode::kOutOfRange);
   EXPECT_EQ(Code(Make(v1::OP_WRITE, (1 << 20) - 512, 1024)),
             absl::StatusCode::kOutOfRange);
 }
@@ -54,12 +56,15 @@ TEST(RequestValidationTest, RefusesOffsetOverflow) {
 }
 
 TEST(RequestValidationTest, RefusesMisalignment) {
-  EXPECT_EQ(Code(Make(v1::OP_READ, 100, 512)), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Code(Make(v1::OP_READ, 0, 100)), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(Make(v1::OP_READ, 100, 512)),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(Make(v1::OP_READ, 0, 100)),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RequestValidationTest, RefusesOversizedTransfers) {
-  EXPECT_EQ(Code(Make(v1::OP_READ, 0, 128 << 10)), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(Make(v1::OP_READ, 0, 128 << 10)),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RequestValidationTest, RefusesZeroLengthAndDataMismatch) {
@@ -76,8 +81,10 @@ TEST(RequestValidationTest, RefusesZeroLengthAndDataMismatch) {
 }
 
 TEST(RequestValidationTest, RefusesUnknownOpsAndFlags) {
-  EXPECT_EQ(Code(Make(v1::OP_UNSPECIFIED, 0, 512)), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Code(Make(static_cast<v1::Op>(99), 0, 512)), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(Make(v1::OP_UNSPECIFIED, 0, 512)),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(Make(static_cast<v1::Op>(99), 0, 512)),
+            absl::StatusCode::kInvalidArgument);
   v1::Request r = Make(v1::OP_READ, 0, 512);
   r.set_flags(0x80);
   EXPECT_EQ(Code(r), absl::StatusCode::kInvalidArgument);
@@ -87,7 +94,8 @@ TEST(RequestValidationTest, ReadOnlyRefusesEveryModification) {
   EXPECT_EQ(Code(Make(v1::OP_READ, 0, 512), true), absl::StatusCode::kOk);
   EXPECT_EQ(Code(Make(v1::OP_FLUSH, 0, 0), true), absl::StatusCode::kOk);
   for (v1::Op op : {v1::OP_WRITE, v1::OP_WRITE_ZEROES, v1::OP_TRIM}) {
-    EXPECT_EQ(Code(Make(op, 0, 512), true), absl::StatusCode::kFailedPrecondition)
+    EXPECT_EQ(Code(Make(op, 0, 512), true),
+              absl::StatusCode::kFailedPrecondition)
         << v1::Op_Name(op);
   }
 }
@@ -101,7 +109,8 @@ TEST(RequestValidationTest, RefusesUnsupportedFeatures) {
             absl::StatusCode::kUnimplemented);
   v1::Request fua = Make(v1::OP_WRITE, 0, 512);
   fua.set_flags(v1::REQUEST_FLAG_FUA);
-  EXPECT_EQ(ValidateRequest(fua, g, false).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(ValidateRequest(fua, g, false).code(),
+            absl::StatusCode::kUnimplemented);
 }
 
 TEST(RequestValidationTest, GeometryChecks) {

@@ -1,12 +1,13 @@
 // FileStorage against a real file in a temporary directory.
 #include "services/exporter/storage.h"
 
-#include <gtest/gtest.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <string>
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
 
 namespace dst {
 namespace {
@@ -66,7 +67,8 @@ TEST_F(StorageTest, WriteReadZeroTrimFlush) {
 TEST_F(StorageTest, RefusesMissingFileWithoutSize) {
   FileStorageOptions options;
   options.path = path_;
-  EXPECT_EQ(OpenFileStorage(options).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(OpenFileStorage(options).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(StorageTest, RefusesSizeMismatch) {

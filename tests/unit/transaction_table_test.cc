@@ -1,10 +1,10 @@
 // The pre-sized in-flight table: ids, bounds, late-reply detection.
 #include "services/common/transaction_table.h"
 
-#include <gtest/gtest.h>
-
 #include <set>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace dst {
 namespace {

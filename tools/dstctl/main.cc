@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+
 #include "dst/v1/gateway.grpc.pb.h"
 #include "services/common/address.h"
 #include "services/common/flags.h"
@@ -45,8 +46,9 @@ int PrintJson(const google::protobuf::Message& message) {
   return 0;
 }
 
-void PrintVolumes(const google::protobuf::RepeatedPtrField<v1::VolumeStatus>& volumes,
-                  bool replicas) {
+void PrintVolumes(
+    const google::protobuf::RepeatedPtrField<v1::VolumeStatus>& volumes,
+    bool replicas) {
   std::printf("%-16s %-12s %12s %8s %12s %8s\n", "VOLUME", "STATE", "SIZE",
               "REPLICAS", "TRANSACTIONS", "FAILED");
   for (const v1::VolumeStatus& v : volumes) {
@@ -57,8 +59,9 @@ void PrintVolumes(const google::protobuf::RepeatedPtrField<v1::VolumeStatus>& vo
                 static_cast<unsigned long long>(v.transactions_failed()));
     if (!replicas) continue;
     for (const v1::ReplicaStatus& r : v.replicas()) {
-      std::printf("  replica %-24s %-10s in-flight %llu%s%s\n", r.address().c_str(),
-                  r.state().c_str(), static_cast<unsigned long long>(r.in_flight()),
+      std::printf("  replica %-24s %-10s in-flight %llu%s%s\n",
+                  r.address().c_str(), r.state().c_str(),
+                  static_cast<unsigned long long>(r.in_flight()),
                   r.last_error().empty() ? "" : "  last error: ",
                   r.last_error().c_str());
     }
@@ -66,16 +69,17 @@ void PrintVolumes(const google::protobuf::RepeatedPtrField<v1::VolumeStatus>& vo
 }
 
 int Main(int argc, char** argv) {
-  Flags flags("dstctl",
-              "Operator CLI for a dst gateway.\n\nCommands:\n"
-              "  volumes          list the volumes and their state\n"
-              "  status [VOLUME]  gateway status with volumes and replicas",
-              {
-                  {"gateway", "ADDR", "gateway address (default 127.0.0.1:7000)"},
-                  {"json", "", "print machine-readable JSON"},
-                  {"timeout", "SECONDS", "deadline of each call (default 5)"},
-                  {"help", "", "print this help"},
-              });
+  Flags flags(
+      "dstctl",
+      "Operator CLI for a dst gateway.\n\nCommands:\n"
+      "  volumes          list the volumes and their state\n"
+      "  status [VOLUME]  gateway status with volumes and replicas",
+      {
+          {"gateway", "ADDR", "gateway address (default 127.0.0.1:7000)"},
+          {"json", "", "print machine-readable JSON"},
+          {"timeout", "SECONDS", "deadline of each call (default 5)"},
+          {"help", "", "print this help"},
+      });
   if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
     return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
   }
@@ -83,12 +87,14 @@ int Main(int argc, char** argv) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
-  if (flags.positional().empty()) return Fail(absl::StrCat("no command\n", flags.Usage()));
+  if (flags.positional().empty())
+    return Fail(absl::StrCat("no command\n", flags.Usage()));
   const std::string command = flags.positional()[0];
   const std::string gateway = flags.Get("gateway", "127.0.0.1:7000");
   absl::StatusOr<Address> address = ParseAddress(gateway);
   if (!address.ok()) {
-    return Fail(absl::StrCat("--gateway=", gateway, ": ", address.status().message()));
+    return Fail(
+        absl::StrCat("--gateway=", gateway, ": ", address.status().message()));
   }
   int timeout = 5;
   if (flags.Has("timeout") &&
@@ -100,29 +106,34 @@ int Main(int argc, char** argv) {
                                            ClientChannelArguments(4 << 20));
   auto stub = v1::Gateway::NewStub(channel);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout));
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(timeout));
   const bool json = flags.Has("json");
   auto unreachable = [&](const grpc::Status& status) {
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       return Fail(absl::StrCat("cannot reach the gateway at ", gateway, ": ",
-                               status.error_message()), 1);
+                               status.error_message()),
+                  1);
     }
     return Fail(absl::StrCat(command, ": ", status.error_message()), 1);
   };
   if (command == "volumes") {
     if (flags.positional().size() > 1) return Fail("volumes takes no argument");
     v1::ListVolumesReply reply;
-    grpc::Status status = stub->ListVolumes(&context, v1::ListVolumesRequest(), &reply);
+    grpc::Status status =
+        stub->ListVolumes(&context, v1::ListVolumesRequest(), &reply);
     if (!status.ok()) return unreachable(status);
     if (json) return PrintJson(reply);
     PrintVolumes(reply.volumes(), false);
     return 0;
   }
   if (command == "status") {
-    if (flags.positional().size() > 2) return Fail("status takes at most one volume");
+    if (flags.positional().size() > 2)
+      return Fail("status takes at most one volume");
     v1::StatusRequest request;
-    if (flags.positional().size() == 2) request.set_volume(flags.positional()[1]);
+    if (flags.positional().size() == 2)
+      request.set_volume(flags.positional()[1]);
     v1::StatusReply reply;
     grpc::Status status = stub->Status(&context, request, &reply);
     if (!status.ok()) return unreachable(status);
