@@ -76,7 +76,7 @@ nbd://localhost:$nbd_port
 
 Attach it:
   nbdinfo nbd://localhost:$nbd_port
-  sudo modprobe nbd && sudo nbd-client -N '' -t 60 localhost $nbd_port /dev/nbd0
+  sudo modprobe nbd && sudo nbd-client -N vol0 -t 60 localhost $nbd_port /dev/nbd0
       (disconnect: sudo nbd-client -d /dev/nbd0)
   mkdir -p /tmp/dst-fuse && nbdfuse /tmp/dst-fuse nbd://localhost:$nbd_port &
       (the disk is /tmp/dst-fuse/nbd; unmount: fusermount3 -u /tmp/dst-fuse)
