@@ -1,11 +1,14 @@
 // Strict flag parsing: see flags.h.
 #include "services/common/flags.h"
 
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+
+#include "services/common/log.h"
 
 namespace dst {
 
@@ -55,6 +58,31 @@ absl::Status Flags::Parse(int argc, char** argv) {
     values.push_back(value);
   }
   return absl::OkStatus();
+}
+
+std::optional<int> Flags::ParseCommandLine(int argc, char** argv,
+                                           bool positional) {
+  absl::Status status = Parse(argc, argv);
+  if (status.ok() && !positional && !positional_.empty()) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", positional_[0], "'"));
+  }
+  LogLevel level = LogLevel::kInfo;
+  if (status.ok() && !ParseLogLevel(Get("log-level", "info"), &level)) {
+    status = absl::InvalidArgumentError(
+        "--log-level must be debug, info, warning or error");
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s: %s\n%s", program_.c_str(),
+                 std::string(status.message()).c_str(), Usage().c_str());
+    return 2;
+  }
+  if (Has("help")) {
+    std::fputs(Usage().c_str(), stdout);
+    return 0;
+  }
+  SetLogLevel(level);
+  return std::nullopt;
 }
 
 std::string Flags::Usage() const {

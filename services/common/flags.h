@@ -5,6 +5,7 @@
 #define DST_SERVICES_COMMON_FLAGS_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ class Flags {
 
   // Parses argv[1..]; positional arguments are collected in order.
   absl::Status Parse(int argc, char** argv);
+
+  // Parse() for a main(): prints the usage for --help (returns 0) or the
+  // error and the usage to stderr (returns 2); nullopt means go on. With
+  // `positional` false, any positional argument is an error. A declared
+  // "log-level" flag is applied (SetLogLevel).
+  std::optional<int> ParseCommandLine(int argc, char** argv, bool positional);
   std::string Usage() const;
 
   bool Has(const std::string& name) const;

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -54,24 +55,12 @@ int Main(int argc, char** argv) {
            "debug, info, warning or error (default info)"},
           {"help", "", "print this help"},
       });
-  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
-    return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
-  }
-  if (flags.Has("help")) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (!flags.positional().empty()) {
-    return Fail(
-        absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
+  if (std::optional<int> exit_code =
+          flags.ParseCommandLine(argc, argv, /*positional=*/false)) {
+    return *exit_code;
   }
   if (!flags.Has("listen")) return Fail("--listen=ADDR is required");
   if (!flags.Has("backing")) return Fail("--backing=PATH is required");
-  LogLevel level = LogLevel::kInfo;
-  if (!ParseLogLevel(flags.Get("log-level", "info"), &level)) {
-    return Fail("--log-level must be debug, info, warning or error");
-  }
-  SetLogLevel(level);
 
   FileStorageOptions storage_options;
   storage_options.path = flags.Get("backing");

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -48,23 +49,11 @@ int Main(int argc, char** argv) {
            "debug, info, warning or error (default info)"},
           {"help", "", "print this help"},
       });
-  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
-    return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
-  }
-  if (flags.Has("help")) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (!flags.positional().empty()) {
-    return Fail(
-        absl::StrCat("unexpected argument '", flags.positional()[0], "'"));
+  if (std::optional<int> exit_code =
+          flags.ParseCommandLine(argc, argv, /*positional=*/false)) {
+    return *exit_code;
   }
   if (!flags.Has("config")) return Fail("--config=FILE is required");
-  LogLevel level = LogLevel::kInfo;
-  if (!ParseLogLevel(flags.Get("log-level", "info"), &level)) {
-    return Fail("--log-level must be debug, info, warning or error");
-  }
-  SetLogLevel(level);
   absl::StatusOr<v1::GatewayConfig> config =
       LoadGatewayConfig(flags.Get("config"));
   if (!config.ok()) return Fail(std::string(config.status().message()));

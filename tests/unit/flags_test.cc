@@ -1,9 +1,12 @@
 // Strict flag parsing and byte counts.
 #include "services/common/flags.h"
 
+#include <optional>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "services/common/log.h"
 
 namespace dst {
 namespace {
@@ -55,6 +58,34 @@ TEST(FlagsTest, ParsesByteCounts) {
        {"", "M", "-1", "1.5G", "12X", "99999999999999999999", "17179869184T"}) {
     EXPECT_FALSE(ParseBytes("size", bad, &v).ok()) << bad;
   }
+}
+
+}  // namespace
+}  // namespace dst
+
+namespace dst {
+namespace {
+
+std::optional<int> ParseLine(std::vector<const char*> args, bool positional) {
+  Flags flags("prog", "summary",
+              {{"size", "BYTES", "how big"},
+               {"log-level", "LEVEL", "level"},
+               {"help", "", "help"}});
+  args.insert(args.begin(), "prog");
+  return flags.ParseCommandLine(static_cast<int>(args.size()),
+                                const_cast<char**>(args.data()), positional);
+}
+
+TEST(FlagsTest, CommandLineExitCodes) {
+  EXPECT_EQ(ParseLine({"--size=1"}, false), std::nullopt) << "go on";
+  EXPECT_EQ(ParseLine({"--help"}, false), 0);
+  EXPECT_EQ(ParseLine({"--bogus"}, false), 2);
+  EXPECT_EQ(ParseLine({"extra"}, false), 2) << "positional refused";
+  EXPECT_EQ(ParseLine({"cmd"}, true), std::nullopt) << "positional allowed";
+  EXPECT_EQ(ParseLine({"--log-level=loud"}, false), 2);
+  EXPECT_EQ(ParseLine({"--log-level=debug"}, false), std::nullopt);
+  EXPECT_TRUE(LogEnabled(LogLevel::kDebug)) << "the level is applied";
+  SetLogLevel(LogLevel::kInfo);
 }
 
 }  // namespace

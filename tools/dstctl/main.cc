@@ -3,6 +3,7 @@
 //   dstctl --gateway=ADDR status [VOL]   gateway, volumes and replicas
 // --json prints the reply as JSON for scripts.
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include <google/protobuf/util/json_util.h>
@@ -80,12 +81,9 @@ int Main(int argc, char** argv) {
           {"timeout", "SECONDS", "deadline of each call (default 5)"},
           {"help", "", "print this help"},
       });
-  if (absl::Status status = flags.Parse(argc, argv); !status.ok()) {
-    return Fail(absl::StrCat(status.message(), "\n", flags.Usage()));
-  }
-  if (flags.Has("help")) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
+  if (std::optional<int> exit_code =
+          flags.ParseCommandLine(argc, argv, /*positional=*/true)) {
+    return *exit_code;
   }
   if (flags.positional().empty())
     return Fail(absl::StrCat("no command\n", flags.Usage()));
