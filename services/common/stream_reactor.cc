@@ -52,6 +52,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
       draining = draining_;
       ++refs_;
     }
+    registry_->in_flight_ += in_.requests_size();
     for (v1::Request& request : *in_.mutable_requests()) {
       if (draining) {
         v1::Reply reply;
@@ -137,6 +138,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
 
  private:
   void Complete(v1::Reply&& reply) {
+    registry_->in_flight_ -= 1;
     bool read = false;
     bool write = false;
     bool finish = false;

@@ -14,6 +14,7 @@
 #ifndef DST_SERVICES_COMMON_STREAM_REACTOR_H_
 #define DST_SERVICES_COMMON_STREAM_REACTOR_H_
 
+#include <atomic>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -60,6 +61,8 @@ class StreamRegistry {
   // True once every stream has ended, false at the deadline.
   bool WaitEmpty(absl::Time deadline);
   bool draining() const;
+  // Requests read from all streams and not yet answered.
+  int64_t in_flight() const { return in_flight_.load(); }
 
  private:
   friend class TransactionStreamReactor;
@@ -74,6 +77,7 @@ class StreamRegistry {
   mutable absl::Mutex mu_;
   std::set<TransactionStreamReactor*> live_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<int64_t> in_flight_{0};
 };
 
 // Returns a reactor for a stream that is refused outright with `status`.

@@ -47,6 +47,8 @@ class ExporterService final : public v1::Exporter::CallbackService {
   // InvalidArgument when the options do not fit the storage.
   absl::Status Init();
   const v1::Geometry& geometry() const { return geometry_; }
+  // Requests read from clients and not yet answered.
+  int64_t in_flight() const { return streams_.in_flight(); }
 
   // Stops reading every stream; returns once all are answered and ended or
   // at the deadline (false).

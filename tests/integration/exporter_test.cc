@@ -3,6 +3,7 @@
 // late replies, and a stream that breaks.
 #include <atomic>
 #include <future>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -188,6 +189,40 @@ TEST_F(ExporterTest, TransactionsFailWithUnavailableWhenTheExporterGoes) {
   v1::Reply reply = stream->Call(Read(0, 512));
   EXPECT_EQ(reply.status(), grpc::StatusCode::UNAVAILABLE) << reply.message();
   EXPECT_TRUE(stream->broken());
+}
+
+TEST_F(ExporterTest, DrainAnswersEverythingInFlightBeforeEnding) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  exporter.storage().Hold();
+  auto stream = OpenStream(Stub(exporter.address()));
+  constexpr int kCount = 20;
+  std::vector<std::promise<v1::Reply>> replies(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    stream->Submit(
+        Write(uint64_t(i) * 512, std::string(512, 'd')),
+        [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
+  }
+  // Wait until the exporter has read them all, then drain (as SIGTERM does).
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (exporter.service().in_flight() < kCount && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(exporter.service().in_flight(), kCount)
+      << "the exporter did not receive the requests";
+  std::thread release([&exporter] {
+    absl::SleepFor(absl::Milliseconds(50));  // the drain waits meanwhile
+    exporter.storage().Release();
+  });
+  EXPECT_TRUE(exporter.service().Drain(absl::Now() + absl::Seconds(10)));
+  release.join();
+  for (int i = 0; i < kCount; ++i) {
+    v1::Reply reply = replies[i].get_future().get();
+    EXPECT_EQ(reply.status(), 0) << "request " << i << ": " << reply.message();
+  }
+  EXPECT_EQ(ReadFile(exporter.path()).substr(0, kCount * 512),
+            std::string(kCount * 512, 'd'));
+  // After the drain the stream is over: new work is refused, not lost.
+  EXPECT_NE(stream->Call(Read(0, 512)).status(), 0);
 }
 
 // A fake exporter that answers every request twice: once with a forged id,

@@ -30,12 +30,30 @@ absl::Status Injected(const char* what) {
 }
 }  // namespace
 
+void FaultyStorage::Hold() {
+  absl::MutexLock lock(&mu_);
+  held_ = true;
+}
+
+void FaultyStorage::Release() {
+  absl::MutexLock lock(&mu_);
+  held_ = false;
+}
+
+void FaultyStorage::WaitWhileHeld() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](bool* held) { return !*held; }, &held_));
+}
+
 absl::Status FaultyStorage::Read(uint64_t offset, size_t length, char* out) {
+  WaitWhileHeld();
   if (fail_reads) return Injected("read");
   return inner_->Read(offset, length, out);
 }
 absl::Status FaultyStorage::Write(uint64_t offset, absl::string_view data,
                                   bool fua) {
+  WaitWhileHeld();
   if (fail_writes) return Injected("write");
   return inner_->Write(offset, data, fua);
 }

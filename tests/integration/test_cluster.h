@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
+
 #include "dst/v1/config.pb.h"
 #include "services/common/server.h"
 #include "services/exporter/exporter_service.h"
@@ -36,6 +38,9 @@ class FaultyStorage : public Storage {
   std::atomic<bool> fail_reads{false};
   std::atomic<bool> fail_writes{false};
   std::atomic<int> flushes{0};
+  // While held, every read and write waits (a stalled disk).
+  void Hold();
+  void Release();
 
   uint64_t size() const override { return inner_->size(); }
   bool can_trim() const override { return inner_->can_trim(); }
@@ -48,7 +53,10 @@ class FaultyStorage : public Storage {
   absl::Status Flush() override;
 
  private:
+  void WaitWhileHeld();
   std::unique_ptr<Storage> inner_;
+  absl::Mutex mu_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class TestExporter {
