@@ -1,6 +1,7 @@
 // Client-side transaction stream: see transaction_stream.h.
 #include "services/common/transaction_stream.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,7 @@ TransactionStream::~TransactionStream() {
 
 void TransactionStream::Submit(v1::Request request, TransactionDone done) {
   bool write = false;
-  absl::Status refused = Enqueue(request, done, &write);
+  absl::Status refused = Enqueue(request, done, 0, absl::Now(), &write);
   if (!refused.ok()) {
     done(ErrorReply(request.id(), refused));
     return;
@@ -46,14 +47,34 @@ void TransactionStream::Submit(v1::Request request, TransactionDone done) {
   StartOps(write, false, false);
 }
 
+bool TransactionStream::TrySubmit(v1::Request& request, TransactionDone& done,
+                                  int sends, absl::Time submitted) {
+  bool write = false;
+  if (!Enqueue(request, done, sends, submitted, &write).ok()) return false;
+  StartOps(write, false, false);
+  return true;
+}
+
 absl::Status TransactionStream::Enqueue(v1::Request& request,
-                                        TransactionDone& done, bool* write) {
+                                        TransactionDone& done, int sends,
+                                        absl::Time submitted, bool* write) {
   absl::MutexLock lock(&mu_);
   if (!status_.ok()) return status_;
   if (closing_) return absl::UnavailableError("stream is closing");
-  waiting_.emplace_back(std::move(request), std::move(done));
+  waiting_.push_back(
+      OrphanTransaction{std::move(request), std::move(done), sends, submitted});
   *write = AdmitAndFillLocked();
   return absl::OkStatus();
+}
+
+absl::Time TransactionStream::OldestSent() const {
+  absl::MutexLock lock(&mu_);
+  absl::Time oldest = absl::InfiniteFuture();
+  // Slots are few (max_in_flight); this runs on a slow timer, not per I/O.
+  const_cast<TransactionTable&>(table_).ForEach([&](Transaction& t) {
+    if (t.sends > 0 && t.sent < oldest) oldest = t.sent;
+  });
+  return oldest;
 }
 
 v1::Reply TransactionStream::Call(v1::Request request) {
@@ -69,10 +90,12 @@ bool TransactionStream::AdmitAndFillLocked() {
   while (!waiting_.empty()) {
     Transaction* transaction = table_.Allocate();
     if (transaction == nullptr) break;
-    transaction->request = std::move(waiting_.front().first);
-    transaction->done = std::move(waiting_.front().second);
+    OrphanTransaction& next = waiting_.front();
+    transaction->request = std::move(next.request);
+    transaction->done = std::move(next.done);
+    transaction->sends = next.sends;
+    transaction->submitted = next.submitted;
     transaction->request.set_id(transaction->id);
-    transaction->submitted = absl::Now();
     waiting_.pop_front();
     unsent_.push_back(transaction->id);
   }
@@ -172,7 +195,7 @@ void TransactionStream::OnReadDone(bool ok) {
 }
 
 void TransactionStream::OnDone(const grpc::Status& status) {
-  std::vector<std::pair<TransactionDone, uint64_t>> failed;
+  std::vector<OrphanTransaction> unfinished;
   absl::Status why;
   {
     absl::MutexLock lock(&mu_);
@@ -185,20 +208,31 @@ void TransactionStream::OnDone(const grpc::Status& status) {
     }
     why = status_;
     std::vector<Transaction*> in_table;
-    table_.ForEach([&](Transaction& transaction) {
-      failed.emplace_back(std::move(transaction.done), transaction.id);
-      in_table.push_back(&transaction);
-    });
-    for (Transaction* transaction : in_table) table_.Release(transaction);
-    for (auto& [request, done] : waiting_) {
-      failed.emplace_back(std::move(done), request.id());
+    table_.ForEach([&](Transaction& t) { in_table.push_back(&t); });
+    // Oldest first: ids grow with submission order.
+    std::sort(in_table.begin(), in_table.end(),
+              [](const Transaction* a, const Transaction* b) {
+                return a->id < b->id;
+              });
+    for (Transaction* t : in_table) {
+      unfinished.push_back(OrphanTransaction{
+          std::move(t->request), std::move(t->done), t->sends, t->submitted});
+      table_.Release(t);
     }
+    for (OrphanTransaction& waiting : waiting_)
+      unfinished.push_back(std::move(waiting));
     waiting_.clear();
     unsent_.clear();
   }
-  absl::Status failure(why.code(),
-                       absl::StrCat("transaction failed: ", why.message()));
-  for (auto& [done, id] : failed) done(ErrorReply(id, failure));
+  if (options_.on_orphans && !unfinished.empty()) {
+    options_.on_orphans(std::move(unfinished));
+  } else {
+    absl::Status failure(why.code(),
+                         absl::StrCat("transaction failed: ", why.message()));
+    for (OrphanTransaction& t : unfinished) {
+      t.done(ErrorReply(t.request.id(), failure));
+    }
+  }
   done_promise_.set_value();  // last: `this` may be freed from here on
 }
 

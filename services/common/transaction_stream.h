@@ -22,6 +22,7 @@
 #include <future>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/client_callback.h>
@@ -39,12 +40,25 @@ namespace dst {
 using ClientStreamReactor =
     grpc::ClientBidiReactor<v1::RequestBatch, v1::ReplyBatch>;
 
+// A transaction a stream could not finish (it ended first), handed back for
+// replay on another stream.
+struct OrphanTransaction {
+  v1::Request request;
+  TransactionDone done;
+  int sends = 0;  // times it was written to the wire so far
+  absl::Time submitted;
+};
+using OrphanHandler = std::function<void(std::vector<OrphanTransaction>)>;
+
 struct TransactionStreamOptions {
   // Transactions in flight on the wire (the table's pre-sized capacity).
   // Default 256.
   size_t max_in_flight = 256;
   // Requests are coalesced into one message up to this many bytes.
   size_t max_batch_bytes = 4u << 20;
+  // When set, a stream that ends hands its unfinished transactions (oldest
+  // first) to this handler instead of failing them. Runs on a gRPC thread.
+  OrphanHandler on_orphans;
 };
 
 class TransactionStream : private ClientStreamReactor {
@@ -63,6 +77,19 @@ class TransactionStream : private ClientStreamReactor {
 
   // Queues `request` (its id is replaced); `done` runs exactly once.
   void Submit(v1::Request request, TransactionDone done);
+
+  // Queues the transaction if the stream still accepts work, moving from
+  // `request` and `done`; false (nothing moved) when it has ended or is
+  // closing. `sends` is how often it was sent before, on other streams.
+  bool TrySubmit(v1::Request& request, TransactionDone& done, int sends = 0,
+                 absl::Time submitted = absl::Now());
+
+  // When the oldest transaction still unanswered was last sent
+  // (InfiniteFuture when none is).
+  absl::Time OldestSent() const;
+
+  // Ends the stream at once (its transactions become orphans or fail).
+  void Cancel() { context_.TryCancel(); }
 
   // Blocking form of Submit, for callers on their own threads.
   v1::Reply Call(v1::Request request);
@@ -84,8 +111,8 @@ class TransactionStream : private ClientStreamReactor {
 
   // Queues the request (moving from both arguments) unless the stream
   // refuses it; `write` says whether the caller must start a write.
-  absl::Status Enqueue(v1::Request& request, TransactionDone& done,
-                       bool* write);
+  absl::Status Enqueue(v1::Request& request, TransactionDone& done, int sends,
+                       absl::Time submitted, bool* write);
   // Admits waiting requests into free slots. True: the caller must start
   // the write of out_ after releasing the lock.
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -102,8 +129,7 @@ class TransactionStream : private ClientStreamReactor {
   mutable absl::Mutex mu_;
   TransactionTable table_ ABSL_GUARDED_BY(mu_);
   // Submitted, waiting for a free slot.
-  std::deque<std::pair<v1::Request, TransactionDone>> waiting_
-      ABSL_GUARDED_BY(mu_);
+  std::deque<OrphanTransaction> waiting_ ABSL_GUARDED_BY(mu_);
   // Ids admitted to the table and not yet written.
   std::deque<uint64_t> unsent_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

@@ -223,16 +223,37 @@ absl::Status Validate(v1::GatewayConfig* config) {
                                       "' is listed twice"));
       }
     }
-    if (volume->max_in_flight() == 0)
-      volume->set_max_in_flight(kDefaultMaxInFlight);
+    ApplyVolumeDefaults(volume);
     if (volume->max_in_flight() > 4096) {
       return PathError(path + ".max_in_flight", "must be 1..4096");
+    }
+    if (volume->request_timeout_ms() < 10 ||
+        volume->request_timeout_ms() > 600000) {
+      return PathError(path + ".request_timeout_ms", "must be 10..600000");
+    }
+    if (volume->max_resends() > 100) {
+      return PathError(path + ".max_resends", "must be 0..100");
+    }
+    if (volume->suspend_timeout_ms() > 86400000) {
+      return PathError(path + ".suspend_timeout_ms", "must be 0..86400000");
     }
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+void ApplyVolumeDefaults(v1::VolumeConfig* volume) {
+  if (volume->max_in_flight() == 0)
+    volume->set_max_in_flight(kDefaultMaxInFlight);
+  if (volume->request_timeout_ms() == 0) {
+    volume->set_request_timeout_ms(kDefaultRequestTimeoutMs);
+  }
+  if (!volume->has_max_resends()) volume->set_max_resends(kDefaultMaxResends);
+  if (!volume->has_suspend_timeout_ms()) {
+    volume->set_suspend_timeout_ms(kDefaultSuspendTimeoutMs);
+  }
+}
 
 absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text) {
   YAML::Node root;

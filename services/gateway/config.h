@@ -16,7 +16,13 @@ namespace dst {
 
 inline constexpr uint32_t kDefaultMaxInFlight = 64;
 inline constexpr uint32_t kDefaultDrainSeconds = 30;
+inline constexpr uint32_t kDefaultRequestTimeoutMs = 10000;
+inline constexpr uint32_t kDefaultMaxResends = 3;
+inline constexpr uint32_t kDefaultSuspendTimeoutMs = 30000;
 inline constexpr char kDefaultGatewayListen[] = "127.0.0.1:7000";
+
+// Fills in the documented default of every volume key left unset.
+void ApplyVolumeDefaults(v1::VolumeConfig* volume);
 
 // Parses and validates; fills in defaults. InvalidArgument on any error.
 absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text);

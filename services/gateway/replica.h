@@ -1,17 +1,16 @@
-// The gateway's session with one exporter: a channel, the negotiation, and
-// the TransactionStream that carries the volume's transactions to it. A
-// background thread (re)connects with exponential backoff and jitter and
-// re-negotiates; a replica whose size changed is refused.
+// The gateway's session with one exporter: negotiation and a
+// TransactionSession that carries the volume's transactions to it,
+// reconnecting (re-negotiating, refusing an exporter whose size or identity
+// changed) and replaying unanswered transactions in order after a broken
+// stream or a timeout.
 //
-// Thread-safe. Replays of transactions lost with a broken stream belong to
-// the resend engine (a later release): today they fail with UNAVAILABLE.
+// Thread-safe.
 #ifndef DST_SERVICES_GATEWAY_REPLICA_H_
 #define DST_SERVICES_GATEWAY_REPLICA_H_
 
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -19,7 +18,7 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "dst/v1/gateway.pb.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/transaction_session.h"
 
 namespace dst {
 
@@ -28,52 +27,43 @@ struct ReplicaOptions {
   std::string client_id;   // sent in negotiation, for the exporter's logs
   bool read_only = false;  // open the export read-only
   int max_message_bytes = 64 << 20;
-  TransactionStreamOptions stream;
-  absl::Duration negotiate_timeout = absl::Seconds(5);
-  absl::Duration min_backoff = absl::Milliseconds(100);
-  absl::Duration max_backoff = absl::Seconds(5);
+  // Deadline of the negotiation (a hung exporter). Default 2 s.
+  absl::Duration negotiate_timeout = absl::Seconds(2);
+  TransactionSessionOptions session;  // timeouts, resends, suspend time
 };
 
 class Replica {
  public:
   explicit Replica(const ReplicaOptions& options);
-  // Stop(), then closes the stream (failing what is in flight).
-  ~Replica();
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
 
   // Starts connecting in the background. `on_change` runs (on the
-  // connector thread) whenever the replica connects or fails.
+  // session's thread) whenever the replica connects or loses its stream.
   void Start(std::function<void()> on_change);
+  // Stops the session's thread: `on_change` is not called after this.
+  void Stop() { session_.Stop(); }
 
-  // Stops and joins the connector: `on_change` is not called after this
-  // returns. Idempotent.
-  void Stop();
+  // Sends `request`; it waits for a connection up to the suspend time.
+  void Submit(v1::Request request, TransactionDone done) {
+    session_.Submit(std::move(request), std::move(done));
+  }
 
-  // Sends `request`; UNAVAILABLE at once when not connected.
-  void Submit(v1::Request request, TransactionDone done);
-
-  bool connected() const;
-  // The geometry of the last successful negotiation (size 0 before).
+  bool connected() const { return session_.connected(); }
+  // The geometry of the first successful negotiation (size 0 before).
   v1::Geometry geometry() const;
   v1::ReplicaStatus Status() const;
   const std::string& address() const { return options_.address; }
+  const TransactionSession& session() const { return session_; }
 
  private:
-  void ConnectLoop();
-  absl::Status Connect();
+  absl::StatusOr<std::unique_ptr<TransactionStream>> Connect(
+      const TransactionStreamOptions& stream_options);
 
   const ReplicaOptions options_;
-  std::function<void()> on_change_;
-  std::thread connector_;
-
   mutable absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::shared_ptr<TransactionStream> stream_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<v1::Exporter::Stub> stub_ ABSL_GUARDED_BY(mu_);
   v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);
-  std::string state_ ABSL_GUARDED_BY(mu_) = "connecting";
-  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  TransactionSession session_;  // last: its thread uses the members above
 };
 
 }  // namespace dst

@@ -208,6 +208,11 @@ std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
     options.client_id = absl::StrCat(gateway_id, "/", config.name());
     options.read_only = config.read_only();
     options.max_message_bytes = max_message_bytes;
+    options.session.request_timeout =
+        absl::Milliseconds(config.request_timeout_ms());
+    options.session.max_resends = static_cast<int>(config.max_resends());
+    options.session.suspend_timeout =
+        absl::Milliseconds(config.suspend_timeout_ms());
     replicas.push_back(std::make_unique<Replica>(options));
   }
   return std::make_unique<Volume>(config, std::move(replicas), registry);

@@ -2,6 +2,7 @@
 // volumes, read failover, strict mirror writes, refusals, readiness and
 // reconnection.
 #include <atomic>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -187,27 +188,81 @@ TEST_F(GatewayTest, VolumeBecomesReadyWhenItsExporterArrives) {
   EXPECT_NE(Open(gateway, "vol0"), nullptr);
 }
 
-TEST_F(GatewayTest, ReplicaReconnectsAfterTheExporterRestarts) {
+TEST_F(GatewayTest, WriteDuringExporterRestartPausesThenSucceeds) {
   auto e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
   TestGateway gateway(dir_.path(), OneVolume("vol0", {e1->address()}));
   ASSERT_TRUE(gateway.WaitReady("vol0"));
   auto client = Open(gateway, "vol0");
   ASSERT_EQ(client->Call(Write(0, std::string(512, '1'))).status(), 0);
-  e1.reset();
-  EXPECT_NE(client->Call(Write(512, std::string(512, '2'))).status(), 0)
-      << "no replica: the write must fail, not be acknowledged";
+  e1.reset();  // the exporter goes away
+  auto during = std::async(std::launch::async, [&client] {
+    return client->Call(Write(512, std::string(512, '2')));
+  });
+  EXPECT_EQ(during.wait_for(std::chrono::milliseconds(300)),
+            std::future_status::timeout)
+      << "with no replica the write must wait, not fail";
   e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
-  absl::Time deadline = absl::Now() + absl::Seconds(15);
-  int status = -1;
-  while (absl::Now() < deadline &&
-         (status = client->Call(Write(1024, std::string(512, '3'))).status()) !=
-             0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_EQ(status, 0) << "the replica did not come back";
+  v1::Reply reply = during.get();
+  ASSERT_EQ(reply.status(), 0) << reply.message();
   std::string data = ReadFile(e1->path());
   EXPECT_EQ(data.substr(0, 512), std::string(512, '1'));
-  EXPECT_EQ(data.substr(1024, 512), std::string(512, '3'));
+  EXPECT_EQ(data.substr(512, 512), std::string(512, '2'));
+}
+
+TEST_F(GatewayTest, RequestsFailAfterTheSuspendTimeWithNoReplica) {
+  auto e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  v1::GatewayConfig config = OneVolume("vol0", {e1->address()});
+  config.mutable_volumes(0)->set_suspend_timeout_ms(300);
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  e1.reset();
+  absl::Time start = absl::Now();
+  v1::Reply reply = client->Call(Write(0, std::string(512, 'x')));
+  EXPECT_EQ(reply.status(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << reply.message();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(250))
+      << "failed before the suspend time";
+}
+
+TEST_F(GatewayTest, StalledExporterIsResentToAfterTheTimeout) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  v1::GatewayConfig config = OneVolume("vol0", {e1.address()});
+  config.mutable_volumes(0)->set_request_timeout_ms(200);
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  e1.storage().Hold();  // the disk stalls: no reply comes
+  auto write = std::async(std::launch::async, [&client] {
+    return client->Call(Write(4096, std::string(4096, 's')));
+  });
+  absl::SleepFor(absl::Milliseconds(500));  // > request_timeout: resent
+  e1.storage().Release();
+  v1::Reply reply = write.get();
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  EXPECT_EQ(ReadFile(e1.path()).substr(4096, 4096), std::string(4096, 's'));
+  v1::StatusReply status = gateway.Status();
+  ASSERT_EQ(status.volumes_size(), 1);
+  EXPECT_GE(status.volumes(0).replicas(0).timeouts(), 1u);
+  EXPECT_GE(status.volumes(0).replicas(0).resends(), 1u);
+  EXPECT_GE(status.volumes(0).replicas(0).reconnects(), 1u);
+}
+
+TEST_F(GatewayTest, TransactionFailsWhenItsResendsAreExhausted) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  v1::GatewayConfig config = OneVolume("vol0", {e1.address()});
+  config.mutable_volumes(0)->set_request_timeout_ms(100);
+  config.mutable_volumes(0)->set_max_resends(1);
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  e1.storage().Hold();
+  v1::Reply reply = client->Call(Write(0, std::string(512, 'x')));
+  EXPECT_EQ(reply.status(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << reply.message();
+  EXPECT_NE(reply.message().find("no reply after 2 sends"), std::string::npos)
+      << reply.message();
+  e1.storage().Release();
 }
 
 TEST_F(GatewayTest, StatusCountsTransactions) {
@@ -217,10 +272,7 @@ TEST_F(GatewayTest, StatusCountsTransactions) {
   auto client = Open(gateway, "vol0");
   for (int i = 0; i < 5; ++i) client->Call(Read(0, 512));
   client->Call(Read(kSize, 512));
-  auto stub = v1::Gateway::NewStub(*GatewayChannel(gateway.address()));
-  grpc::ClientContext context;
-  v1::StatusReply reply;
-  ASSERT_TRUE(stub->Status(&context, v1::StatusRequest(), &reply).ok());
+  v1::StatusReply reply = gateway.Status();
   ASSERT_EQ(reply.volumes_size(), 1);
   EXPECT_EQ(reply.volumes(0).transactions_total(), 6u);
   EXPECT_EQ(reply.volumes(0).transactions_failed(), 1u);

@@ -13,6 +13,7 @@
 
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/common/request_validation.h"
+#include "services/gateway/config.h"
 
 namespace dst {
 
@@ -144,6 +145,17 @@ TestGateway::~TestGateway() {
   service_.reset();
 }
 
+v1::StatusReply TestGateway::Status() {
+  v1::StatusReply reply;
+  auto channel = GatewayChannel(address_);
+  if (!channel.ok()) return reply;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+  v1::Gateway::NewStub(*channel)->Status(&context, v1::StatusRequest(), &reply);
+  return reply;
+}
+
 bool TestGateway::WaitReady(const std::string& volume, int seconds) {
   auto channel = GatewayChannel(address_);
   if (!channel.ok()) return false;
@@ -172,7 +184,7 @@ v1::GatewayConfig OneVolume(const std::string& name,
   v1::VolumeConfig* volume = config.add_volumes();
   volume->set_name(name);
   volume->set_read_only(read_only);
-  volume->set_max_in_flight(64);
+  ApplyVolumeDefaults(volume);
   for (const std::string& address : addresses) {
     volume->add_replicas()->set_address(address);
   }

@@ -85,6 +85,8 @@ class TestGateway {
   TestGateway(const std::string& dir, const v1::GatewayConfig& config);
   ~TestGateway();
   const std::string& address() const { return address_; }
+  // The admin Status of every volume (empty reply on error).
+  v1::StatusReply Status();
   // True once the volume accepts Open, false after `seconds`.
   bool WaitReady(const std::string& volume, int seconds = 10);
 
