@@ -26,6 +26,8 @@ namespace {
 
 std::string g_gateway;
 std::string g_volume;
+// How long a request waits for the gateway to come back (timeout=).
+int g_timeout_seconds = 60;
 // Never released: dropping gRPC's last object at unload runs its global
 // teardown, which can hold nbdkit's exit for 10 s on an idle timer (gRPC
 // 1.51). A heap object, so no static destructor releases it either.
@@ -36,8 +38,17 @@ int DstConfig(const char* key, const char* value) {
     g_gateway = value;
   } else if (std::strcmp(key, "volume") == 0) {
     g_volume = value;
+  } else if (std::strcmp(key, "timeout") == 0) {
+    if (nbdkit_parse_int("timeout", value, &g_timeout_seconds) == -1) return -1;
+    if (g_timeout_seconds < 1 || g_timeout_seconds > 86400) {
+      nbdkit_error("timeout must be 1..86400 seconds, not %d",
+                   g_timeout_seconds);
+      errno = EINVAL;
+      return -1;
+    }
   } else {
-    nbdkit_error("unknown parameter '%s' (known: gateway, volume)", key);
+    nbdkit_error("unknown parameter '%s' (known: gateway, volume, timeout)",
+                 key);
     errno = EINVAL;
     return -1;
   }
@@ -70,6 +81,7 @@ void* DstOpen(int readonly) {
   dst::GatewayClientOptions options;
   options.volume = g_volume;
   options.read_only = readonly != 0;
+  options.suspend_timeout = absl::Seconds(g_timeout_seconds);
   absl::StatusOr<std::unique_ptr<dst::GatewayClient>> client =
       dst::GatewayClient::Open(*g_channel, options);
   if (!client.ok()) {
@@ -199,7 +211,9 @@ nbdkit_plugin MakePlugin() {
   plugin.config_help =
       "gateway=ADDR   (required) gateway address: host:port, [v6]:port or "
       "unix:/path\n"
-      "volume=NAME    (required) the volume to serve";
+      "volume=NAME    (required) the volume to serve\n"
+      "timeout=SECS   how long a request waits for a restarting gateway "
+      "(default 60)";
   plugin.after_fork = DstAfterFork;
   plugin.open = DstOpen;
   plugin.close = DstClose;

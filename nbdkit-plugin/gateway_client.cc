@@ -12,6 +12,24 @@
 
 namespace dst {
 
+namespace {
+
+absl::StatusOr<v1::Geometry> OpenVolume(v1::Gateway::Stub& stub,
+                                        const GatewayClientOptions& options) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options.open_timeout));
+  v1::OpenRequest request;
+  request.set_volume(options.volume);
+  request.set_read_only(options.read_only);
+  request.set_client_id(options.client_id);
+  v1::OpenReply reply;
+  RETURN_IF_ERROR(FromGrpcStatus(stub.Open(&context, request, &reply)));
+  RETURN_IF_ERROR(ValidateGeometry(reply.geometry()));
+  return reply.geometry();
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GatewayChannel(
     const std::string& address, int max_message_bytes) {
   ASSIGN_OR_RETURN(Address parsed, ParseAddress(address));
@@ -24,21 +42,44 @@ absl::StatusOr<std::unique_ptr<GatewayClient>> GatewayClient::Open(
     const std::shared_ptr<grpc::Channel>& channel,
     const GatewayClientOptions& options) {
   auto stub = std::shared_ptr<v1::Gateway::Stub>(v1::Gateway::NewStub(channel));
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + options.open_timeout));
-  v1::OpenRequest request;
-  request.set_volume(options.volume);
-  request.set_read_only(options.read_only);
-  request.set_client_id(options.client_id);
-  v1::OpenReply reply;
-  grpc::Status status = stub->Open(&context, request, &reply);
-  if (!status.ok()) return FromGrpcStatus(status);
-  RETURN_IF_ERROR(ValidateGeometry(reply.geometry()));
-  TransactionStreamOptions stream_options;
-  stream_options.max_batch_bytes = MaxBatchBytes(reply.geometry());
-  const std::string volume = options.volume;
-  const std::string access = options.read_only ? "ro" : "rw";
-  auto stream = std::make_unique<TransactionStream>(
+  ASSIGN_OR_RETURN(v1::Geometry geometry, OpenVolume(*stub, options));
+  return std::unique_ptr<GatewayClient>(
+      new GatewayClient(std::move(stub), options, std::move(geometry)));
+}
+
+GatewayClient::GatewayClient(std::shared_ptr<v1::Gateway::Stub> stub,
+                             const GatewayClientOptions& options,
+                             v1::Geometry geometry)
+    : stub_(std::move(stub)),
+      options_(options),
+      geometry_(std::move(geometry)) {
+  TransactionSessionOptions session;
+  session.name = absl::StrCat("gateway volume ", options.volume);
+  session.suspend_timeout = options.suspend_timeout;
+  session.request_timeout = options.request_timeout;
+  session.max_resends = 3;
+  session.stream.max_batch_bytes = MaxBatchBytes(geometry_);
+  session_ = std::make_unique<TransactionSession>(
+      [this](const TransactionStreamOptions& o) { return Connect(o); },
+      session);
+  session_->Start();
+}
+
+absl::StatusOr<std::unique_ptr<TransactionStream>> GatewayClient::Connect(
+    const TransactionStreamOptions& stream_options) {
+  // Re-negotiate: a gateway that came back must serve the same volume.
+  ASSIGN_OR_RETURN(v1::Geometry geometry, OpenVolume(*stub_, options_));
+  if (geometry.size() != geometry_.size() ||
+      geometry.logical_block_size() != geometry_.logical_block_size() ||
+      (geometry.read_only() && !geometry_.read_only())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", options_.volume, " changed (size ", geometry_.size(), " -> ",
+        geometry.size(), "); not replaying to it"));
+  }
+  const std::string volume = options_.volume;
+  const std::string access = options_.read_only ? "ro" : "rw";
+  auto stub = stub_;
+  return std::make_unique<TransactionStream>(
       [stub, volume, access](grpc::ClientContext* ctx,
                              ClientStreamReactor* reactor) {
         ctx->AddMetadata("dst-volume", volume);
@@ -46,8 +87,6 @@ absl::StatusOr<std::unique_ptr<GatewayClient>> GatewayClient::Open(
         stub->async()->Io(ctx, reactor);
       },
       stream_options);
-  return std::unique_ptr<GatewayClient>(
-      new GatewayClient(reply.geometry(), std::move(stream)));
 }
 
 }  // namespace dst

@@ -1,5 +1,8 @@
 // A client of one gateway volume: the Open negotiation and the Io
-// transaction stream. Used by the nbdkit plugin (one per NBD connection) and
+// transaction stream, inside a TransactionSession so that a gateway restart
+// is a pause, not an error: unanswered requests are replayed in order once
+// the gateway is back (and the volume's geometry unchanged), within
+// `suspend_timeout`. Used by the nbdkit plugin (one per NBD connection) and
 // by tests. Thread-safe; Call() blocks its caller until the reply.
 #ifndef DST_NBDKIT_PLUGIN_GATEWAY_CLIENT_H_
 #define DST_NBDKIT_PLUGIN_GATEWAY_CLIENT_H_
@@ -13,7 +16,7 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/transaction_session.h"
 
 namespace dst {
 
@@ -21,8 +24,14 @@ struct GatewayClientOptions {
   std::string volume;
   bool read_only = false;
   std::string client_id = "nbdkit";
-  // How long Open waits for the gateway to answer. Default 10 s.
+  // How long each Open waits for the gateway to answer. Default 10 s.
   absl::Duration open_timeout = absl::Seconds(10);
+  // How long a request waits for the gateway to come back. Default 60 s.
+  absl::Duration suspend_timeout = absl::Seconds(60);
+  // A request unanswered this long is resent on a new stream. The gateway
+  // answers within its own suspend time and resends, so this is a last
+  // resort. Default 300 s.
+  absl::Duration request_timeout = absl::Seconds(300);
   int max_message_bytes = 64 << 20;
 };
 
@@ -37,16 +46,20 @@ class GatewayClient {
   const v1::Geometry& geometry() const { return geometry_; }
   // One transaction, blocking.
   v1::Reply Call(v1::Request request) {
-    return stream_->Call(std::move(request));
+    return session_->Call(std::move(request));
   }
+  const TransactionSession& session() const { return *session_; }
 
  private:
-  GatewayClient(v1::Geometry geometry,
-                std::unique_ptr<TransactionStream> stream)
-      : geometry_(std::move(geometry)), stream_(std::move(stream)) {}
+  GatewayClient(std::shared_ptr<v1::Gateway::Stub> stub,
+                const GatewayClientOptions& options, v1::Geometry geometry);
+  absl::StatusOr<std::unique_ptr<TransactionStream>> Connect(
+      const TransactionStreamOptions& stream_options);
 
-  v1::Geometry geometry_;
-  std::unique_ptr<TransactionStream> stream_;
+  const std::shared_ptr<v1::Gateway::Stub> stub_;
+  const GatewayClientOptions options_;
+  const v1::Geometry geometry_;
+  std::unique_ptr<TransactionSession> session_;  // last: uses the above
 };
 
 // A channel to `address` (address.h syntax) with dst's channel settings.

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+
 #include "services/common/log.h"
 
 namespace dst {
@@ -54,8 +55,8 @@ void TransactionSession::Submit(v1::Request request, TransactionDone done) {
     absl::MutexLock lock(&mu_);
     // Behind the backlog, to keep submission order across a reconnect.
     if (stream_ == nullptr || !backlog_.empty()) {
-      backlog_.push_back(
-          OrphanTransaction{std::move(request), std::move(done), 0, absl::Now()});
+      backlog_.push_back(OrphanTransaction{std::move(request), std::move(done),
+                                           0, absl::Now()});
       return;
     }
     stream = stream_;
@@ -70,8 +71,9 @@ void TransactionSession::Submit(v1::Request request, TransactionDone done) {
 v1::Reply TransactionSession::Call(v1::Request request) {
   std::promise<v1::Reply> promise;
   std::future<v1::Reply> future = promise.get_future();
-  Submit(std::move(request),
-         [&promise](v1::Reply&& reply) { promise.set_value(std::move(reply)); });
+  Submit(std::move(request), [&promise](v1::Reply&& reply) {
+    promise.set_value(std::move(reply));
+  });
   return future.get();
 }
 
@@ -116,7 +118,8 @@ std::vector<OrphanTransaction> TransactionSession::FlushBacklogLocked() {
       continue;
     }
     if (next.sends > 0) resends_.fetch_add(1);
-    if (!stream_->TrySubmit(next.request, next.done, next.sends, next.submitted)) {
+    if (!stream_->TrySubmit(next.request, next.done, next.sends,
+                            next.submitted)) {
       break;  // the new stream died already; the run loop retries
     }
     backlog_.pop_front();
@@ -124,11 +127,13 @@ std::vector<OrphanTransaction> TransactionSession::FlushBacklogLocked() {
   return over_budget;
 }
 
-std::vector<OrphanTransaction> TransactionSession::ExpireLocked(absl::Time now) {
+std::vector<OrphanTransaction> TransactionSession::ExpireLocked(
+    absl::Time now) {
   std::vector<OrphanTransaction> expired;
   for (auto it = backlog_.begin(); it != backlog_.end();) {
     if (it->sends > options_.max_resends ||
-        (stream_ == nullptr && now - it->submitted > options_.suspend_timeout)) {
+        (stream_ == nullptr &&
+         now - it->submitted > options_.suspend_timeout)) {
       expired.push_back(std::move(*it));
       it = backlog_.erase(it);
     } else {
@@ -152,7 +157,8 @@ void TransactionSession::Run() {
     std::vector<OrphanTransaction> failed;
     {
       absl::MutexLock lock(&mu_);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      auto stop = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
       mu_.AwaitWithTimeout(absl::Condition(&stop), options_.tick);
       if (stopping_) return;
       if (stream_ != nullptr && !stream_->broken() &&
@@ -185,7 +191,8 @@ void TransactionSession::Run() {
       next_attempt = absl::Now();  // first retry at once
     }
     Fail(failed, absl::StatusCode::kDeadlineExceeded,
-         absl::StrCat(options_.name, ": no reply after ", 1 + options_.max_resends,
+         absl::StrCat(options_.name, ": no reply after ",
+                      1 + options_.max_resends,
                       " sends, or no connection within ",
                       absl::FormatDuration(options_.suspend_timeout)));
     bool need_stream;
@@ -195,7 +202,8 @@ void TransactionSession::Run() {
     }
     if (!need_stream || absl::Now() < next_attempt) continue;
 
-    absl::StatusOr<std::unique_ptr<TransactionStream>> stream = connector_(stream_options);
+    absl::StatusOr<std::unique_ptr<TransactionStream>> stream =
+        connector_(stream_options);
     if (!stream.ok()) {
       std::string error = stream.status().ToString();
       {
@@ -221,8 +229,8 @@ void TransactionSession::Run() {
     }
     DST_LOG(Info, "%s: connected", options_.name);
     Fail(failed, absl::StatusCode::kDeadlineExceeded,
-         absl::StrCat(options_.name, ": no reply after ", 1 + options_.max_resends,
-                      " sends"));
+         absl::StrCat(options_.name, ": no reply after ",
+                      1 + options_.max_resends, " sends"));
     if (on_change_) on_change_();
   }
 }

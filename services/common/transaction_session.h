@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
 #include "dst/v1/exporter.pb.h"
 #include "services/common/transaction_stream.h"
 
@@ -52,10 +53,12 @@ class TransactionSession {
  public:
   // Builds a connected stream with the given options (negotiating first);
   // an error is retried after the backoff.
-  using Connector = std::function<absl::StatusOr<std::unique_ptr<TransactionStream>>(
-      const TransactionStreamOptions&)>;
+  using Connector =
+      std::function<absl::StatusOr<std::unique_ptr<TransactionStream>>(
+          const TransactionStreamOptions&)>;
 
-  TransactionSession(Connector connector, const TransactionSessionOptions& options);
+  TransactionSession(Connector connector,
+                     const TransactionSessionOptions& options);
   // Stop(), then fails whatever is still pending with UNAVAILABLE.
   ~TransactionSession();
   TransactionSession(const TransactionSession&) = delete;
@@ -84,12 +87,13 @@ class TransactionSession {
   void Run();
   void TakeOrphans(std::vector<OrphanTransaction> orphans);
   // Moves the backlog onto `stream_` in order. Returns those that must fail.
-  std::vector<OrphanTransaction> FlushBacklogLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<OrphanTransaction> FlushBacklogLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails transactions over their resend budget or suspend time.
   std::vector<OrphanTransaction> ExpireLocked(absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static void Fail(std::vector<OrphanTransaction>& failed, absl::StatusCode code,
-                   const std::string& why);
+  static void Fail(std::vector<OrphanTransaction>& failed,
+                   absl::StatusCode code, const std::string& why);
 
   const Connector connector_;
   const TransactionSessionOptions options_;

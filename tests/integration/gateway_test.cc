@@ -265,6 +265,29 @@ TEST_F(GatewayTest, TransactionFailsWhenItsResendsAreExhausted) {
   e1.storage().Release();
 }
 
+TEST_F(GatewayTest, ClientRidesOutAGatewayRestart) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  auto gateway = std::make_unique<TestGateway>(
+      dir_.path(), OneVolume("vol0", {e1.address()}));
+  ASSERT_TRUE(gateway->WaitReady("vol0"));
+  auto client = Open(*gateway, "vol0");
+  ASSERT_EQ(client->Call(Write(0, std::string(512, 'a'))).status(), 0);
+  gateway.reset();  // the gateway goes away
+  auto during = std::async(std::launch::async, [&client] {
+    return client->Call(Write(512, std::string(512, 'b')));
+  });
+  EXPECT_EQ(during.wait_for(std::chrono::milliseconds(300)),
+            std::future_status::timeout)
+      << "with no gateway the request must wait, not fail";
+  gateway = std::make_unique<TestGateway>(dir_.path(),
+                                          OneVolume("vol0", {e1.address()}));
+  v1::Reply reply = during.get();
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  EXPECT_EQ(ReadFile(e1.path()).substr(0, 1024),
+            std::string(512, 'a') + std::string(512, 'b'));
+  EXPECT_GE(client->session().reconnects(), 1u);
+}
+
 TEST_F(GatewayTest, StatusCountsTransactions) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
