@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs dst's whole test suite: installs what is missing, builds with CMake
 # (warnings are errors), runs the unit, integration and e2e tests with
-# ctest, checks clang-format and clang-tidy, then builds and tests the same
-# targets with Bazel, offline.
+# ctest, checks clang-format and clang-tidy, runs the unit and integration
+# tests again under ASan+UBSan, then builds and tests the same targets with
+# Bazel, offline.
 #
-# Environment: DST_BUILD (default ./build), DST_SKIP_BAZEL=1 to skip the
-# Bazel pass (not in CI).
+# Environment: DST_BUILD (default ./build; the sanitizer build goes to
+# $DST_BUILD-asan), DST_SKIP_SANITIZERS=1 and DST_SKIP_BAZEL=1 to skip those
+# passes (not in CI).
 set -euo pipefail
 DST_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$DST_ROOT/scripts/deps.sh"
@@ -15,6 +17,15 @@ install_packages test
 build_dst "$build"
 (cd "$build" && ctest -j2 --output-on-failure --timeout 900)
 "$DST_ROOT/scripts/lint.sh"
+
+if [ "${DST_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # Unit and integration tests under AddressSanitizer (with leak checks) and
+  # UndefinedBehaviorSanitizer; any report fails the test.
+  build_dst "$build-asan" -DDST_SANITIZE=address,undefined
+  (cd "$build-asan" &&
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ctest -j2 --output-on-failure --timeout 900 -E '^e2e\.')
+fi
 
 if [ "${DST_SKIP_BAZEL:-0}" != 1 ]; then
   "$DST_ROOT/scripts/bazel-test.sh"
