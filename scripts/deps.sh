@@ -7,7 +7,8 @@ BUILD_PACKAGES=(build-essential cmake pkg-config libgrpc++-dev protobuf-compiler
   nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev)
 RUN_PACKAGES=(nbdkit libnbd-bin)
 TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
-  e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format)
+  e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format clang
+  libclang-rt-14-dev)
 
 missing_packages() {
   local pkg

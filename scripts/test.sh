@@ -2,8 +2,9 @@
 # Runs dst's whole test suite: installs what is missing, builds with CMake
 # (warnings are errors), runs the unit, integration and e2e tests with
 # ctest, checks clang-format and clang-tidy, runs the unit and integration
-# tests again under ASan+UBSan, then builds and tests the same targets with
-# Bazel, offline.
+# tests again under ASan+UBSan, fuzzes config parsing and request
+# validation for a bounded time, then builds and tests the same targets
+# with Bazel, offline.
 #
 # Environment: DST_BUILD (default ./build; the sanitizer build goes to
 # $DST_BUILD-asan), DST_SKIP_SANITIZERS=1 and DST_SKIP_BAZEL=1 to skip those
@@ -26,6 +27,13 @@ if [ "${DST_SKIP_SANITIZERS:-0}" != 1 ]; then
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest -j2 --output-on-failure --timeout 900 -E '^e2e\.')
 fi
+
+# libFuzzer targets (clang): config parsing and request validation, each for
+# DST_FUZZ_SECONDS (default 30) from the seed corpus in tests/fuzz/corpus.
+CC=clang CXX=clang++ cmake -S "$DST_ROOT" -B "$build-fuzz" -DDST_FUZZ=ON \
+  -DDST_WERROR=OFF -DDST_FUZZ_SECONDS="${DST_FUZZ_SECONDS:-30}" >/dev/null
+cmake --build "$build-fuzz" -j"$(nproc)" --target config_fuzzer request_fuzzer
+(cd "$build-fuzz" && ctest -j2 --output-on-failure -L fuzz)
 
 if [ "${DST_SKIP_BAZEL:-0}" != 1 ]; then
   "$DST_ROOT/scripts/bazel-test.sh"
