@@ -121,31 +121,41 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
     return;
   }
   if (request.op() == v1::OP_READ) {
-    // Spread reads over the replicas; fail over in order from there.
-    size_t first =
-        next_read_.fetch_add(1, std::memory_order_relaxed) % replicas_.size();
-    SubmitRead(std::make_shared<v1::Request>(std::move(request)), first,
-               replicas_.size(), std::move(counted));
+    // Spread reads over the connected replicas, then fail over in order; a
+    // disconnected replica is tried last (it would hold the read until it
+    // came back or the suspend time ran out).
+    size_t first = next_read_.fetch_add(1, std::memory_order_relaxed);
+    std::vector<Replica*> order;
+    order.reserve(replicas_.size());
+    for (bool connected : {true, false}) {
+      for (size_t i = 0; i < replicas_.size(); ++i) {
+        Replica* replica = replicas_[(first + i) % replicas_.size()].get();
+        if (replica->connected() == connected) order.push_back(replica);
+      }
+    }
+    SubmitRead(std::make_shared<v1::Request>(std::move(request)),
+               std::move(order), 0, std::move(counted));
     return;
   }
   SubmitToAll(request, std::move(counted));
 }
 
-void Volume::SubmitRead(std::shared_ptr<v1::Request> request, size_t index,
-                        size_t attempts_left, TransactionDone done) {
-  Replica* target = replicas_[index % replicas_.size()].get();
-  target->Submit(*request, [this, request, index, attempts_left, target,
+void Volume::SubmitRead(std::shared_ptr<v1::Request> request,
+                        std::vector<Replica*> order, size_t next,
+                        TransactionDone done) {
+  Replica* target = order[next];
+  target->Submit(*request, [this, request, order = std::move(order), next,
+                            target,
                             done = std::move(done)](v1::Reply&& reply) mutable {
-    if (reply.status() == 0 || attempts_left <= 1) {
+    if (reply.status() == 0 || next + 1 >= order.size()) {
       done(std::move(reply));
       return;
     }
-    DST_LOG(Warning,
-            "gateway: volume %s: read from replica %s failed (%s); "
-            "trying the next",
-            config_.name(), target->address(), reply.message());
-    SubmitRead(std::move(request), index + 1, attempts_left - 1,
-               std::move(done));
+    DST_LOG(
+        Warning,
+        "gateway: volume %s: read from replica %s failed (%s); trying the next",
+        config_.name(), target->address(), reply.message());
+    SubmitRead(std::move(request), std::move(order), next + 1, std::move(done));
   });
 }
 

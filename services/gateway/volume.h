@@ -53,9 +53,10 @@ class Volume {
 
  private:
   void UpdateGeometry();
-  // Reads from replica `index`, failing over to the next on error.
-  void SubmitRead(std::shared_ptr<v1::Request> request, size_t index,
-                  size_t attempts_left, TransactionDone done);
+  // Reads from order[next], failing over along `order` on error.
+  void SubmitRead(std::shared_ptr<v1::Request> request,
+                  std::vector<Replica*> order, size_t next,
+                  TransactionDone done);
   // Each replica gets its own copy: a transaction keeps its request until
   // the replica answers.
   void SubmitToAll(const v1::Request& request, TransactionDone done);

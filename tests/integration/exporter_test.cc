@@ -33,23 +33,6 @@ std::unique_ptr<TransactionStream> OpenStream(
       TransactionStreamOptions());
 }
 
-v1::Request Write(uint64_t offset, std::string data) {
-  v1::Request r;
-  r.set_op(v1::OP_WRITE);
-  r.set_offset(offset);
-  r.set_length(static_cast<uint32_t>(data.size()));
-  r.set_data(std::move(data));
-  return r;
-}
-
-v1::Request Read(uint64_t offset, uint32_t length) {
-  v1::Request r;
-  r.set_op(v1::OP_READ);
-  r.set_offset(offset);
-  r.set_length(length);
-  return r;
-}
-
 v1::Request Op(v1::Op op) {
   v1::Request r;
   r.set_op(op);
@@ -83,15 +66,15 @@ TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {
     stream->Submit(
-        Write(uint64_t(i) * 4096, std::string(4096, char('A' + i % 26))),
+        WriteRequest(uint64_t(i) * 4096, std::string(4096, char('A' + i % 26))),
         [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
   }
   for (auto& reply : replies) EXPECT_EQ(reply.get_future().get().status(), 0);
   std::vector<std::promise<v1::Reply>> reads(kCount);
   for (int i = 0; i < kCount; ++i) {
-    stream->Submit(Read(uint64_t(i) * 4096, 4096), [&reads, i](v1::Reply&& r) {
-      reads[i].set_value(std::move(r));
-    });
+    stream->Submit(
+        ReadRequest(uint64_t(i) * 4096, 4096),
+        [&reads, i](v1::Reply&& r) { reads[i].set_value(std::move(r)); });
   }
   for (int i = 0; i < kCount; ++i) {
     v1::Reply reply = reads[i].get_future().get();
@@ -106,16 +89,16 @@ TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
 TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   auto stream = OpenStream(Stub(exporter.address()));
-  EXPECT_EQ(stream->Call(Read(kSize, 512)).status(),
+  EXPECT_EQ(stream->Call(ReadRequest(kSize, 512)).status(),
             grpc::StatusCode::OUT_OF_RANGE);
-  EXPECT_EQ(stream->Call(Read(kSize - 512, 1024)).status(),
+  EXPECT_EQ(stream->Call(ReadRequest(kSize - 512, 1024)).status(),
             grpc::StatusCode::OUT_OF_RANGE);
-  EXPECT_EQ(stream->Call(Read(100, 512)).status(),
+  EXPECT_EQ(stream->Call(ReadRequest(100, 512)).status(),
             grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(stream->Call(Read(0, 8 << 20)).status(),
+  EXPECT_EQ(stream->Call(ReadRequest(0, 8 << 20)).status(),
             grpc::StatusCode::INVALID_ARGUMENT)
       << "larger than max_transfer";
-  v1::Request bad = Write(0, std::string(512, 'x'));
+  v1::Request bad = WriteRequest(0, std::string(512, 'x'));
   bad.set_length(1024);
   EXPECT_EQ(stream->Call(bad).status(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(stream->Call(Op(v1::OP_UNSPECIFIED)).status(),
@@ -133,11 +116,12 @@ TEST_F(ExporterTest, ReadOnlyStreamCannotWriteEvenBypassingTheGateway) {
   zero.set_length(512);
   v1::Request trim = Op(v1::OP_TRIM);
   trim.set_length(512);
-  for (const v1::Request& r : {Write(0, std::string(512, 'x')), zero, trim}) {
+  for (const v1::Request& r :
+       {WriteRequest(0, std::string(512, 'x')), zero, trim}) {
     EXPECT_EQ(stream->Call(r).status(), grpc::StatusCode::FAILED_PRECONDITION)
         << v1::Op_Name(r.op());
   }
-  EXPECT_EQ(stream->Call(Read(0, 512)).status(), 0);
+  EXPECT_EQ(stream->Call(ReadRequest(0, 512)).status(), 0);
   EXPECT_EQ(ReadFile(exporter.path()), std::string(kSize, '\0'));
 }
 
@@ -147,12 +131,12 @@ TEST_F(ExporterTest, ReadOnlyExportRefusesReadWriteStreams) {
   options.read_only = true;
   TestExporter exporter(dir_.path(), "e1", kSize, options);
   auto stream = OpenStream(Stub(exporter.address()), "rw");
-  v1::Reply reply = stream->Call(Read(0, 512));
+  v1::Reply reply = stream->Call(ReadRequest(0, 512));
   EXPECT_EQ(reply.status(), grpc::StatusCode::FAILED_PRECONDITION)
       << reply.message();
   auto ro = OpenStream(Stub(exporter.address()), "ro");
-  EXPECT_EQ(ro->Call(Read(0, 512)).status(), 0);
-  EXPECT_EQ(ro->Call(Write(0, std::string(512, 'x'))).status(),
+  EXPECT_EQ(ro->Call(ReadRequest(0, 512)).status(), 0);
+  EXPECT_EQ(ro->Call(WriteRequest(0, std::string(512, 'x'))).status(),
             grpc::StatusCode::FAILED_PRECONDITION);
 }
 
@@ -162,7 +146,7 @@ TEST_F(ExporterTest, FlushAndFuaReachTheDisk) {
   int before = exporter.storage().flushes;
   EXPECT_EQ(stream->Call(Op(v1::OP_FLUSH)).status(), 0);
   EXPECT_EQ(exporter.storage().flushes, before + 1);
-  v1::Request fua = Write(0, std::string(512, 'f'));
+  v1::Request fua = WriteRequest(0, std::string(512, 'f'));
   fua.set_flags(v1::REQUEST_FLAG_FUA);
   EXPECT_EQ(stream->Call(fua).status(), 0);
   EXPECT_EQ(ReadFile(exporter.path()).substr(0, 512), std::string(512, 'f'));
@@ -172,13 +156,14 @@ TEST_F(ExporterTest, StorageErrorsAreReportedNotHidden) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   auto stream = OpenStream(Stub(exporter.address()));
   exporter.storage().fail_writes = true;
-  v1::Reply reply = stream->Call(Write(0, std::string(512, 'x')));
+  v1::Reply reply = stream->Call(WriteRequest(0, std::string(512, 'x')));
   EXPECT_EQ(reply.status(), grpc::StatusCode::INTERNAL);
   EXPECT_NE(reply.message().find("injected"), std::string::npos);
   EXPECT_EQ(stream->Call(Op(v1::OP_FLUSH)).status(), grpc::StatusCode::INTERNAL)
       << "a flush that did not reach the disk must not succeed";
   exporter.storage().fail_reads = true;
-  EXPECT_EQ(stream->Call(Read(0, 512)).status(), grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(stream->Call(ReadRequest(0, 512)).status(),
+            grpc::StatusCode::INTERNAL);
 }
 
 TEST_F(ExporterTest, TransactionsFailWithUnavailableWhenTheExporterGoes) {
@@ -186,7 +171,7 @@ TEST_F(ExporterTest, TransactionsFailWithUnavailableWhenTheExporterGoes) {
   auto stream = OpenStream(Stub(exporter->address()));
   EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
   exporter.reset();
-  v1::Reply reply = stream->Call(Read(0, 512));
+  v1::Reply reply = stream->Call(ReadRequest(0, 512));
   EXPECT_EQ(reply.status(), grpc::StatusCode::UNAVAILABLE) << reply.message();
   EXPECT_TRUE(stream->broken());
 }
@@ -199,7 +184,7 @@ TEST_F(ExporterTest, DrainAnswersEverythingInFlightBeforeEnding) {
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {
     stream->Submit(
-        Write(uint64_t(i) * 512, std::string(512, 'd')),
+        WriteRequest(uint64_t(i) * 512, std::string(512, 'd')),
         [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
   }
   // Wait until the exporter has read them all, then drain (as SIGTERM does).
@@ -222,7 +207,7 @@ TEST_F(ExporterTest, DrainAnswersEverythingInFlightBeforeEnding) {
   EXPECT_EQ(ReadFile(exporter.path()).substr(0, kCount * 512),
             std::string(kCount * 512, 'd'));
   // After the drain the stream is over: new work is refused, not lost.
-  EXPECT_NE(stream->Call(Read(0, 512)).status(), 0);
+  EXPECT_NE(stream->Call(ReadRequest(0, 512)).status(), 0);
 }
 
 // A fake exporter that answers every request twice: once with a forged id,

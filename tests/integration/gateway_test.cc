@@ -16,23 +16,6 @@ namespace {
 
 constexpr uint64_t kSize = 4 << 20;
 
-v1::Request Write(uint64_t offset, std::string data) {
-  v1::Request r;
-  r.set_op(v1::OP_WRITE);
-  r.set_offset(offset);
-  r.set_length(static_cast<uint32_t>(data.size()));
-  r.set_data(std::move(data));
-  return r;
-}
-
-v1::Request Read(uint64_t offset, uint32_t length) {
-  v1::Request r;
-  r.set_op(v1::OP_READ);
-  r.set_offset(offset);
-  r.set_length(length);
-  return r;
-}
-
 std::unique_ptr<GatewayClient> Open(const TestGateway& gateway,
                                     const std::string& volume,
                                     bool read_only = false) {
@@ -59,9 +42,10 @@ TEST_F(GatewayTest, PlainVolumeReadsBackWhatWasWritten) {
   ASSERT_NE(client, nullptr);
   EXPECT_EQ(client->geometry().size(), kSize);
   EXPECT_EQ(client->geometry().identity(), "vol0");
-  ASSERT_EQ(client->Call(Write(kSize - 4096, std::string(4096, 'z'))).status(),
-            0);
-  v1::Reply reply = client->Call(Read(kSize - 4096, 4096));
+  ASSERT_EQ(
+      client->Call(WriteRequest(kSize - 4096, std::string(4096, 'z'))).status(),
+      0);
+  v1::Reply reply = client->Call(ReadRequest(kSize - 4096, 4096));
   ASSERT_EQ(reply.status(), 0) << reply.message();
   EXPECT_EQ(reply.data(), std::string(4096, 'z')) << "the last block";
 }
@@ -76,8 +60,8 @@ TEST_F(GatewayTest, MirrorWritesReachEveryReplica) {
   ASSERT_NE(client, nullptr);
   for (int i = 0; i < 64; ++i) {
     ASSERT_EQ(client
-                  ->Call(Write(uint64_t(i) * 65536,
-                               std::string(65536, char('a' + i % 26))))
+                  ->Call(WriteRequest(uint64_t(i) * 65536,
+                                      std::string(65536, char('a' + i % 26))))
                   .status(),
               0);
   }
@@ -104,16 +88,47 @@ TEST_F(GatewayTest, MirrorReadFailsOverWhenAReplicaCannotRead) {
                       OneVolume("m", {e1.address(), e2.address()}));
   ASSERT_TRUE(gateway.WaitReady("m"));
   auto client = Open(gateway, "m");
-  ASSERT_EQ(client->Call(Write(0, std::string(4096, 'r'))).status(), 0);
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(4096, 'r'))).status(), 0);
   e1.storage().fail_reads = true;
   for (int i = 0; i < 10; ++i) {  // reads are spread: some start at e1
-    v1::Reply reply = client->Call(Read(0, 4096));
+    v1::Reply reply = client->Call(ReadRequest(0, 4096));
     ASSERT_EQ(reply.status(), 0) << reply.message();
     EXPECT_EQ(reply.data(), std::string(4096, 'r'));
   }
   e2.storage().fail_reads = true;
-  EXPECT_EQ(client->Call(Read(0, 4096)).status(), grpc::StatusCode::INTERNAL)
+  EXPECT_EQ(client->Call(ReadRequest(0, 4096)).status(),
+            grpc::StatusCode::INTERNAL)
       << "no replica can read: the error is reported";
+}
+
+TEST_F(GatewayTest, MirrorReadsSkipADisconnectedReplica) {
+  auto e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  v1::GatewayConfig config = OneVolume("m", {e1->address(), e2.address()});
+  config.mutable_volumes(0)->set_suspend_timeout_ms(60000);
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(4096, 'r'))).status(), 0);
+  e1.reset();  // gone: reads must not wait the 60 s suspend time for it
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (gateway.Status().volumes(0).replicas(0).state() == "connected" &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  auto reads = std::async(std::launch::async, [&client] {
+    for (int i = 0; i < 10; ++i) {  // spread: half would start at e1
+      v1::Reply reply = client->Call(ReadRequest(0, 4096));
+      if (reply.status() != 0 || reply.data() != std::string(4096, 'r'))
+        return false;
+    }
+    return true;
+  });
+  ASSERT_EQ(reads.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "reads waited for the disconnected replica";
+  EXPECT_TRUE(reads.get());
+  e1 = std::make_unique<TestExporter>(dir_.path(), "e1",
+                                      kSize);  // lets teardown finish
 }
 
 TEST_F(GatewayTest, StrictMirrorWriteFailsWhenAReplicaFails) {
@@ -124,7 +139,7 @@ TEST_F(GatewayTest, StrictMirrorWriteFailsWhenAReplicaFails) {
   ASSERT_TRUE(gateway.WaitReady("m"));
   auto client = Open(gateway, "m");
   e2.storage().fail_writes = true;
-  v1::Reply reply = client->Call(Write(0, std::string(512, 'x')));
+  v1::Reply reply = client->Call(WriteRequest(0, std::string(512, 'x')));
   EXPECT_EQ(reply.status(), grpc::StatusCode::INTERNAL);
   EXPECT_NE(reply.message().find(e2.address()), std::string::npos)
       << reply.message();
@@ -135,11 +150,12 @@ TEST_F(GatewayTest, RefusesPastTheEndAndMisalignedAtTheGateway) {
   TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
   ASSERT_TRUE(gateway.WaitReady("vol0"));
   auto client = Open(gateway, "vol0");
-  EXPECT_EQ(client->Call(Read(kSize, 512)).status(),
+  EXPECT_EQ(client->Call(ReadRequest(kSize, 512)).status(),
             grpc::StatusCode::OUT_OF_RANGE);
-  EXPECT_EQ(client->Call(Write(kSize - 512, std::string(1024, 'x'))).status(),
-            grpc::StatusCode::OUT_OF_RANGE);
-  EXPECT_EQ(client->Call(Read(1, 512)).status(),
+  EXPECT_EQ(
+      client->Call(WriteRequest(kSize - 512, std::string(1024, 'x'))).status(),
+      grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(client->Call(ReadRequest(1, 512)).status(),
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(ReadFile(e1.path()), std::string(kSize, '\0'));
 }
@@ -165,13 +181,13 @@ TEST_F(GatewayTest, ReadOnlyVolumeAndReadOnlyClientsRefuseWrites) {
   ASSERT_TRUE(gateway.WaitReady("rw"));
   auto ro = Open(gateway, "ro");
   EXPECT_TRUE(ro->geometry().read_only());
-  EXPECT_EQ(ro->Call(Write(0, std::string(512, 'x'))).status(),
+  EXPECT_EQ(ro->Call(WriteRequest(0, std::string(512, 'x'))).status(),
             grpc::StatusCode::FAILED_PRECONDITION);
   auto ro_client = Open(gateway, "rw", /*read_only=*/true);
   EXPECT_TRUE(ro_client->geometry().read_only());
-  EXPECT_EQ(ro_client->Call(Write(0, std::string(512, 'x'))).status(),
+  EXPECT_EQ(ro_client->Call(WriteRequest(0, std::string(512, 'x'))).status(),
             grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_EQ(ro_client->Call(Read(0, 512)).status(), 0);
+  EXPECT_EQ(ro_client->Call(ReadRequest(0, 512)).status(), 0);
   EXPECT_EQ(ReadFile(e2.path()), std::string(kSize, '\0'));
 }
 
@@ -193,10 +209,10 @@ TEST_F(GatewayTest, WriteDuringExporterRestartPausesThenSucceeds) {
   TestGateway gateway(dir_.path(), OneVolume("vol0", {e1->address()}));
   ASSERT_TRUE(gateway.WaitReady("vol0"));
   auto client = Open(gateway, "vol0");
-  ASSERT_EQ(client->Call(Write(0, std::string(512, '1'))).status(), 0);
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(512, '1'))).status(), 0);
   e1.reset();  // the exporter goes away
   auto during = std::async(std::launch::async, [&client] {
-    return client->Call(Write(512, std::string(512, '2')));
+    return client->Call(WriteRequest(512, std::string(512, '2')));
   });
   EXPECT_EQ(during.wait_for(std::chrono::milliseconds(300)),
             std::future_status::timeout)
@@ -218,7 +234,7 @@ TEST_F(GatewayTest, RequestsFailAfterTheSuspendTimeWithNoReplica) {
   auto client = Open(gateway, "vol0");
   e1.reset();
   absl::Time start = absl::Now();
-  v1::Reply reply = client->Call(Write(0, std::string(512, 'x')));
+  v1::Reply reply = client->Call(WriteRequest(0, std::string(512, 'x')));
   EXPECT_EQ(reply.status(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << reply.message();
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(250))
@@ -234,7 +250,7 @@ TEST_F(GatewayTest, StalledExporterIsResentToAfterTheTimeout) {
   auto client = Open(gateway, "vol0");
   e1.storage().Hold();  // the disk stalls: no reply comes
   auto write = std::async(std::launch::async, [&client] {
-    return client->Call(Write(4096, std::string(4096, 's')));
+    return client->Call(WriteRequest(4096, std::string(4096, 's')));
   });
   absl::SleepFor(absl::Milliseconds(500));  // > request_timeout: resent
   e1.storage().Release();
@@ -257,7 +273,7 @@ TEST_F(GatewayTest, TransactionFailsWhenItsResendsAreExhausted) {
   ASSERT_TRUE(gateway.WaitReady("vol0"));
   auto client = Open(gateway, "vol0");
   e1.storage().Hold();
-  v1::Reply reply = client->Call(Write(0, std::string(512, 'x')));
+  v1::Reply reply = client->Call(WriteRequest(0, std::string(512, 'x')));
   EXPECT_EQ(reply.status(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << reply.message();
   EXPECT_NE(reply.message().find("no reply after 2 sends"), std::string::npos)
@@ -271,10 +287,10 @@ TEST_F(GatewayTest, ClientRidesOutAGatewayRestart) {
       dir_.path(), OneVolume("vol0", {e1.address()}));
   ASSERT_TRUE(gateway->WaitReady("vol0"));
   auto client = Open(*gateway, "vol0");
-  ASSERT_EQ(client->Call(Write(0, std::string(512, 'a'))).status(), 0);
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(512, 'a'))).status(), 0);
   gateway.reset();  // the gateway goes away
   auto during = std::async(std::launch::async, [&client] {
-    return client->Call(Write(512, std::string(512, 'b')));
+    return client->Call(WriteRequest(512, std::string(512, 'b')));
   });
   EXPECT_EQ(during.wait_for(std::chrono::milliseconds(300)),
             std::future_status::timeout)
@@ -293,8 +309,8 @@ TEST_F(GatewayTest, StatusCountsTransactions) {
   TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
   ASSERT_TRUE(gateway.WaitReady("vol0"));
   auto client = Open(gateway, "vol0");
-  for (int i = 0; i < 5; ++i) client->Call(Read(0, 512));
-  client->Call(Read(kSize, 512));
+  for (int i = 0; i < 5; ++i) client->Call(ReadRequest(0, 512));
+  client->Call(ReadRequest(kSize, 512));
   v1::StatusReply reply = gateway.Status();
   ASSERT_EQ(reply.volumes_size(), 1);
   EXPECT_EQ(reply.volumes(0).transactions_total(), 6u);
@@ -323,7 +339,7 @@ TEST_F(GatewayTest, ConcurrentMaxSizeWritesStayUnderMessageLimits) {
   for (int i = 0; i < 12; ++i) {
     writers.emplace_back([&, i] {
       v1::Reply reply = client->Call(
-          Write(uint64_t(i) * max, std::string(max, char('A' + i))));
+          WriteRequest(uint64_t(i) * max, std::string(max, char('A' + i))));
       if (reply.status() != 0) {
         ADD_FAILURE() << reply.message();
         ++failures;

@@ -191,6 +191,23 @@ v1::GatewayConfig OneVolume(const std::string& name,
   return config;
 }
 
+v1::Request WriteRequest(uint64_t offset, std::string data) {
+  v1::Request r;
+  r.set_op(v1::OP_WRITE);
+  r.set_offset(offset);
+  r.set_length(static_cast<uint32_t>(data.size()));
+  r.set_data(std::move(data));
+  return r;
+}
+
+v1::Request ReadRequest(uint64_t offset, uint32_t length) {
+  v1::Request r;
+  r.set_op(v1::OP_READ);
+  r.set_offset(offset);
+  r.set_length(length);
+  return r;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream out;

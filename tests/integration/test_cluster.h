@@ -103,6 +103,10 @@ v1::GatewayConfig OneVolume(const std::string& name,
                             const std::vector<std::string>& addresses,
                             bool read_only = false);
 
+// Requests as a client builds them.
+v1::Request WriteRequest(uint64_t offset, std::string data);
+v1::Request ReadRequest(uint64_t offset, uint32_t length);
+
 // Reads the whole file at `path`.
 std::string ReadFile(const std::string& path);
 
