@@ -179,7 +179,7 @@ void TransactionSession::Run() {
       absl::Time now = absl::Now();
       if (stream_ != nullptr && stream_->broken()) {
         last_error_ = stream_->status().ToString();
-        lost = std::move(stream_);
+        lost.swap(stream_);  // stream_ is now empty
       }
       failed = ExpireLocked(now);
     }
