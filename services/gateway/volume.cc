@@ -137,7 +137,22 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
                std::move(order), 0, std::move(counted));
     return;
   }
-  SubmitToAll(request, std::move(counted));
+  if (!IsModifying(request.op())) {  // FLUSH
+    SubmitToAll(request, std::move(counted));
+    return;
+  }
+  const uint64_t offset = request.offset();
+  const uint64_t length = request.length();
+  auto shared = std::make_shared<v1::Request>(std::move(request));
+  modifications_.Acquire(
+      offset, length,
+      [this, shared, offset, length, counted = std::move(counted)]() mutable {
+        SubmitToAll(*shared, [this, offset, length,
+                              counted = std::move(counted)](v1::Reply&& reply) {
+          modifications_.Release(offset, length);
+          counted(std::move(reply));
+        });
+      });
 }
 
 void Volume::SubmitRead(std::shared_ptr<v1::Request> request,

@@ -3,7 +3,9 @@
 // the volume's geometry, then becomes one transaction per replica it must
 // reach: reads go to one replica and fail over to the next on error;
 // writes, zeroes, trims and flushes go to every replica and complete when
-// all have answered, OK only if all succeeded (a strict mirror: the
+// all have answered, OK only if all succeeded; overlapping writes, zeroes
+// and trims are serialized so that every replica applies them in the same
+// order (a strict mirror: the
 // in-sync set, lag limit and resync come with the resend engine).
 //
 // Thread-safe. Replicas are owned; Start() connects them in the background.
@@ -23,6 +25,7 @@
 #include "dst/v1/gateway.pb.h"
 #include "services/common/metrics.h"
 #include "services/common/transaction_table.h"
+#include "services/gateway/range_serializer.h"
 #include "services/gateway/replica.h"
 
 namespace dst {
@@ -67,6 +70,7 @@ class Volume {
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> next_read_{0};
+  RangeSerializer modifications_;  // overlapping writes, one at a time
   OpMetrics op_metrics_;
   prometheus::Gauge& in_flight_gauge_;
   std::vector<prometheus::Gauge*> replica_connected_;  // by replica index
