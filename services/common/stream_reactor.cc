@@ -297,9 +297,4 @@ bool StreamRegistry::WaitEmpty(absl::Time deadline) {
   return mu_.AwaitWithDeadline(absl::Condition(&empty), deadline);
 }
 
-bool StreamRegistry::draining() const {
-  absl::MutexLock lock(&mu_);
-  return draining_;
-}
-
 }  // namespace dst

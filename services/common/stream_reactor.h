@@ -60,7 +60,6 @@ class StreamRegistry {
   void DrainAll();
   // True once every stream has ended, false at the deadline.
   bool WaitEmpty(absl::Time deadline);
-  bool draining() const;
   // Requests read from all streams and not yet answered.
   int64_t in_flight() const { return in_flight_.load(); }
 

@@ -1,7 +1,6 @@
 // A session that outlives its streams: see transaction_session.h.
 #include "services/common/transaction_session.h"
 
-#include <future>
 #include <random>
 #include <utility>
 
@@ -69,12 +68,9 @@ void TransactionSession::Submit(v1::Request request, TransactionDone done) {
 }
 
 v1::Reply TransactionSession::Call(v1::Request request) {
-  std::promise<v1::Reply> promise;
-  std::future<v1::Reply> future = promise.get_future();
-  Submit(std::move(request), [&promise](v1::Reply&& reply) {
-    promise.set_value(std::move(reply));
+  return WaitForReply([&](TransactionDone done) {
+    Submit(std::move(request), std::move(done));
   });
-  return future.get();
 }
 
 bool TransactionSession::connected() const {

@@ -71,19 +71,24 @@ absl::Time TransactionStream::OldestSent() const {
   absl::MutexLock lock(&mu_);
   absl::Time oldest = absl::InfiniteFuture();
   // Slots are few (max_in_flight); this runs on a slow timer, not per I/O.
-  const_cast<TransactionTable&>(table_).ForEach([&](Transaction& t) {
+  table_.ForEach([&](const Transaction& t) {
     if (t.sends > 0 && t.sent < oldest) oldest = t.sent;
   });
   return oldest;
 }
 
-v1::Reply TransactionStream::Call(v1::Request request) {
+v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit) {
   std::promise<v1::Reply> promise;
   std::future<v1::Reply> future = promise.get_future();
-  Submit(std::move(request), [&promise](v1::Reply&& reply) {
-    promise.set_value(std::move(reply));
-  });
+  submit(
+      [&promise](v1::Reply&& reply) { promise.set_value(std::move(reply)); });
   return future.get();
+}
+
+v1::Reply TransactionStream::Call(v1::Request request) {
+  return WaitForReply([&](TransactionDone done) {
+    Submit(std::move(request), std::move(done));
+  });
 }
 
 bool TransactionStream::AdmitAndFillLocked() {

@@ -144,6 +144,10 @@ class TransactionStream : private ClientStreamReactor {
   std::shared_future<void> done_future_;
 };
 
+// Calls `submit` with a completion callback and blocks until that callback
+// has run; returns the reply it got. For callers on their own threads.
+v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit);
+
 // The reply `request` would get if it failed with `status`.
 v1::Reply ErrorReply(uint64_t id, const absl::Status& status);
 

@@ -50,4 +50,11 @@ void TransactionTable::ForEach(const std::function<void(Transaction&)>& fn) {
   }
 }
 
+void TransactionTable::ForEach(
+    const std::function<void(const Transaction&)>& fn) const {
+  for (const Transaction& transaction : slots_) {
+    if (transaction.id != 0) fn(transaction);
+  }
+}
+
 }  // namespace dst

@@ -52,6 +52,7 @@ class TransactionTable {
 
   // Calls `fn` on every in-use transaction, in slot order.
   void ForEach(const std::function<void(Transaction&)>& fn);
+  void ForEach(const std::function<void(const Transaction&)>& fn) const;
 
  private:
   std::vector<Transaction> slots_;
