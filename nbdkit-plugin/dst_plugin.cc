@@ -7,10 +7,13 @@
 // on their own transaction while many are in flight (PARALLEL model). The
 // gRPC channel is made in .after_fork, never before nbdkit daemonises.
 #define NBDKIT_API_VERSION 2
+#include <unistd.h>
+
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 
 #include <nbdkit-plugin.h>
@@ -32,6 +35,10 @@ int g_timeout_seconds = 60;
 // teardown, which can hold nbdkit's exit for 10 s on an idle timer (gRPC
 // 1.51). A heap object, so no static destructor releases it either.
 std::shared_ptr<grpc::Channel>* g_channel = nullptr;
+// This nbdkit's write lease on the volume (shared by its connections) and
+// its name in the gateway's logs; made in .after_fork.
+std::string g_lease_token;
+std::string g_client_id;
 
 int DstConfig(const char* key, const char* value) {
   if (std::strcmp(key, "gateway") == 0) {
@@ -74,6 +81,12 @@ int DstAfterFork() {
     return -1;
   }
   g_channel = new std::shared_ptr<grpc::Channel>(*std::move(channel));
+  std::random_device random;
+  g_lease_token = absl::StrCat(absl::Hex(random()), absl::Hex(random()),
+                               absl::Hex(random()), absl::Hex(random()));
+  char host[256] = "?";
+  gethostname(host, sizeof(host) - 1);
+  g_client_id = absl::StrCat("nbdkit pid ", getpid(), " on ", host);
   return 0;
 }
 
@@ -81,6 +94,8 @@ void* DstOpen(int readonly) {
   dst::GatewayClientOptions options;
   options.volume = g_volume;
   options.read_only = readonly != 0;
+  options.client_id = g_client_id;
+  options.lease_token = g_lease_token;
   options.suspend_timeout = absl::Seconds(g_timeout_seconds);
   absl::StatusOr<std::unique_ptr<dst::GatewayClient>> client =
       dst::GatewayClient::Open(*g_channel, options);

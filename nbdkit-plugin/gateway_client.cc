@@ -22,6 +22,7 @@ absl::StatusOr<v1::Geometry> OpenVolume(v1::Gateway::Stub& stub,
   request.set_volume(options.volume);
   request.set_read_only(options.read_only);
   request.set_client_id(options.client_id);
+  request.set_lease_token(options.lease_token);
   v1::OpenReply reply;
   RETURN_IF_ERROR(FromGrpcStatus(stub.Open(&context, request, &reply)));
   RETURN_IF_ERROR(ValidateGeometry(reply.geometry()));
@@ -78,12 +79,14 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> GatewayClient::Connect(
   }
   const std::string volume = options_.volume;
   const std::string access = options_.read_only ? "ro" : "rw";
+  const std::string lease = options_.lease_token;
   auto stub = stub_;
   return std::make_unique<TransactionStream>(
-      [stub, volume, access](grpc::ClientContext* ctx,
-                             ClientStreamReactor* reactor) {
+      [stub, volume, access, lease](grpc::ClientContext* ctx,
+                                    ClientStreamReactor* reactor) {
         ctx->AddMetadata("dst-volume", volume);
         ctx->AddMetadata("dst-access", access);
+        if (access == "rw") ctx->AddMetadata("dst-lease", lease);
         stub->async()->Io(ctx, reactor);
       },
       stream_options);

@@ -24,6 +24,9 @@ struct GatewayClientOptions {
   std::string volume;
   bool read_only = false;
   std::string client_id = "nbdkit";
+  // The write lease's token: clients sharing it count as one writer (one
+  // NBD server's connections). Required for read-write.
+  std::string lease_token;
   // How long each Open waits for the gateway to answer. Default 10 s.
   absl::Duration open_timeout = absl::Seconds(10);
   // How long a request waits for the gateway to come back. Default 60 s.

@@ -51,6 +51,7 @@ done
 cat >"$data/gateway.yaml" <<YAML
 listen: ["127.0.0.1:7000", "unix:$data/gateway.sock"]
 metrics: "127.0.0.1:9100"
+state_dir: "$data/gateway-state"
 volumes:
   - name: vol0
     replicas:

@@ -43,6 +43,7 @@ absl::Status ValidateRequest(const v1::Request& request,
     case v1::OP_WRITE:
     case v1::OP_WRITE_ZEROES:
     case v1::OP_TRIM:
+    case v1::OP_CHECKSUM:
       break;
     default:
       return absl::InvalidArgumentError(
@@ -73,7 +74,7 @@ absl::Status ValidateRequest(const v1::Request& request,
         absl::StrCat("offset ", offset, " or length ", length,
                      " not a multiple of the block size ", block));
   }
-  if ((op == v1::OP_READ || op == v1::OP_WRITE) &&
+  if ((op == v1::OP_READ || op == v1::OP_WRITE || op == v1::OP_CHECKSUM) &&
       length > geometry.max_transfer()) {
     return absl::InvalidArgumentError(
         absl::StrCat("length ", length, " exceeds the maximum transfer ",

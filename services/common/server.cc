@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -37,10 +39,10 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
   for (grpc::Service* service : spec.services) builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(spec.max_message_bytes);
   builder.SetMaxSendMessageSize(spec.max_message_bytes);
-  // Clients ping idle connections every 10 s (ClientChannelArguments);
-  // allow that, and pings without data in flight.
+  // Clients ping every keepalive interval (ClientChannelArguments, at
+  // least kMinKeepaliveMs); allow that, and pings without data in flight.
   builder.AddChannelArgument(
-      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kMinKeepaliveMs);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   RunningServer running;
@@ -63,12 +65,15 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
   return running;
 }
 
-grpc::ChannelArguments ClientChannelArguments(int max_message_bytes) {
+grpc::ChannelArguments ClientChannelArguments(int max_message_bytes,
+                                              int keepalive_ms,
+                                              int keepalive_timeout_ms) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
   args.SetMaxSendMessageSize(max_message_bytes);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
+              std::max(keepalive_ms, static_cast<int>(kMinKeepaliveMs)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_timeout_ms);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Reconnect quickly after an exporter or gateway restart.

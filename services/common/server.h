@@ -31,7 +31,11 @@ struct RunningServer {
 absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec);
 
 // Channel arguments every dst client uses (message size, keepalive).
-grpc::ChannelArguments ClientChannelArguments(int max_message_bytes);
+// Servers accept keepalive pings this often; clients ping no more often.
+inline constexpr int kMinKeepaliveMs = 1000;
+grpc::ChannelArguments ClientChannelArguments(int max_message_bytes,
+                                              int keepalive_ms = 10000,
+                                              int keepalive_timeout_ms = 5000);
 
 // Blocks SIGTERM, SIGINT and SIGHUP in this thread (call first in main,
 // before any thread starts) and ignores SIGPIPE.

@@ -3,6 +3,9 @@
 
 #include <utility>
 
+#include <openssl/evp.h>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 #include "services/common/log.h"
@@ -15,8 +18,8 @@ namespace dst {
 // One stream's requests: validated on the gRPC thread, executed on the pool.
 class ExporterService::Handler : public StreamHandler {
  public:
-  Handler(ExporterService* service, bool read_only)
-      : service_(service), read_only_(read_only) {}
+  Handler(ExporterService* service, bool read_only, uint64_t epoch)
+      : service_(service), read_only_(read_only), epoch_(epoch) {}
 
   void Handle(v1::Request&& request, Done reply_done) override {
     // Every reply is counted and timed on its way out.
@@ -39,6 +42,16 @@ class ExporterService::Handler : public StreamHandler {
       done(v1::Reply());
       return;
     }
+    // Fencing is checked per request: a newer claim stops open streams too.
+    if (IsModifying(request.op()) && service_->options_.metadata != nullptr) {
+      status = service_->options_.metadata->CheckWriter(epoch_);
+      if (!status.ok()) {
+        DST_LOG(Warning, "exporter: refused %s: %s", v1::Op_Name(request.op()),
+                status.message());
+        done(ErrorReply(request.id(), status));
+        return;
+      }
+    }
     service_->pool_->Schedule(
         [service = service_, request = std::move(request),
          done = std::move(done)]() { done(service->Execute(request)); });
@@ -47,6 +60,7 @@ class ExporterService::Handler : public StreamHandler {
  private:
   ExporterService* const service_;
   const bool read_only_;
+  const uint64_t epoch_;  // the stream's "dst-epoch" (0: none)
 };
 
 ExporterService::ExporterService(Storage* storage,
@@ -93,6 +107,9 @@ grpc::ServerUnaryReactor* ExporterService::Negotiate(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   *reply->mutable_geometry() = geometry_;
   if (request->read_only()) reply->mutable_geometry()->set_read_only(true);
+  if (options_.metadata != nullptr) {
+    *reply->mutable_metadata() = options_.metadata->Get();
+  }
   DST_LOG(Info, "exporter: negotiated with %s (%s) from %s",
           request->client_id().empty() ? "?" : request->client_id(),
           reply->geometry().read_only() ? "read-only" : "read-write",
@@ -114,7 +131,14 @@ ExporterService::Stream(grpc::CallbackServerContext* context) {
     return RejectStream(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                      "the export is read-only"));
   }
-  return ServeStream(std::make_unique<Handler>(this, read_only),
+  uint64_t epoch = 0;
+  std::string epoch_text = ClientMetadata(context, "dst-epoch");
+  if (!epoch_text.empty() && !absl::SimpleAtoi(epoch_text, &epoch)) {
+    return RejectStream(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("dst-epoch must be a number, not '", epoch_text, "'")));
+  }
+  return ServeStream(std::make_unique<Handler>(this, read_only, epoch),
                      options_.stream, &streams_);
 }
 
@@ -126,6 +150,41 @@ grpc::ServerUnaryReactor* ExporterService::Ping(
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
+
+grpc::ServerUnaryReactor* ExporterService::Claim(
+    grpc::CallbackServerContext* context, const v1::ClaimRequest* request,
+    v1::ClaimReply* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (options_.metadata == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                 "this exporter keeps no metadata"));
+    return reactor;
+  }
+  if (options_.read_only) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "the export is read-only"));
+    return reactor;
+  }
+  absl::StatusOr<v1::ReplicaMetadata> claimed =
+      options_.metadata->Claim(*request);
+  if (claimed.ok()) *reply->mutable_metadata() = *claimed;
+  reactor->Finish(ToGrpcStatus(claimed.status()));
+  return reactor;
+}
+
+namespace {
+absl::Status Sha256(absl::string_view data, std::string* digest) {
+  digest->resize(EVP_MAX_MD_SIZE);
+  unsigned int size = 0;
+  if (EVP_Digest(data.data(), data.size(),
+                 reinterpret_cast<unsigned char*>(digest->data()), &size,
+                 EVP_sha256(), nullptr) != 1) {
+    return absl::InternalError("SHA-256 failed");
+  }
+  digest->resize(size);
+  return absl::OkStatus();
+}
+}  // namespace
 
 v1::Reply ExporterService::Execute(const v1::Request& request) {
   v1::Reply reply;
@@ -154,6 +213,12 @@ v1::Reply ExporterService::Execute(const v1::Request& request) {
     case v1::OP_FLUSH:
       status = storage_->Flush();
       break;
+    case v1::OP_CHECKSUM: {
+      std::string data(request.length(), '\0');
+      status = storage_->Read(request.offset(), request.length(), data.data());
+      if (status.ok()) status = Sha256(data, reply.mutable_data());
+      break;
+    }
     case v1::OP_PING:
       break;
     default:

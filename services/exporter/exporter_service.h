@@ -18,6 +18,7 @@
 #include "services/common/metrics.h"
 #include "services/common/stream_reactor.h"
 #include "services/common/thread_pool.h"
+#include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"
 
 namespace dst {
@@ -35,6 +36,10 @@ struct ExporterOptions {
   int io_threads = 4;
   // Per-stream window (reply batches follow max_transfer).
   StreamOptions stream;
+  // The persistent epoch and generations (Claim, fencing). Not owned; must
+  // outlive the service. Default none: Claim is UNIMPLEMENTED and writes
+  // are not fenced.
+  MetadataStore* metadata = nullptr;
   // Where dst_exporter_* metrics go. Default: a private registry.
   std::shared_ptr<prometheus::Registry> metrics;
 };
@@ -47,6 +52,7 @@ class ExporterService final : public v1::Exporter::CallbackService {
   // InvalidArgument when the options do not fit the storage.
   absl::Status Init();
   const v1::Geometry& geometry() const { return geometry_; }
+  MetadataStore* metadata() const { return options_.metadata; }
   // Requests read from clients and not yet answered.
   int64_t in_flight() const { return streams_.in_flight(); }
 
@@ -62,6 +68,9 @@ class ExporterService final : public v1::Exporter::CallbackService {
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
                                  const v1::PingRequest* request,
                                  v1::PingReply* reply) override;
+  grpc::ServerUnaryReactor* Claim(grpc::CallbackServerContext* context,
+                                  const v1::ClaimRequest* request,
+                                  v1::ClaimReply* reply) override;
 
   // Executes a validated request on the storage (blocking). Public for tests.
   v1::Reply Execute(const v1::Request& request);

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <optional>
 
+#include <sys/stat.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,6 +19,7 @@
 #include "services/common/request_validation.h"
 #include "services/common/server.h"
 #include "services/exporter/exporter_service.h"
+#include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"
 
 namespace dst {
@@ -46,6 +49,9 @@ int Main(int argc, char** argv) {
           {"max-in-flight", "N", "requests in flight per stream (default 64)"},
           {"id", "NAME",
            "replica identity reported to gateways (default: the backing path)"},
+          {"state", "PATH",
+           "file keeping the fencing epoch and generations (default "
+           "BACKING.dst-state; required for a block device)"},
           {"drain-seconds", "N",
            "how long SIGTERM waits for in-flight work (default 30)"},
           {"metrics", "HOST:PORT",
@@ -132,6 +138,24 @@ int Main(int argc, char** argv) {
     if (!started.ok()) return Fail(std::string(started.status().message()));
     metrics = std::move(*started);
   }
+
+  std::string state_path = flags.Get("state");
+  if (state_path.empty()) {
+    struct stat st;
+    if (::stat(storage_options.path.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+      return Fail(
+          "--state=PATH is required with a block device (the replica's epoch "
+          "and generations must persist on a file system)");
+    }
+    state_path = storage_options.path + ".dst-state";
+  }
+  absl::StatusOr<std::unique_ptr<MetadataStore>> metadata =
+      MetadataStore::Open(state_path);
+  if (!metadata.ok()) {
+    return Fail(absl::StrCat("--state=", state_path, ": ",
+                             metadata.status().message()));
+  }
+  options.metadata = metadata->get();
 
   absl::StatusOr<std::unique_ptr<Storage>> storage =
       OpenFileStorage(storage_options);

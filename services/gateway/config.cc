@@ -187,6 +187,7 @@ absl::Status Validate(v1::GatewayConfig* config) {
   if (config->drain_seconds() > 3600) {
     return PathError("drain_seconds", "must be 1..3600");
   }
+  if (config->state_dir().empty()) config->set_state_dir(kDefaultStateDir);
   if (config->volumes_size() == 0) {
     return PathError("volumes", "at least one volume is required");
   }
@@ -237,6 +238,25 @@ absl::Status Validate(v1::GatewayConfig* config) {
     if (volume->suspend_timeout_ms() > 86400000) {
       return PathError(path + ".suspend_timeout_ms", "must be 0..86400000");
     }
+    if (volume->lag_limit_ms() < 10 || volume->lag_limit_ms() > 60000) {
+      return PathError(path + ".lag_limit_ms", "must be 10..60000");
+    }
+    const uint32_t region = volume->region_bytes();
+    if (region < 65536 || region > (64u << 20) || (region & (region - 1))) {
+      return PathError(path + ".region_bytes",
+                       "must be a power of two in 65536..67108864");
+    }
+    for (auto [name, value] :
+         {std::pair<const char*, uint32_t>{"keepalive_ms",
+                                           volume->keepalive_ms()},
+          {"keepalive_timeout_ms", volume->keepalive_timeout_ms()}}) {
+      if (value < 1000 || value > 600000) {
+        return PathError(absl::StrCat(path, ".", name), "must be 1000..600000");
+      }
+    }
+    if (volume->lease_timeout_ms() > 600000) {
+      return PathError(path + ".lease_timeout_ms", "must be 0..600000");
+    }
   }
   return absl::OkStatus();
 }
@@ -252,6 +272,18 @@ void ApplyVolumeDefaults(v1::VolumeConfig* volume) {
   if (!volume->has_max_resends()) volume->set_max_resends(kDefaultMaxResends);
   if (!volume->has_suspend_timeout_ms()) {
     volume->set_suspend_timeout_ms(kDefaultSuspendTimeoutMs);
+  }
+  if (volume->lag_limit_ms() == 0) volume->set_lag_limit_ms(kDefaultLagLimitMs);
+  if (volume->region_bytes() == 0) {
+    volume->set_region_bytes(kDefaultRegionBytes);
+  }
+  if (volume->keepalive_ms() == 0)
+    volume->set_keepalive_ms(kDefaultKeepaliveMs);
+  if (volume->keepalive_timeout_ms() == 0) {
+    volume->set_keepalive_timeout_ms(kDefaultKeepaliveTimeoutMs);
+  }
+  if (!volume->has_lease_timeout_ms()) {
+    volume->set_lease_timeout_ms(kDefaultLeaseTimeoutMs);
   }
 }
 

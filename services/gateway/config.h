@@ -20,6 +20,12 @@ inline constexpr uint32_t kDefaultRequestTimeoutMs = 10000;
 inline constexpr uint32_t kDefaultMaxResends = 3;
 inline constexpr uint32_t kDefaultSuspendTimeoutMs = 30000;
 inline constexpr char kDefaultGatewayListen[] = "127.0.0.1:7000";
+inline constexpr uint32_t kDefaultLagLimitMs = 1000;
+inline constexpr uint32_t kDefaultRegionBytes = 1u << 20;
+inline constexpr uint32_t kDefaultKeepaliveMs = 2000;
+inline constexpr uint32_t kDefaultKeepaliveTimeoutMs = 2000;
+inline constexpr uint32_t kDefaultLeaseTimeoutMs = 10000;
+inline constexpr char kDefaultStateDir[] = "/var/lib/dst/gateway";
 
 // Fills in the documented default of every volume key left unset.
 void ApplyVolumeDefaults(v1::VolumeConfig* volume);

@@ -1,6 +1,7 @@
 // The Gateway gRPC service: see gateway_service.h.
 #include "services/gateway/gateway_service.h"
 
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,8 +14,12 @@ namespace dst {
 // One Io stream's requests, all for one volume.
 class GatewayService::Handler : public StreamHandler {
  public:
+  // A read-write handler holds the volume's lease while it lives.
   Handler(Volume* volume, bool read_only)
       : volume_(volume), read_only_(read_only) {}
+  ~Handler() override {
+    if (!read_only_) volume_->DetachWriter();
+  }
 
   void Handle(v1::Request&& request, Done done) override {
     volume_->Submit(std::move(request), read_only_, std::move(done));
@@ -39,9 +44,8 @@ bool GatewayService::Drain(absl::Time deadline) {
   return streams_.WaitEmpty(deadline);
 }
 
-Volume* GatewayService::Find(const std::string& name) const {
-  auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : it->second;
+void GatewayService::SaveState() {
+  for (const auto& volume : volumes_) volume->Save();
 }
 
 namespace {
@@ -53,16 +57,28 @@ grpc::Status UnknownVolume(const std::string& name) {
 
 }  // namespace
 
+Volume* GatewayService::FindOrFinish(const std::string& name,
+                                     grpc::ServerUnaryReactor* reactor) const {
+  Volume* volume = Find(name);
+  if (volume == nullptr) {
+    reactor->Finish(UnknownVolume(name));
+  }
+  return volume;
+}
+
+Volume* GatewayService::Find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
 grpc::ServerUnaryReactor* GatewayService::Open(
     grpc::CallbackServerContext* context, const v1::OpenRequest* request,
     v1::OpenReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Volume* volume = Find(request->volume());
-  if (volume == nullptr) {
-    reactor->Finish(UnknownVolume(request->volume()));
-    return reactor;
-  }
-  absl::StatusOr<v1::Geometry> geometry = volume->Open(request->read_only());
+  Volume* volume = FindOrFinish(request->volume(), reactor);
+  if (volume == nullptr) return reactor;
+  absl::StatusOr<v1::Geometry> geometry = volume->Open(
+      request->read_only(), request->lease_token(), request->client_id());
   if (!geometry.ok()) {
     reactor->Finish(ToGrpcStatus(geometry.status()));
     return reactor;
@@ -87,9 +103,15 @@ grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* GatewayService::Io(
         grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat("dst-access must be ro or rw, not '", access, "'")));
   }
+  const bool read_only = access == "ro" || volume->config().read_only();
+  if (!read_only) {
+    absl::Status lease =
+        volume->AttachWriter(ClientMetadata(context, "dst-lease"));
+    if (!lease.ok()) return RejectStream(ToGrpcStatus(lease));
+  }
   StreamOptions options;
   options.max_in_flight = static_cast<int>(volume->config().max_in_flight());
-  return ServeStream(std::make_unique<Handler>(volume, access == "ro"), options,
+  return ServeStream(std::make_unique<Handler>(volume, read_only), options,
                      &streams_);
 }
 
@@ -121,6 +143,57 @@ grpc::ServerUnaryReactor* GatewayService::Status(
       *reply->add_volumes() = volume->Status();
   }
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::Resync(
+    grpc::CallbackServerContext* context, const v1::ResyncRequest* request,
+    v1::VolumeStatus* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Volume* volume = FindOrFinish(request->volume(), reactor);
+  if (volume == nullptr) return reactor;
+  absl::Status status = volume->Resync(*request);
+  if (status.ok()) {
+    *reply = volume->Status();
+    DST_LOG(Info, "gateway: volume %s: resync %s%s%s by %s", volume->name(),
+            request->stop() ? "stopped" : "started",
+            request->full()
+                ? absl::StrCat(", full copy to ", request->replica())
+                : "",
+            request->has_rate_bytes()
+                ? absl::StrCat(", rate ", request->rate_bytes(), " bytes/s")
+                : "",
+            context->peer());
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::Verify(
+    grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
+    v1::VerifyReply* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Volume* volume = FindOrFinish(request->volume(), reactor);
+  if (volume == nullptr) return reactor;
+  // A verify reads the whole volume: off gRPC's callback threads.
+  std::thread([volume, request, reply, reactor] {
+    absl::StatusOr<v1::VerifyReply> verified = volume->Verify(*request);
+    const grpc::Status status = ToGrpcStatus(verified.status());
+    if (verified.ok()) *reply = *std::move(verified);
+    reactor->Finish(status);
+  }).detach();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::Resolve(
+    grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
+    v1::VolumeStatus* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Volume* volume = FindOrFinish(request->volume(), reactor);
+  if (volume == nullptr) return reactor;
+  absl::Status status = volume->Resolve(request->source());
+  if (status.ok()) *reply = volume->Status();
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 

@@ -24,6 +24,8 @@ class GatewayService final : public v1::Gateway::CallbackService {
 
   void Start();  // connects every volume's replicas
   bool Drain(absl::Time deadline);
+  // Saves every mirror's state now (at exit).
+  void SaveState();
 
   grpc::ServerUnaryReactor* Open(grpc::CallbackServerContext* context,
                                  const v1::OpenRequest* request,
@@ -36,10 +38,22 @@ class GatewayService final : public v1::Gateway::CallbackService {
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
                                    const v1::StatusRequest* request,
                                    v1::StatusReply* reply) override;
+  grpc::ServerUnaryReactor* Resync(grpc::CallbackServerContext* context,
+                                   const v1::ResyncRequest* request,
+                                   v1::VolumeStatus* reply) override;
+  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context,
+                                   const v1::VerifyRequest* request,
+                                   v1::VerifyReply* reply) override;
+  grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* context,
+                                    const v1::ResolveRequest* request,
+                                    v1::VolumeStatus* reply) override;
 
  private:
   class Handler;
   Volume* Find(const std::string& name) const;
+  // The volume, or nullptr after finishing `reactor` with NOT_FOUND.
+  Volume* FindOrFinish(const std::string& name,
+                       grpc::ServerUnaryReactor* reactor) const;
 
   const absl::Time started_ = absl::Now();
   std::vector<std::unique_ptr<Volume>> volumes_;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -43,8 +44,12 @@ int Main(int argc, char** argv) {
            "serve Prometheus metrics at http://HOST:PORT/metrics; "
            "overrides the config's metrics (default off)"},
           {"check-config", "", "validate the configuration and exit"},
+          {"state-dir", "DIR",
+           "mirror state directory (overrides the config's state_dir; "
+           "default /var/lib/dst/gateway)"},
           {"id", "NAME",
-           "this gateway's name in exporter logs (default: hostname)"},
+           "this gateway's name: the fencing owner on exporters, and in their "
+           "logs (default: hostname)"},
           {"log-level", "LEVEL",
            "debug, info, warning or error (default info)"},
           {"help", "", "print this help"},
@@ -89,9 +94,25 @@ int Main(int argc, char** argv) {
     if (!started.ok()) return Fail(std::string(started.status().message()));
     metrics = std::move(*started);
   }
+  if (flags.Has("state-dir")) config->set_state_dir(flags.Get("state-dir"));
+  VolumeOptions volume_options;
+  volume_options.gateway_id = id;
+  volume_options.state_dir = config->state_dir();
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config->volumes()) {
-    volumes.push_back(MakeVolume(volume, id, kMaxMessageBytes, *registry));
+    if (volume.replicas_size() > 1 && !volume_options.state_dir.empty()) {
+      std::error_code error;
+      std::filesystem::create_directories(volume_options.state_dir, error);
+      if (error) {
+        return Fail(absl::StrCat("state_dir ", volume_options.state_dir, ": ",
+                                 error.message()));
+      }
+    }
+    volumes.push_back(
+        MakeVolume(volume, volume_options, kMaxMessageBytes, *registry));
+    if (absl::Status s = volumes.back()->Init(); !s.ok()) {
+      return Fail(absl::StrCat("volume ", volume.name(), ": ", s.message()));
+    }
   }
   GatewayService service(std::move(volumes));
 
@@ -113,6 +134,7 @@ int Main(int argc, char** argv) {
   bool drained =
       service.Drain(absl::Now() + absl::Seconds(config->drain_seconds()));
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  service.SaveState();
   DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");
   ExitNow(0);
 }

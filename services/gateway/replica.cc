@@ -25,8 +25,28 @@ Replica::Replica(const ReplicaOptions& options)
       session_([this](const TransactionStreamOptions& o) { return Connect(o); },
                Named(options.session, options.address)) {}
 
-void Replica::Start(std::function<void()> on_change) {
+void Replica::Start(std::function<void()> on_change, Admission admission) {
+  admission_ = std::move(admission);
   session_.Start(std::move(on_change));
+}
+
+absl::StatusOr<v1::ReplicaMetadata> Replica::Claim(
+    const v1::ClaimRequest& request) {
+  std::shared_ptr<v1::Exporter::Stub> stub;
+  {
+    absl::MutexLock lock(&mu_);
+    stub = stub_;
+  }
+  if (stub == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("replica ", options_.address, " never negotiated"));
+  }
+  grpc::ClientContext context;
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.negotiate_timeout));
+  v1::ClaimReply reply;
+  RETURN_IF_ERROR(FromGrpcStatus(stub->Claim(&context, request, &reply)));
+  return reply.metadata();
 }
 
 v1::Geometry Replica::geometry() const {
@@ -56,7 +76,11 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> Replica::Connect(
   ASSIGN_OR_RETURN(Address address, ParseAddress(options_.address));
   auto channel = grpc::CreateCustomChannel(
       address.GrpcTarget(), grpc::InsecureChannelCredentials(),
-      ClientChannelArguments(options_.max_message_bytes));
+      ClientChannelArguments(
+          options_.max_message_bytes,
+          static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive)),
+          static_cast<int>(
+              absl::ToInt64Milliseconds(options_.keepalive_timeout))));
   auto stub =
       std::shared_ptr<v1::Exporter::Stub>(v1::Exporter::NewStub(channel));
   grpc::ClientContext context;
@@ -91,13 +115,23 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> Replica::Connect(
       }
     }
   }
+  {
+    absl::MutexLock lock(&mu_);
+    stub_ = stub;
+  }
+  uint64_t epoch = 0;
+  if (admission_) {
+    ASSIGN_OR_RETURN(epoch, admission_(reply));
+  }
   TransactionStreamOptions options = stream_options;
   options.max_batch_bytes =
       std::min(options.max_batch_bytes, MaxBatchBytes(geometry));
   const std::string access = options_.read_only ? "ro" : "rw";
   auto stream = std::make_unique<TransactionStream>(
-      [stub, access](grpc::ClientContext* ctx, ClientStreamReactor* reactor) {
+      [stub, access, epoch](grpc::ClientContext* ctx,
+                            ClientStreamReactor* reactor) {
         ctx->AddMetadata("dst-access", access);
+        if (epoch != 0) ctx->AddMetadata("dst-epoch", absl::StrCat(epoch));
         stub->async()->Stream(ctx, reactor);
       },
       options);

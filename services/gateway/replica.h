@@ -29,18 +29,29 @@ struct ReplicaOptions {
   int max_message_bytes = 64 << 20;
   // Deadline of the negotiation (a hung exporter). Default 2 s.
   absl::Duration negotiate_timeout = absl::Seconds(2);
+  // gRPC keepalive: ping interval and how long a ping may go unanswered
+  // before the link counts as dead. Defaults 2 s and 2 s.
+  absl::Duration keepalive = absl::Seconds(2);
+  absl::Duration keepalive_timeout = absl::Seconds(2);
   TransactionSessionOptions session;  // timeouts, resends, suspend time
 };
 
 class Replica {
  public:
+  // Decides, after each negotiation, whether the exporter may carry the
+  // volume's transactions (same data history, not fenced), claiming its
+  // epoch first. Returns the epoch to present on the stream ("dst-epoch";
+  // 0: none) or why the replica is refused (retried after the backoff).
+  using Admission =
+      std::function<absl::StatusOr<uint64_t>(const v1::NegotiateReply&)>;
+
   explicit Replica(const ReplicaOptions& options);
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
 
   // Starts connecting in the background. `on_change` runs (on the
   // session's thread) whenever the replica connects or loses its stream.
-  void Start(std::function<void()> on_change);
+  void Start(std::function<void()> on_change, Admission admission = nullptr);
   // Stops the session's thread: `on_change` is not called after this.
   void Stop() { session_.Stop(); }
 
@@ -48,6 +59,10 @@ class Replica {
   void Submit(v1::Request request, TransactionDone done) {
     session_.Submit(std::move(request), std::move(done));
   }
+
+  // A unary Claim on the exporter (fencing epoch, generations), on the
+  // channel of the last negotiation.
+  absl::StatusOr<v1::ReplicaMetadata> Claim(const v1::ClaimRequest& request);
 
   bool connected() const { return session_.connected(); }
   // The geometry of the first successful negotiation (size 0 before).
@@ -61,8 +76,10 @@ class Replica {
       const TransactionStreamOptions& stream_options);
 
   const ReplicaOptions options_;
+  Admission admission_;  // set by Start
   mutable absl::Mutex mu_;
   v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<v1::Exporter::Stub> stub_ ABSL_GUARDED_BY(mu_);
   TransactionSession session_;  // last: its thread uses the members above
 };
 

@@ -98,11 +98,65 @@ gateway_config() {
   local volume=$1
   shift
   {
+    echo "state_dir: \"$tmp/gateway-state\""
     echo "volumes:"
     echo "  - name: $volume"
     echo "    replicas:"
     for replica in "$@"; do echo "      - address: \"unix:$tmp/$replica.sock\""; done
   } >"$tmp/gateway.yaml"
+}
+
+# dstctl_ ARGS...: dstctl against the test's gateway.
+dstctl_() { "$DST_BIN/dstctl" --gateway="unix:$tmp/gateway.sock" "$@"; }
+
+# run_fio NAME [FIO FLAGS...]: random 64 KiB writes over the first 48 MiB of
+# $uri at 8 MiB/s (about 6 s, so faults land mid-run), each block verified
+# by reading it back afterwards (crc32c); results in $tmp/NAME.json.
+run_fio() {
+  local name=$1
+  shift
+  fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=64k \
+    --iodepth=8 --size=48M --rate=8m --verify=crc32c --verify_fatal=1 \
+    --do_verify=1 --randrepeat=0 --output-format=json \
+    --output="$tmp/$name.json" "$@" 2>"$tmp/$name.err"
+}
+
+# max_latency_ms NAME: the longest completion latency fio saw (the client's
+# longest stall), in ms.
+max_latency_ms() {
+  $PYTHON -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]
+print(round(max(j["write"]["clat_ns"]["max"], j["read"]["clat_ns"]["max"]) / 1e6))' \
+    "$tmp/$1.json"
+}
+
+# replica_field FIELD: FIELD of every replica of vol0 (dstctl --json), one
+# per line (0 when absent).
+replica_field() {
+  dstctl_ replicas vol0 --json | $PYTHON -c 'import json,sys
+for r in json.load(sys.stdin).get("replicas", []): print(r.get(sys.argv[1], 0))' "$1"
+}
+
+# wait_in_sync [SECONDS]: until every replica of vol0 is in sync.
+wait_in_sync() {
+  local deadline=$((SECONDS + ${1:-60}))
+  while [ $SECONDS -lt $deadline ]; do
+    if ! replica_field sync | grep -qv '^in_sync$'; then return 0; fi
+    sleep 0.2
+  done
+  dstctl_ replicas vol0 >&2 || true
+  fail "replicas not in sync after ${1:-60} s"
+}
+
+# check_resync LIMIT: the resync copied something, at most LIMIT bytes (the
+# regions written during the outage), and the replicas are byte-identical.
+# Prints the figure.
+check_resync() {
+  local limit=$1 copied
+  copied=$(replica_field resync_copied_bytes | awk '{s += $1} END {print s + 0}')
+  echo "resync copied $copied bytes (bound $limit)"
+  [ "$copied" -gt 0 ] || fail "resync copied nothing after an outage with writes"
+  [ "$copied" -le "$limit" ] || fail "resync copied $copied bytes, more than $limit"
+  cmp "$tmp/e1.img" "$tmp/e2.img" || fail "replicas differ after resync"
 }
 
 # start_nbdkit VOLUME [NBDKIT FLAGS...]: serves the volume on $tmp/nbd.sock

@@ -10,9 +10,13 @@ truncate -s 64M "$tmp/backing.img"
 loop=$(losetup -f --show "$tmp/backing.img") || fail "losetup failed (loop devices?)"
 on_exit "losetup -d $loop"
 "$DST_BIN/dst-exporter" --listen="unix:$tmp/e1.sock" --backing="$loop" --id=dev \
-  2>"$tmp/e1.log" &
+  --state="$tmp/e1.state" 2>"$tmp/e1.log" &
 pids+=($!)
 wait_for_socket "$tmp/e1.sock"
+# A block device's epoch and generations need a file of their own.
+"$DST_BIN/dst-exporter" --listen="unix:$tmp/x.sock" --backing="$loop" 2>"$tmp/x.err" &&
+  fail "a block device without --state was accepted"
+grep -q -- "--state=PATH is required" "$tmp/x.err" || fail "no --state error: $(cat "$tmp/x.err")"
 gateway_config vol0 e1
 start_gateway
 start_nbdkit vol0

@@ -42,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (op == dst::v1::OP_WRITE && request.data().size() != request.length()) {
       __builtin_trap();
     }
-    if ((op == dst::v1::OP_READ || op == dst::v1::OP_WRITE) &&
+    if ((op == dst::v1::OP_READ || op == dst::v1::OP_WRITE ||
+         op == dst::v1::OP_CHECKSUM) &&
         request.length() > geometry.max_transfer()) {
       __builtin_trap();
     }

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/escaping.h"
+
 #include "services/common/transaction_stream.h"
 #include "tests/integration/test_cluster.h"
 
@@ -24,10 +26,12 @@ std::shared_ptr<v1::Exporter::Stub> Stub(const std::string& address) {
 
 std::unique_ptr<TransactionStream> OpenStream(
     const std::shared_ptr<v1::Exporter::Stub>& stub,
-    const std::string& access = "rw") {
+    const std::string& access = "rw", const std::string& epoch = "") {
   return std::make_unique<TransactionStream>(
-      [stub, access](grpc::ClientContext* ctx, ClientStreamReactor* reactor) {
+      [stub, access, epoch](grpc::ClientContext* ctx,
+                            ClientStreamReactor* reactor) {
         ctx->AddMetadata("dst-access", access);
+        if (!epoch.empty()) ctx->AddMetadata("dst-epoch", epoch);
         stub->async()->Stream(ctx, reactor);
       },
       TransactionStreamOptions());
@@ -245,6 +249,66 @@ TEST_F(ExporterTest, UnknownAndDuplicateRepliesAreCountedAndDropped) {
   stream->Close();
   EXPECT_EQ(stream->late_replies(), 20u);
   server->server->Shutdown(std::chrono::system_clock::now());
+}
+
+TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stub = Stub(exporter.address());
+  auto claim = [&stub](uint64_t epoch, const std::string& owner) {
+    grpc::ClientContext context;
+    v1::ClaimRequest request;
+    request.set_epoch(epoch);
+    request.set_owner(owner);
+    v1::ClaimReply reply;
+    return stub->Claim(&context, request, &reply);
+  };
+  ASSERT_TRUE(claim(1, "old").ok());
+  auto old_stream = OpenStream(stub, "rw", "1");
+  v1::Request write = Op(v1::OP_WRITE);
+  write.set_length(512);
+  write.set_data(std::string(512, 'o'));
+  EXPECT_EQ(old_stream->Call(write).status(), 0);
+  grpc::Status refused = claim(1, "other");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::ABORTED);
+  ASSERT_TRUE(claim(2, "new").ok());
+  write.set_data(std::string(512, 'X'));
+  v1::Reply reply = old_stream->Call(write);
+  EXPECT_EQ(reply.status(), grpc::StatusCode::ABORTED);
+  EXPECT_NE(reply.message().find("fenced"), std::string::npos);
+  v1::Request read = Op(v1::OP_READ);
+  read.set_length(512);
+  EXPECT_EQ(old_stream->Call(read).data(), std::string(512, 'o'));
+  EXPECT_EQ(OpenStream(stub)->Call(write).status(), grpc::StatusCode::ABORTED)
+      << "a stream without an epoch is fenced once one was claimed";
+  auto new_stream = OpenStream(stub, "rw", "2");
+  EXPECT_EQ(new_stream->Call(write).status(), 0);
+  grpc::ClientContext context;
+  v1::NegotiateReply negotiated;
+  ASSERT_TRUE(
+      stub->Negotiate(&context, v1::NegotiateRequest(), &negotiated).ok());
+  EXPECT_EQ(negotiated.metadata().epoch(), 2u);
+  EXPECT_EQ(negotiated.metadata().owner(), "new");
+}
+
+TEST_F(ExporterTest, ChecksumIsTheSha256OfTheRange) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter.address()));
+  v1::Request sum = Op(v1::OP_CHECKSUM);
+  sum.set_offset(4096);
+  sum.set_length(4096);
+  v1::Reply zeroes = stream->Call(sum);
+  ASSERT_EQ(zeroes.status(), 0) << zeroes.message();
+  // SHA-256 of 4096 zero bytes.
+  EXPECT_EQ(absl::BytesToHexString(zeroes.data()),
+            "ad7facb2586fc6e966c004d7d1d16b024f5805ff7cb47c7a85dabd8b48892ca7");
+  v1::Request write = Op(v1::OP_WRITE);
+  write.set_offset(4096);
+  write.set_length(512);
+  write.set_data(std::string(512, 'c'));
+  ASSERT_EQ(stream->Call(write).status(), 0);
+  EXPECT_NE(stream->Call(sum).data(), zeroes.data());
+  sum.set_length(8u << 20);  // more than max_transfer
+  EXPECT_EQ(stream->Call(sum).status(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

@@ -60,16 +60,19 @@ absl::Status FaultyStorage::Write(uint64_t offset, absl::string_view data,
 }
 absl::Status FaultyStorage::WriteZeroes(uint64_t offset, uint64_t length,
                                         bool may_trim, bool fua) {
+  WaitWhileHeld();
   if (fail_writes) return Injected("zero");
   return inner_->WriteZeroes(offset, length, may_trim, fua);
 }
 absl::Status FaultyStorage::Trim(uint64_t offset, uint64_t length, bool fua) {
+  WaitWhileHeld();
   if (fail_writes) return Injected("trim");
   return inner_->Trim(offset, length, fua);
 }
 absl::Status FaultyStorage::Flush() {
+  WaitWhileHeld();
   ++flushes;
-  if (fail_writes) return Injected("flush");
+  if (fail_writes || fail_flushes) return Injected("flush");
   return inner_->Flush();
 }
 
@@ -89,6 +92,13 @@ TestExporter::TestExporter(const std::string& dir, const std::string& name,
   }
   storage_ = std::make_unique<FaultyStorage>(std::move(*inner));
   if (options.identity.empty()) options.identity = name;
+  auto metadata = MetadataStore::Open(dir + "/" + name + ".state");
+  if (!metadata.ok()) {
+    ADD_FAILURE() << metadata.status();
+    std::abort();
+  }
+  metadata_ = std::move(*metadata);
+  options.metadata = metadata_.get();
   service_ = std::make_unique<ExporterService>(storage_.get(), options);
   absl::Status init = service_->Init();
   if (!init.ok()) {
@@ -118,11 +128,21 @@ void TestExporter::Stop() {
 }
 
 TestGateway::TestGateway(const std::string& dir,
-                         const v1::GatewayConfig& config) {
-  address_ = "unix:" + dir + "/gateway.sock";
+                         const v1::GatewayConfig& config,
+                         const std::string& id) {
+  address_ = "unix:" + dir + "/" + id + ".sock";
+  VolumeOptions options;
+  options.gateway_id = id;
+  options.state_dir = dir + "/" + id + "-state";
+  std::filesystem::create_directories(options.state_dir);
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config.volumes()) {
-    volumes.push_back(MakeVolume(volume, "test-gateway", 64 << 20, *registry_));
+    volumes.push_back(MakeVolume(volume, options, 64 << 20, *registry_));
+    absl::Status init = volumes.back()->Init();
+    if (!init.ok()) {
+      ADD_FAILURE() << init;
+      std::abort();
+    }
   }
   service_ = std::make_unique<GatewayService>(std::move(volumes));
   ServerSpec spec;
@@ -156,6 +176,56 @@ v1::StatusReply TestGateway::Status() {
   return reply;
 }
 
+v1::VolumeStatus TestGateway::VolumeStatus(const std::string& volume) {
+  const v1::StatusReply reply = Status();
+  for (const v1::VolumeStatus& status : reply.volumes()) {
+    if (status.name() == volume) return status;
+  }
+  return v1::VolumeStatus();
+}
+
+bool TestGateway::WaitFor(
+    const std::string& volume,
+    const std::function<bool(const v1::VolumeStatus&)>& done, int seconds) {
+  absl::Time deadline = absl::Now() + absl::Seconds(seconds);
+  while (absl::Now() < deadline) {
+    if (done(VolumeStatus(volume))) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+namespace {
+std::unique_ptr<v1::Gateway::Stub> AdminStub(const std::string& address,
+                                             grpc::ClientContext* context) {
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(30));
+  return v1::Gateway::NewStub(*GatewayChannel(address));
+}
+}  // namespace
+
+grpc::Status TestGateway::Resync(const v1::ResyncRequest& request) {
+  grpc::ClientContext context;
+  v1::VolumeStatus reply;
+  return AdminStub(address_, &context)->Resync(&context, request, &reply);
+}
+
+grpc::Status TestGateway::Resolve(const std::string& volume,
+                                  const std::string& source) {
+  grpc::ClientContext context;
+  v1::ResolveRequest request;
+  request.set_volume(volume);
+  request.set_source(source);
+  v1::VolumeStatus reply;
+  return AdminStub(address_, &context)->Resolve(&context, request, &reply);
+}
+
+grpc::Status TestGateway::Verify(const v1::VerifyRequest& request,
+                                 v1::VerifyReply* reply) {
+  grpc::ClientContext context;
+  return AdminStub(address_, &context)->Verify(&context, request, reply);
+}
+
 bool TestGateway::WaitReady(const std::string& volume, int seconds) {
   auto channel = GatewayChannel(address_);
   if (!channel.ok()) return false;
@@ -175,6 +245,22 @@ bool TestGateway::WaitReady(const std::string& volume, int seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
+}
+
+std::unique_ptr<GatewayClient> OpenClient(const TestGateway& gateway,
+                                          const std::string& volume,
+                                          bool read_only,
+                                          const std::string& lease) {
+  auto channel = GatewayChannel(gateway.address());
+  EXPECT_TRUE(channel.ok());
+  GatewayClientOptions options;
+  options.volume = volume;
+  options.read_only = read_only;
+  options.lease_token = lease;
+  options.suspend_timeout = absl::Seconds(20);
+  auto client = GatewayClient::Open(*channel, options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? std::move(*client) : nullptr;
 }
 
 v1::GatewayConfig OneVolume(const std::string& name,

@@ -6,6 +6,7 @@
 #define DST_TESTS_INTEGRATION_TEST_CLUSTER_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "dst/v1/config.pb.h"
 #include "services/common/server.h"
 #include "services/exporter/exporter_service.h"
+#include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"
 #include "services/gateway/gateway_service.h"
 
@@ -36,9 +38,10 @@ class FaultyStorage : public Storage {
   explicit FaultyStorage(std::unique_ptr<Storage> inner)
       : inner_(std::move(inner)) {}
   std::atomic<bool> fail_reads{false};
-  std::atomic<bool> fail_writes{false};
+  std::atomic<bool> fail_writes{false};   // writes, zeroes, trims, flushes
+  std::atomic<bool> fail_flushes{false};  // flushes only
   std::atomic<int> flushes{0};
-  // While held, every read and write waits (a stalled disk).
+  // While held, every operation waits (a stalled disk).
   void Hold();
   void Release();
 
@@ -75,20 +78,33 @@ class TestExporter {
  private:
   std::string address_, path_;
   std::unique_ptr<FaultyStorage> storage_;
+  std::unique_ptr<MetadataStore> metadata_;  // `dir`/`name`.state
   std::unique_ptr<ExporterService> service_;
   RunningServer server_;
 };
 
 class TestGateway {
  public:
-  // Serves `config`'s volumes on unix:`dir`/gateway.sock.
-  TestGateway(const std::string& dir, const v1::GatewayConfig& config);
+  // Serves `config`'s volumes on unix:`dir`/`id`.sock, with its mirror
+  // state in `dir`/`id`-state.
+  TestGateway(const std::string& dir, const v1::GatewayConfig& config,
+              const std::string& id = "gateway");
   ~TestGateway();
   const std::string& address() const { return address_; }
   // The admin Status of every volume (empty reply on error).
   v1::StatusReply Status();
   // True once the volume accepts Open, false after `seconds`.
   bool WaitReady(const std::string& volume, int seconds = 10);
+  // The status of one volume (default instance on error).
+  v1::VolumeStatus VolumeStatus(const std::string& volume);
+  // True once `done` holds for the volume's status, false after `seconds`.
+  bool WaitFor(const std::string& volume,
+               const std::function<bool(const v1::VolumeStatus&)>& done,
+               int seconds = 20);
+  // The admin RPCs, as dstctl calls them.
+  grpc::Status Resync(const v1::ResyncRequest& request);
+  grpc::Status Resolve(const std::string& volume, const std::string& source);
+  grpc::Status Verify(const v1::VerifyRequest& request, v1::VerifyReply* reply);
 
  private:
   std::string address_;
@@ -97,6 +113,14 @@ class TestGateway {
   std::unique_ptr<GatewayService> service_;
   RunningServer server_;
 };
+
+class GatewayClient;
+// A client of `volume` on `gateway`, as the nbdkit plugin opens it; clients
+// sharing a lease token are one writer (one NBD server). Null (and a test
+// failure) when the open fails.
+std::unique_ptr<GatewayClient> OpenClient(
+    const TestGateway& gateway, const std::string& volume,
+    bool read_only = false, const std::string& lease = "writer-1");
 
 // A config with one volume over `addresses`.
 v1::GatewayConfig OneVolume(const std::string& name,

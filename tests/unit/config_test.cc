@@ -34,6 +34,40 @@ TEST(ConfigTest, AcceptsTheMinimalDesignFile) {
   EXPECT_EQ(config->volumes(0).max_in_flight(), kDefaultMaxInFlight)
       << "default filled";
   EXPECT_EQ(config->drain_seconds(), kDefaultDrainSeconds);
+  EXPECT_EQ(config->state_dir(), kDefaultStateDir);
+  const v1::VolumeConfig& volume = config->volumes(0);
+  EXPECT_EQ(volume.lag_limit_ms(), kDefaultLagLimitMs);
+  EXPECT_LE(volume.lag_limit_ms(), 2000u) << "the issue's bound";
+  EXPECT_EQ(volume.region_bytes(), kDefaultRegionBytes);
+  EXPECT_EQ(volume.keepalive_ms(), kDefaultKeepaliveMs);
+  EXPECT_EQ(volume.keepalive_timeout_ms(), kDefaultKeepaliveTimeoutMs);
+  EXPECT_EQ(volume.lease_timeout_ms(), kDefaultLeaseTimeoutMs);
+  EXPECT_EQ(volume.resync_rate_bytes(), 0u);
+}
+
+TEST(ConfigTest, MirrorKeysAreRangeChecked) {
+  const std::string head = "volumes: [{name: v, replicas: [{address: 'h:1'}], ";
+  EXPECT_EQ(Error(head + "lag_limit_ms: 5}]"),
+            "volumes[0].lag_limit_ms: must be 10..60000");
+  EXPECT_EQ(Error(head + "region_bytes: 100000}]"),
+            "volumes[0].region_bytes: must be a power of two in "
+            "65536..67108864");
+  EXPECT_EQ(Error(head + "keepalive_ms: 500}]"),
+            "volumes[0].keepalive_ms: must be 1000..600000");
+  EXPECT_EQ(Error(head + "keepalive_timeout_ms: 700000}]"),
+            "volumes[0].keepalive_timeout_ms: must be 1000..600000");
+  EXPECT_EQ(Error(head + "lease_timeout_ms: 700000}]"),
+            "volumes[0].lease_timeout_ms: must be 0..600000");
+  auto config = ParseGatewayConfig(
+      "state_dir: /srv/dst\n" + head +
+      "lag_limit_ms: 250, region_bytes: 4194304, resync_rate_bytes: "
+      "104857600, lease_timeout_ms: 0}]");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->state_dir(), "/srv/dst");
+  EXPECT_EQ(config->volumes(0).lag_limit_ms(), 250u);
+  EXPECT_EQ(config->volumes(0).region_bytes(), 4u << 20);
+  EXPECT_EQ(config->volumes(0).resync_rate_bytes(), 100u << 20);
+  EXPECT_EQ(config->volumes(0).lease_timeout_ms(), 0u);
 }
 
 TEST(ConfigTest, AcceptsJson) {

@@ -1,13 +1,23 @@
 // dstctl: the operator CLI. Talks to a gateway's admin RPCs.
-//   dstctl --gateway=ADDR volumes        one line per volume
-//   dstctl --gateway=ADDR status [VOL]   gateway, volumes and replicas
+//   dstctl --gateway=ADDR volumes              one line per volume
+//   dstctl --gateway=ADDR status [VOL]         gateway, volumes and replicas
+//   dstctl --gateway=ADDR replicas VOL         mirror state with progress
+//   dstctl --gateway=ADDR resync VOL start|stop [--rate=BYTES] [--full=ADDR]
+//                                              [--wait]
+//   dstctl --gateway=ADDR verify VOL           compare replicas by checksum
+//   dstctl --gateway=ADDR resolve VOL --source=ADDR
 // --json prints the reply as JSON for scripts.
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -37,6 +47,63 @@ std::string HumanBytes(uint64_t bytes) {
                    : absl::StrFormat("%.1f %s", value, units[unit]);
 }
 
+// "[#########...........]  45%" of the bytes copied so far.
+std::string ProgressBar(uint64_t done, uint64_t total) {
+  constexpr int kWidth = 20;
+  const double fraction = total == 0
+                              ? 1.0
+                              : std::min(1.0, static_cast<double>(done) /
+                                                  static_cast<double>(total));
+  const int filled = static_cast<int>(fraction * kWidth);
+  return absl::StrFormat("[%s%s] %3d%%", std::string(filled, '#'),
+                         std::string(kWidth - filled, '.'),
+                         static_cast<int>(fraction * 100));
+}
+
+void PrintReplicas(const v1::VolumeStatus& v) {
+  std::printf(
+      "volume %s: %s, generation %016llx, epoch %llu%s%s\n", v.name().c_str(),
+      v.state().c_str(), static_cast<unsigned long long>(v.generation()),
+      static_cast<unsigned long long>(v.epoch()),
+      v.lease_holder().empty() ? "" : ", writer: ", v.lease_holder().c_str());
+  if (!v.message().empty()) std::printf("  %s\n", v.message().c_str());
+  if (v.resync_paused() || v.resync_rate_bytes() != 0) {
+    std::printf("  resync %s%s\n", v.resync_paused() ? "stopped" : "running",
+                v.resync_rate_bytes() == 0
+                    ? ""
+                    : absl::StrCat(", limited to ",
+                                   HumanBytes(v.resync_rate_bytes()), "/s")
+                          .c_str());
+  }
+  std::printf("  %-28s %-10s %-11s %10s  %s\n", "REPLICA", "LINK", "SYNC",
+              "DIRTY", "RESYNC");
+  for (const v1::ReplicaStatus& r : v.replicas()) {
+    std::string progress;
+    if (r.sync() != "in_sync" && r.resync_total_bytes() > 0) {
+      const uint64_t left = r.dirty_bytes();
+      const uint64_t total = std::max(r.resync_total_bytes(), left);
+      progress =
+          absl::StrCat(ProgressBar(total - left, total), " ",
+                       HumanBytes(total - left), " of ", HumanBytes(total));
+    } else if (r.resync_copied_bytes() > 0) {
+      progress = absl::StrCat("copied ", HumanBytes(r.resync_copied_bytes()));
+    }
+    std::printf("  %-28s %-10s %-11s %10s  %s\n", r.address().c_str(),
+                r.state().c_str(), r.sync().c_str(),
+                HumanBytes(r.dirty_bytes()).c_str(), progress.c_str());
+    if (!r.last_error().empty() && r.state() != "connected") {
+      std::printf("    last error: %s\n", r.last_error().c_str());
+    }
+  }
+}
+
+bool AllInSync(const v1::VolumeStatus& v) {
+  for (const v1::ReplicaStatus& r : v.replicas()) {
+    if (r.sync() != "in_sync") return false;
+  }
+  return true;
+}
+
 int PrintJson(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
@@ -59,12 +126,15 @@ void PrintVolumes(
                 static_cast<unsigned long long>(v.transactions_total()),
                 static_cast<unsigned long long>(v.transactions_failed()));
     if (!replicas) continue;
+    if (!v.message().empty()) std::printf("  %s\n", v.message().c_str());
     for (const v1::ReplicaStatus& r : v.replicas()) {
-      std::printf("  replica %-24s %-10s in-flight %llu%s%s\n",
-                  r.address().c_str(), r.state().c_str(),
-                  static_cast<unsigned long long>(r.in_flight()),
-                  r.last_error().empty() ? "" : "  last error: ",
-                  r.last_error().c_str());
+      std::printf(
+          "  replica %-24s %-10s %-11s dirty %-10s in-flight %llu%s%s\n",
+          r.address().c_str(), r.state().c_str(), r.sync().c_str(),
+          HumanBytes(r.dirty_bytes()).c_str(),
+          static_cast<unsigned long long>(r.in_flight()),
+          r.last_error().empty() ? "" : "  last error: ",
+          r.last_error().c_str());
     }
   }
 }
@@ -73,12 +143,34 @@ int Main(int argc, char** argv) {
   Flags flags(
       "dstctl",
       "Operator CLI for a dst gateway.\n\nCommands:\n"
-      "  volumes          list the volumes and their state\n"
-      "  status [VOLUME]  gateway status with volumes and replicas",
+      "  volumes                 list the volumes and their state\n"
+      "  status [VOLUME]         gateway status with volumes and replicas\n"
+      "  replicas VOLUME         mirror state: sync, dirty bytes, resync "
+      "progress\n"
+      "  resync VOLUME start     start (or resume) resync; --rate, --full, "
+      "--wait\n"
+      "  resync VOLUME stop      pause resync (writes still mark regions "
+      "dirty)\n"
+      "  verify VOLUME           compare the in-sync replicas by SHA-256, "
+      "region\n"
+      "                          by region; exit 3 when they differ\n"
+      "  resolve VOLUME --source=ADDR\n"
+      "                          keep ADDR's data (split brain, or a wait "
+      "for a\n"
+      "                          stale replica); the others are fully "
+      "resynced",
       {
           {"gateway", "ADDR", "gateway address (default 127.0.0.1:7000)"},
           {"json", "", "print machine-readable JSON"},
-          {"timeout", "SECONDS", "deadline of each call (default 5)"},
+          {"timeout", "SECONDS",
+           "deadline of each call (default 5; verify: 3600)"},
+          {"rate", "BYTES",
+           "resync: throttle in bytes/s, K/M/G suffixes (0: unthrottled)"},
+          {"full", "ADDR", "resync start: copy all of replica ADDR"},
+          {"wait", "",
+           "resync start: show progress until every replica is "
+           "in sync"},
+          {"source", "ADDR", "resolve: the replica whose data is kept"},
           {"help", "", "print this help"},
       });
   if (std::optional<int> exit_code =
@@ -94,7 +186,7 @@ int Main(int argc, char** argv) {
     return Fail(
         absl::StrCat("--gateway=", gateway, ": ", address.status().message()));
   }
-  int timeout = 5;
+  int timeout = command == "verify" ? 3600 : 5;
   if (flags.Has("timeout") &&
       (!absl::SimpleAtoi(flags.Get("timeout"), &timeout) || timeout < 1)) {
     return Fail("--timeout must be a positive number of seconds");
@@ -106,6 +198,10 @@ int Main(int argc, char** argv) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(timeout));
+  auto fresh = [timeout](grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(timeout));
+  };
   const bool json = flags.Has("json");
   auto unreachable = [&](const grpc::Status& status) {
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -140,6 +236,119 @@ int Main(int argc, char** argv) {
                 reply.version().c_str(),
                 static_cast<unsigned long long>(reply.uptime_seconds()));
     PrintVolumes(reply.volumes(), true);
+    return 0;
+  }
+  const std::vector<std::string>& args = flags.positional();
+  if (command == "replicas") {
+    if (args.size() != 2) return Fail("usage: replicas VOLUME");
+    v1::StatusRequest request;
+    request.set_volume(args[1]);
+    v1::StatusReply reply;
+    grpc::Status status = stub->Status(&context, request, &reply);
+    if (!status.ok()) return unreachable(status);
+    if (json) return PrintJson(reply.volumes(0));
+    PrintReplicas(reply.volumes(0));
+    return 0;
+  }
+  if (command == "resync") {
+    if (args.size() != 3 || (args[2] != "start" && args[2] != "stop")) {
+      return Fail(
+          "usage: resync VOLUME start|stop [--rate=BYTES] "
+          "[--full=ADDR] [--wait]");
+    }
+    v1::ResyncRequest request;
+    request.set_volume(args[1]);
+    request.set_stop(args[2] == "stop");
+    if (flags.Has("rate")) {
+      uint64_t rate = 0;
+      if (absl::Status s = ParseBytes("rate", flags.Get("rate"), &rate);
+          !s.ok()) {
+        return Fail(std::string(s.message()));
+      }
+      request.set_rate_bytes(rate);
+    }
+    if (flags.Has("full")) {
+      if (request.stop()) return Fail("--full goes with resync start");
+      request.set_full(true);
+      request.set_replica(flags.Get("full"));
+    }
+    v1::VolumeStatus reply;
+    grpc::Status status = stub->Resync(&context, request, &reply);
+    if (!status.ok()) return unreachable(status);
+    if (json && !flags.Has("wait")) return PrintJson(reply);
+    if (!flags.Has("wait") || request.stop()) {
+      PrintReplicas(reply);
+      return 0;
+    }
+    // Redraw the progress until every replica is in sync.
+    const bool tty = isatty(STDOUT_FILENO);
+    for (;;) {
+      grpc::ClientContext poll;
+      fresh(&poll);
+      v1::StatusRequest status_request;
+      status_request.set_volume(args[1]);
+      v1::StatusReply current;
+      status = stub->Status(&poll, status_request, &current);
+      if (!status.ok()) return unreachable(status);
+      const v1::VolumeStatus& v = current.volumes(0);
+      if (tty) std::printf("\033[H\033[J");
+      PrintReplicas(v);
+      std::fflush(stdout);
+      if (AllInSync(v)) return 0;
+      if (v.state() == "diverged" || v.state() == "fenced") return 1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 500 : 2000));
+    }
+  }
+  if (command == "verify") {
+    if (args.size() != 2) return Fail("usage: verify VOLUME");
+    v1::VerifyRequest request;
+    request.set_volume(args[1]);
+    v1::VerifyReply reply;
+    grpc::Status status = stub->Verify(&context, request, &reply);
+    if (!status.ok()) return unreachable(status);
+    if (json) {
+      PrintJson(reply);
+      return reply.differing_size() == 0 ? 0 : 3;
+    }
+    std::printf("compared %s on %d in-sync replica(s)",
+                HumanBytes(reply.compared_bytes()).c_str(),
+                reply.replicas_size());
+    if (reply.replicas_size() < 2) {
+      std::printf(": fewer than two, nothing to compare\n");
+      return 0;
+    }
+    if (reply.differing_size() == 0) {
+      std::printf(": identical\n");
+      return 0;
+    }
+    std::printf(": %d region(s) differ\n", reply.differing_size());
+    for (const v1::Range& range : reply.differing()) {
+      std::printf("  offset %llu length %llu\n",
+                  static_cast<unsigned long long>(range.offset()),
+                  static_cast<unsigned long long>(range.length()));
+    }
+    std::printf(
+        "repair: dstctl resync %s start --full=ADDR (the replica to "
+        "overwrite)\n",
+        args[1].c_str());
+    return 3;
+  }
+  if (command == "resolve") {
+    if (args.size() != 2 || !flags.Has("source")) {
+      return Fail("usage: resolve VOLUME --source=ADDR");
+    }
+    v1::ResolveRequest request;
+    request.set_volume(args[1]);
+    request.set_source(flags.Get("source"));
+    v1::VolumeStatus reply;
+    grpc::Status status = stub->Resolve(&context, request, &reply);
+    if (!status.ok()) return unreachable(status);
+    if (json) return PrintJson(reply);
+    std::printf(
+        "kept the data of %s; the other replicas are resynced from "
+        "it\n",
+        request.source().c_str());
+    PrintReplicas(reply);
     return 0;
   }
   return Fail(absl::StrCat("unknown command '", command, "'\n", flags.Usage()));

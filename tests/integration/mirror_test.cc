@@ -1,0 +1,361 @@
+// Mirrors in process: the in-sync set, the lag limit, dirty regions and
+// incremental resync, generations across gateway restarts (a stale replica
+// is never a source), split brain and its resolution, verify, fencing of a
+// stale gateway and the one-writer lease.
+#include <future>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "dst/v1/exporter.grpc.pb.h"
+#include "nbdkit-plugin/gateway_client.h"
+#include "services/common/server.h"
+#include "tests/integration/test_cluster.h"
+
+namespace dst {
+namespace {
+
+constexpr uint64_t kSize = 4 << 20;
+constexpr uint32_t kRegion = 64 << 10;
+
+std::unique_ptr<GatewayClient> Open(const TestGateway& gateway,
+                                    const std::string& volume,
+                                    const std::string& lease = "writer-1",
+                                    bool read_only = false) {
+  return OpenClient(gateway, volume, read_only, lease);
+}
+
+v1::GatewayConfig Mirror(const std::vector<std::string>& addresses) {
+  v1::GatewayConfig config = OneVolume("m", addresses);
+  v1::VolumeConfig* volume = config.mutable_volumes(0);
+  volume->set_region_bytes(kRegion);
+  volume->set_lag_limit_ms(200);
+  volume->set_request_timeout_ms(60000);  // lag, not timeouts, decides
+  volume->set_suspend_timeout_ms(1500);
+  return config;
+}
+
+v1::Request Flush() {
+  v1::Request request;
+  request.set_op(v1::OP_FLUSH);
+  return request;
+}
+
+bool InSync(const v1::VolumeStatus& status, int replica) {
+  return status.replicas_size() > replica &&
+         status.replicas(replica).sync() == "in_sync";
+}
+
+bool AllInSync(const v1::VolumeStatus& status) {
+  for (int i = 0; i < status.replicas_size(); ++i) {
+    if (!InSync(status, i)) return false;
+  }
+  return status.replicas_size() > 0;
+}
+
+class MirrorTest : public ::testing::Test {
+ protected:
+  // With B (e2) down, 'A' is written on A (e1) alone; then the gateway and
+  // A die, and B comes back: B is stale, and only the state file (and A's
+  // generation) knows it.
+  void WriteWithBDownThenLoseA(const v1::GatewayConfig& config,
+                               std::unique_ptr<TestExporter>& e1,
+                               std::unique_ptr<TestExporter>& e2) {
+    {
+      TestGateway gateway(dir_.path(), config);
+      ASSERT_TRUE(gateway.WaitReady("m"));
+      // Both replicas learn the first generation before B goes away.
+      ASSERT_TRUE(gateway.WaitFor("m", [](const v1::VolumeStatus& s) {
+        return s.replicas(0).generation() == s.generation() &&
+               s.replicas(1).generation() == s.generation();
+      }));
+      auto client = Open(gateway, "m");
+      e2.reset();
+      v1::Reply reply = client->Call(WriteRequest(0, std::string(4096, 'A')));
+      ASSERT_EQ(reply.status(), 0) << reply.message();
+      EXPECT_EQ(gateway.VolumeStatus("m").replicas(1).sync(), "stale");
+    }
+    e1.reset();
+    e2 = std::make_unique<TestExporter>(dir_.path(), "e2", kSize);
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(MirrorTest, FailedReplicaLeavesTheSetAndOnlyItsDirtyRegionIsCopied) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  e2.storage().fail_writes = true;
+  v1::Reply reply =
+      client->Call(WriteRequest(3 * kRegion, std::string(4096, 'x')));
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  v1::VolumeStatus status = gateway.VolumeStatus("m");
+  EXPECT_TRUE(InSync(status, 0));
+  EXPECT_FALSE(InSync(status, 1));
+  EXPECT_EQ(status.replicas(1).dirty_bytes(), kRegion);
+  EXPECT_EQ(status.state(), "degraded");
+  // Reads come from the in-sync replica only.
+  reply = client->Call(ReadRequest(3 * kRegion, 4096));
+  ASSERT_EQ(reply.status(), 0);
+  EXPECT_EQ(reply.data(), std::string(4096, 'x'));
+
+  e2.storage().fail_writes = false;
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(ReadFile(e1.path()), ReadFile(e2.path()));
+  status = gateway.VolumeStatus("m");
+  EXPECT_EQ(status.replicas(1).resync_copied_bytes(), kRegion);
+  EXPECT_EQ(status.replicas(0).generation(), status.generation());
+  EXPECT_EQ(status.replicas(1).generation(), status.generation());
+}
+
+TEST_F(MirrorTest, LaggingReplicaDoesNotHoldWritesBack) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  e2.storage().Hold();  // a hung disk: e2 never answers while held
+  v1::Reply reply = client->Call(WriteRequest(0, std::string(8192, 'y')));
+  ASSERT_EQ(reply.status(), 0) << reply.message();  // acknowledged without e2
+  reply = client->Call(WriteRequest(5 * kRegion, std::string(512, 'z')));
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  v1::VolumeStatus status = gateway.VolumeStatus("m");
+  EXPECT_FALSE(InSync(status, 1));
+  EXPECT_EQ(status.replicas(1).dirty_bytes(), 2 * kRegion);
+  e2.storage().Release();
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(ReadFile(e1.path()), ReadFile(e2.path()));
+  EXPECT_EQ(gateway.VolumeStatus("m").replicas(1).resync_copied_bytes(),
+            2 * kRegion);
+}
+
+TEST_F(MirrorTest, FlushFailureMarksTheUnflushedRegionsDirty) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  ASSERT_EQ(client->Call(WriteRequest(kRegion, std::string(512, 'a'))).status(),
+            0);
+  ASSERT_EQ(client->Call(Flush()).status(), 0);
+  ASSERT_EQ(
+      client->Call(WriteRequest(7 * kRegion, std::string(512, 'f'))).status(),
+      0);
+  e2.storage().fail_flushes = true;
+  v1::Reply reply = client->Call(Flush());
+  ASSERT_EQ(reply.status(), 0) << reply.message();  // durable on e1
+  v1::VolumeStatus status = gateway.VolumeStatus("m");
+  EXPECT_FALSE(InSync(status, 1));
+  // Only the region written since the last good flush is suspect.
+  EXPECT_EQ(status.replicas(1).dirty_bytes(), kRegion);
+  e2.storage().fail_flushes = false;
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(ReadFile(e1.path()), ReadFile(e2.path()));
+}
+
+TEST_F(MirrorTest, WriteFailsOnlyWhenNoInSyncReplicaTakesIt) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  e1.storage().fail_writes = true;
+  e2.storage().fail_writes = true;
+  v1::Reply reply = client->Call(WriteRequest(0, std::string(512, 'x')));
+  EXPECT_EQ(reply.status(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(reply.message().find("replica"), std::string::npos);
+  // Neither is behind the other: both stay in the set.
+  EXPECT_TRUE(AllInSync(gateway.VolumeStatus("m")));
+}
+
+TEST_F(MirrorTest, StaleReplicaIsNeverASourceAfterAGatewayRestart) {
+  auto e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  auto e2 = std::make_unique<TestExporter>(dir_.path(), "e2", kSize);
+  const v1::GatewayConfig config = Mirror({e1->address(), e2->address()});
+  ASSERT_NO_FATAL_FAILURE(WriteWithBDownThenLoseA(config, e1, e2));
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitFor(
+      "m", [](const v1::VolumeStatus& s) { return s.state() == "waiting"; }));
+  auto client = Open(gateway, "m");
+  ASSERT_NE(client, nullptr);
+  // B's stale zeroes are never served: the read waits for A, then fails.
+  v1::Reply reply = client->Call(ReadRequest(0, 4096));
+  EXPECT_NE(reply.status(), 0);
+  EXPECT_NE(reply.data(), std::string(4096, '\0'));
+  e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);  // A returns
+  reply = client->Call(ReadRequest(0, 4096));
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  EXPECT_EQ(reply.data(), std::string(4096, 'A'));
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(ReadFile(e1->path()), ReadFile(e2->path()));
+  EXPECT_EQ(gateway.VolumeStatus("m").replicas(1).resync_copied_bytes(),
+            kRegion);
+}
+
+TEST_F(MirrorTest, OperatorCanKeepTheStaleReplica) {
+  auto e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  auto e2 = std::make_unique<TestExporter>(dir_.path(), "e2", kSize);
+  const v1::GatewayConfig config = Mirror({e1->address(), e2->address()});
+  ASSERT_NO_FATAL_FAILURE(WriteWithBDownThenLoseA(config, e1, e2));
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitFor(
+      "m", [](const v1::VolumeStatus& s) { return s.state() == "waiting"; }));
+  EXPECT_EQ(gateway.Resolve("m", "unix:/nowhere").error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(gateway.Resolve("m", e2->address()).ok());
+  auto client = Open(gateway, "m");
+  v1::Reply reply = client->Call(ReadRequest(0, 4096));
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  EXPECT_EQ(reply.data(), std::string(4096, '\0'));  // B's data, as asked
+  e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(ReadFile(e1->path()), ReadFile(e2->path()));
+}
+
+TEST_F(MirrorTest, DivergedReplicasStopUntilResolved) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  // Two histories neither of which contains the other.
+  int g = 111;
+  for (TestExporter* e : {&e1, &e2}) {
+    v1::ClaimRequest claim;
+    claim.set_epoch(1);
+    claim.set_owner("someone");
+    claim.set_set_generations(true);
+    claim.add_generations(g++);
+    ASSERT_TRUE(e->service().metadata()->Claim(claim).ok());
+  }
+  ASSERT_TRUE(e1.storage().Write(0, std::string(4096, '1'), false).ok());
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitFor(
+      "m", [](const v1::VolumeStatus& s) { return s.state() == "diverged"; }));
+  EXPECT_NE(gateway.VolumeStatus("m").message().find("dstctl resolve"),
+            std::string::npos);
+  auto channel = GatewayChannel(gateway.address());
+  GatewayClientOptions options;
+  options.volume = "m";
+  options.lease_token = "w";
+  EXPECT_EQ(GatewayClient::Open(*channel, options).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(gateway.Resolve("m", e1.address()).ok());
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(ReadFile(e2.path()).substr(0, 4096), std::string(4096, '1'));
+  EXPECT_EQ(ReadFile(e1.path()), ReadFile(e2.path()));
+}
+
+TEST_F(MirrorTest, VerifyReportsRegionsThatDiffer) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  v1::VerifyRequest request;
+  request.set_volume("m");
+  v1::VerifyReply reply;
+  ASSERT_TRUE(gateway.Verify(request, &reply).ok());
+  EXPECT_EQ(reply.compared_bytes(), kSize);
+  EXPECT_EQ(reply.differing_size(), 0);
+  // Behind the gateway's back.
+  ASSERT_TRUE(
+      e2.storage().Write(5 * kRegion + 512, std::string(512, 'q'), false).ok());
+  ASSERT_TRUE(gateway.Verify(request, &reply).ok());
+  ASSERT_EQ(reply.differing_size(), 1);
+  EXPECT_EQ(reply.differing(0).offset(), 5 * kRegion);
+  EXPECT_EQ(reply.differing(0).length(), kRegion);
+  // A full resync of e2 repairs it.
+  v1::ResyncRequest full;
+  full.set_volume("m");
+  full.set_full(true);
+  full.set_replica(e2.address());
+  ASSERT_TRUE(gateway.Resync(full).ok());
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  reply.Clear();
+  ASSERT_TRUE(gateway.Verify(request, &reply).ok());
+  EXPECT_EQ(reply.differing_size(), 0);
+}
+
+TEST_F(MirrorTest, ResyncCanBeStoppedAndResumed) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  v1::ResyncRequest stop;
+  stop.set_volume("m");
+  stop.set_stop(true);
+  ASSERT_TRUE(gateway.Resync(stop).ok());
+  auto client = Open(gateway, "m");
+  e2.storage().fail_writes = true;
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(512, 'r'))).status(), 0);
+  e2.storage().fail_writes = false;
+  absl::SleepFor(absl::Milliseconds(300));  // several resync rounds
+  v1::VolumeStatus status = gateway.VolumeStatus("m");
+  EXPECT_TRUE(status.resync_paused());
+  EXPECT_FALSE(InSync(status, 1));
+  EXPECT_EQ(status.replicas(1).resync_copied_bytes(), 0u);
+  v1::ResyncRequest start;
+  start.set_volume("m");
+  start.set_rate_bytes(1 << 20);
+  ASSERT_TRUE(gateway.Resync(start).ok());
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(gateway.VolumeStatus("m").resync_rate_bytes(), 1u << 20);
+}
+
+TEST_F(MirrorTest, ANewerGatewayFencesTheOldOne) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  const v1::GatewayConfig config = Mirror({e1.address(), e2.address()});
+  TestGateway old_gateway(dir_.path(), config, "gw-old");
+  ASSERT_TRUE(old_gateway.WaitReady("m"));
+  auto old_client = Open(old_gateway, "m");
+  ASSERT_EQ(old_client->Call(WriteRequest(0, std::string(512, 'o'))).status(),
+            0);
+
+  TestGateway new_gateway(dir_.path(), config, "gw-new");
+  ASSERT_TRUE(new_gateway.WaitReady("m"));
+  auto new_client = Open(new_gateway, "m");
+  ASSERT_EQ(new_client->Call(WriteRequest(0, std::string(512, 'n'))).status(),
+            0);
+  v1::Reply reply = old_client->Call(WriteRequest(0, std::string(512, 'X')));
+  EXPECT_NE(reply.status(), 0);
+  EXPECT_NE(reply.message().find("fenced"), std::string::npos)
+      << reply.message();
+  EXPECT_EQ(old_gateway.VolumeStatus("m").state(), "fenced");
+  EXPECT_EQ(ReadFile(e1.path()).substr(0, 512), std::string(512, 'n'));
+  EXPECT_EQ(ReadFile(e2.path()).substr(0, 512), std::string(512, 'n'));
+}
+
+TEST_F(MirrorTest, OneWriterAtATime) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  v1::GatewayConfig config = OneVolume("v", {e1.address()});
+  config.mutable_volumes(0)->set_lease_timeout_ms(0);
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("v"));
+  auto first = Open(gateway, "v", "writer-1");
+  ASSERT_EQ(first->Call(WriteRequest(0, std::string(512, '1'))).status(), 0);
+  auto channel = GatewayChannel(gateway.address());
+  GatewayClientOptions options;
+  options.volume = "v";
+  options.lease_token = "writer-2";
+  absl::Status refused = GatewayClient::Open(*channel, options).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.message().find("one writer"), std::string::npos) << refused;
+  auto reader = Open(gateway, "v", "writer-2", /*read_only=*/true);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->Call(ReadRequest(0, 512)).data(), std::string(512, '1'));
+  EXPECT_NE(gateway.VolumeStatus("v").lease_holder(), "");
+  first.reset();  // the writer goes away; its lease lapses at once here
+  absl::StatusOr<std::unique_ptr<GatewayClient>> second;
+  for (int i = 0; i < 250; ++i) {
+    second = GatewayClient::Open(*channel, options);
+    if (second.ok()) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ((*second)->Call(WriteRequest(0, std::string(512, '2'))).status(),
+            0);
+}
+
+}  // namespace
+}  // namespace dst
