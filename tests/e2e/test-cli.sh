@@ -42,6 +42,19 @@ start_gateway
   fail "dstctl status does not show the replica connected"
 "$DST_BIN/dstctl" --gateway="unix:$tmp/gateway.sock" --json volumes | grep -q '"name": "vol0"' ||
   fail "dstctl --json volumes lacks vol0"
+ctl() { "$DST_BIN/dstctl" --gateway="unix:$tmp/gateway.sock" "$@"; }
+expect_fail "usage: replicas VOLUME" ctl replicas
+expect_fail "no volume named 'nope'" ctl replicas nope
+expect_fail "usage: resync VOLUME start|stop" ctl resync vol0 go
+expect_fail "--rate=fast" ctl resync vol0 start --rate=fast
+expect_fail "is not a mirror" ctl resync vol0 start --full=unix:/x.sock
+expect_fail "usage: resolve VOLUME --source=ADDR" ctl resolve vol0
+expect_fail "is not a mirror" ctl resolve vol0 --source=unix:/x.sock
+ctl replicas vol0 | grep -q "in_sync" || fail "dstctl replicas does not show the replica in sync"
+ctl verify vol0 | grep -q "nothing to compare" || fail "verify of a plain volume"
+ctl resync vol0 stop | grep -q "resync stopped" || fail "dstctl resync stop"
+ctl resync vol0 start --rate=10M | grep -q "limited to 10.0 MiB/s" ||
+  fail "dstctl resync --rate"
 gateway_pid=${pids[-1]}
 exporter_pid=${pids[-2]}
 kill -TERM "$gateway_pid"

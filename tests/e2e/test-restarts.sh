@@ -43,4 +43,5 @@ echo "exporter restart: longest client stall $(max_latency_ms exporter) ms"
 wait_in_sync 60
 check_resync $((49 << 20))  # fio writes only the first 48 MiB of 256
 grep -q "left the in-sync set" "$tmp/gateway2.log" || fail "e2 never left the in-sync set"
+dstctl_ verify vol0 | grep -q ": identical" || fail "dstctl verify finds differences after resync"
 echo PASS
