@@ -22,6 +22,8 @@
 
 #include "nbdkit-plugin/errno_map.h"
 #include "nbdkit-plugin/gateway_client.h"
+#include "services/common/checksum.h"
+#include "services/common/transaction_stream.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -148,12 +150,31 @@ int DstCanFua(void* handle) {
 // any connection: the guarantee multi-conn asks for.
 int DstCanMultiConn(void* handle) { return DstCanFlush(handle); }
 
+// Attempts of a request whose data arrives damaged (DATA_LOSS from the
+// gateway, or a read whose checksum does not match here).
+constexpr int kIntegrityAttempts = 3;
+
 // Runs one transaction; returns 0 or -1 with nbdkit's error set.
-int Run(void* handle, dst::v1::Request request, void* read_into = nullptr) {
+int Run(void* handle, const dst::v1::Request& request,
+        void* read_into = nullptr) {
   const dst::v1::Op op = request.op();
   const uint64_t offset = request.offset();
   const uint32_t length = request.length();
-  dst::v1::Reply reply = Client(handle)->Call(std::move(request));
+  dst::v1::Reply reply;
+  for (int attempt = 1; attempt <= kIntegrityAttempts; ++attempt) {
+    reply = Client(handle)->Call(request);
+    if (reply.status() == 0 && op == dst::v1::OP_READ &&
+        request.checksum_algorithm() != dst::v1::CHECKSUM_NONE) {
+      absl::Status intact =
+          dst::VerifyChecksum(request.checksum_algorithm(), reply.data(),
+                              reply.checksum(), "the data read");
+      if (!intact.ok()) reply = dst::ErrorReply(request.id(), intact);
+    }
+    if (reply.status() != static_cast<int>(grpc::StatusCode::DATA_LOSS)) break;
+    nbdkit_debug("%s at %" PRIu64 ": %s (attempt %d of %d)",
+                 dst::v1::Op_Name(op).c_str(), offset, reply.message().c_str(),
+                 attempt, kIntegrityAttempts);
+  }
   if (reply.status() != 0) {
     int error = dst::StatusToErrno(reply.status(), op);
     nbdkit_error("%s at %" PRIu64 "+%" PRIu32 ": %s",
@@ -185,9 +206,17 @@ dst::v1::Request MakeRequest(dst::v1::Op op, uint32_t count, uint64_t offset,
   return request;
 }
 
+// End-to-end integrity: crc32c on every read and write when the volume
+// offers it, checked here and at each hop.
+bool Crc32c(void* handle) {
+  return Has(handle, dst::v1::FEATURE_CHECKSUM_CRC32C);
+}
+
 int DstPread(void* handle, void* buf, uint32_t count, uint64_t offset,
              uint32_t flags) {
-  return Run(handle, MakeRequest(dst::v1::OP_READ, count, offset, 0), buf);
+  dst::v1::Request request = MakeRequest(dst::v1::OP_READ, count, offset, 0);
+  if (Crc32c(handle)) request.set_checksum_algorithm(dst::v1::CHECKSUM_CRC32C);
+  return Run(handle, request, buf);
 }
 
 int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
@@ -195,7 +224,12 @@ int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
   dst::v1::Request request =
       MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
   request.set_data(buf, count);
-  return Run(handle, std::move(request));
+  if (Crc32c(handle)) {
+    request.set_checksum_algorithm(dst::v1::CHECKSUM_CRC32C);
+    request.set_checksum(
+        dst::ComputeChecksum(dst::v1::CHECKSUM_CRC32C, request.data()));
+  }
+  return Run(handle, request);
 }
 
 int DstFlush(void* handle, uint32_t flags) {
@@ -212,7 +246,7 @@ int DstZero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
   if (!(flags & NBDKIT_FLAG_MAY_TRIM)) {
     request.set_flags(request.flags() | dst::v1::REQUEST_FLAG_NO_HOLE);
   }
-  return Run(handle, std::move(request));
+  return Run(handle, request);
 }
 
 nbdkit_plugin MakePlugin() {

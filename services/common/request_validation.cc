@@ -3,6 +3,8 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "services/common/checksum.h"
+
 namespace dst {
 namespace {
 
@@ -27,6 +29,27 @@ absl::Status ValidateRequest(const v1::Request& request,
   if (request.flags() & ~kKnownFlags) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown request flags 0x", absl::Hex(request.flags())));
+  }
+  const v1::ChecksumAlgorithm algorithm = request.checksum_algorithm();
+  if (algorithm != v1::CHECKSUM_NONE) {
+    if (ChecksumSize(algorithm) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown checksum algorithm ", static_cast<int>(algorithm)));
+    }
+    if (!(geometry.features() & ChecksumFeature(algorithm))) {
+      return absl::UnimplementedError(absl::StrCat(
+          "checksum ", ChecksumName(algorithm), " is not supported"));
+    }
+  }
+  if (op == v1::OP_WRITE && algorithm != v1::CHECKSUM_NONE) {
+    if (request.checksum().size() != ChecksumSize(algorithm)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a ", ChecksumName(algorithm), " checksum has ",
+          ChecksumSize(algorithm), " bytes, not ", request.checksum().size()));
+    }
+  } else if (!request.checksum().empty()) {
+    return absl::InvalidArgumentError(
+        "only a write with a checksum algorithm carries a checksum");
   }
   switch (op) {
     case v1::OP_PING:

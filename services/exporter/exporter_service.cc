@@ -3,11 +3,10 @@
 
 #include <utility>
 
-#include <openssl/evp.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
+#include "services/common/checksum.h"
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
 #include "services/common/status.h"
@@ -52,9 +51,14 @@ class ExporterService::Handler : public StreamHandler {
         return;
       }
     }
-    service_->pool_->Schedule(
-        [service = service_, request = std::move(request),
-         done = std::move(done)]() { done(service->Execute(request)); });
+    service_->pool_->Schedule([service = service_, request = std::move(request),
+                               done = std::move(done)]() {
+      v1::Reply reply = service->Execute(request);
+      if (service->options_.reply_filter) {
+        service->options_.reply_filter(&reply);
+      }
+      done(std::move(reply));
+    });
   }
 
  private:
@@ -80,8 +84,9 @@ absl::Status ExporterService::Init() {
       std::max<uint32_t>(4096, options_.block_size));
   geometry_.set_max_transfer(options_.max_transfer);
   geometry_.set_read_only(options_.read_only);
-  uint32_t features =
-      v1::FEATURE_FLUSH | v1::FEATURE_FUA | v1::FEATURE_WRITE_ZEROES;
+  uint32_t features = v1::FEATURE_FLUSH | v1::FEATURE_FUA |
+                      v1::FEATURE_WRITE_ZEROES | v1::FEATURE_CHECKSUM_CRC32C |
+                      v1::FEATURE_CHECKSUM_SHA256;
   if (storage_->can_trim()) features |= v1::FEATURE_TRIM;
   geometry_.set_features(features);
   geometry_.set_identity(options_.identity);
@@ -93,6 +98,14 @@ absl::Status ExporterService::Init() {
   }
   op_metrics_ = std::make_unique<OpMetrics>(
       *options_.metrics, "dst_exporter", std::map<std::string, std::string>{});
+  checksum_mismatches_ =
+      &prometheus::BuildCounter()
+           .Name("dst_exporter_checksum_mismatches_total")
+           .Help(
+               "Writes refused because their data did not match their "
+               "checksum (damaged in transit); nothing was written.")
+           .Register(*options_.metrics)
+           .Add({});
   return absl::OkStatus();
 }
 
@@ -172,20 +185,6 @@ grpc::ServerUnaryReactor* ExporterService::Claim(
   return reactor;
 }
 
-namespace {
-absl::Status Sha256(absl::string_view data, std::string* digest) {
-  digest->resize(EVP_MAX_MD_SIZE);
-  unsigned int size = 0;
-  if (EVP_Digest(data.data(), data.size(),
-                 reinterpret_cast<unsigned char*>(digest->data()), &size,
-                 EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("SHA-256 failed");
-  }
-  digest->resize(size);
-  return absl::OkStatus();
-}
-}  // namespace
-
 v1::Reply ExporterService::Execute(const v1::Request& request) {
   v1::Reply reply;
   reply.set_id(request.id());
@@ -196,10 +195,23 @@ v1::Reply ExporterService::Execute(const v1::Request& request) {
       std::string* data = reply.mutable_data();
       data->resize(request.length());
       status = storage_->Read(request.offset(), request.length(), data->data());
-      if (!status.ok()) data->clear();
+      if (!status.ok()) {
+        data->clear();
+      } else if (request.checksum_algorithm() != v1::CHECKSUM_NONE) {
+        reply.set_checksum(
+            ComputeChecksum(request.checksum_algorithm(), *data));
+      }
       break;
     }
     case v1::OP_WRITE:
+      if (request.checksum_algorithm() != v1::CHECKSUM_NONE) {
+        status = VerifyChecksum(request.checksum_algorithm(), request.data(),
+                                request.checksum(), "the write's data");
+        if (!status.ok()) {
+          checksum_mismatches_->Increment();
+          break;
+        }
+      }
       status = storage_->Write(request.offset(), request.data(), fua);
       break;
     case v1::OP_WRITE_ZEROES:
@@ -216,7 +228,9 @@ v1::Reply ExporterService::Execute(const v1::Request& request) {
     case v1::OP_CHECKSUM: {
       std::string data(request.length(), '\0');
       status = storage_->Read(request.offset(), request.length(), data.data());
-      if (status.ok()) status = Sha256(data, reply.mutable_data());
+      if (status.ok()) {
+        reply.set_data(ComputeChecksum(v1::CHECKSUM_SHA256, data));
+      }
       break;
     }
     case v1::OP_PING:

@@ -8,6 +8,7 @@
 #define DST_SERVICES_EXPORTER_EXPORTER_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,9 @@ struct ExporterOptions {
   // outlive the service. Default none: Claim is UNIMPLEMENTED and writes
   // are not fenced.
   MetadataStore* metadata = nullptr;
+  // Fault injection for tests: sees (and may damage) every reply of an
+  // executed request before it is sent. Default none.
+  std::function<void(v1::Reply*)> reply_filter;
   // Where dst_exporter_* metrics go. Default: a private registry.
   std::shared_ptr<prometheus::Registry> metrics;
 };
@@ -84,6 +88,7 @@ class ExporterService final : public v1::Exporter::CallbackService {
   StreamRegistry streams_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<OpMetrics> op_metrics_;
+  prometheus::Counter* checksum_mismatches_ = nullptr;
 };
 
 }  // namespace dst

@@ -257,6 +257,12 @@ absl::Status Validate(v1::GatewayConfig* config) {
     if (volume->lease_timeout_ms() > 600000) {
       return PathError(path + ".lease_timeout_ms", "must be 0..600000");
     }
+    if (volume->checksum() != "crc32c" && volume->checksum() != "sha256" &&
+        volume->checksum() != "none") {
+      return PathError(path + ".checksum",
+                       absl::StrCat("'", volume->checksum(),
+                                    "' must be crc32c, sha256 or none"));
+    }
   }
   return absl::OkStatus();
 }
@@ -285,6 +291,7 @@ void ApplyVolumeDefaults(v1::VolumeConfig* volume) {
   if (!volume->has_lease_timeout_ms()) {
     volume->set_lease_timeout_ms(kDefaultLeaseTimeoutMs);
   }
+  if (volume->checksum().empty()) volume->set_checksum("crc32c");
 }
 
 absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text) {

@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 
 #include "services/common/atomic_file.h"
+#include "services/common/checksum.h"
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
 #include "services/common/status.h"
@@ -60,9 +61,11 @@ struct Volume::Slot {
   bool push_generation = false;       // exporter must learn generations_
   bool resync_ready = false;          // no transaction left from before
   std::set<uint64_t> copying;         // regions being copied now
-  uint64_t cursor = 0;                // next region to look at
-  uint64_t copied = 0;                // bytes copied by resync, total
-  uint64_t resync_total = 0;          // dirty bytes when this resync began
+  std::atomic<uint64_t> checksum_mismatches{0};
+  prometheus::Counter* mismatches = nullptr;
+  uint64_t cursor = 0;        // next region to look at
+  uint64_t copied = 0;        // bytes copied by resync, total
+  uint64_t resync_total = 0;  // dirty bytes when this resync began
   absl::Time resync_started;
   absl::Time next_copy;  // throttle
   prometheus::Gauge* connected = nullptr;
@@ -97,7 +100,8 @@ struct Volume::Fanout {
 // A read and its failover order.
 struct Volume::ReadOp {
   v1::Request request;
-  std::vector<size_t> order;  // in-sync slots, preferred first
+  bool client_checksum = false;  // the client asked for the digest
+  std::vector<size_t> order;     // in-sync slots, preferred first
   absl::Mutex mu;
   size_t sent = 0;
   size_t failed = 0;
@@ -144,6 +148,13 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
                     .Name("dst_gateway_replica_dirty_bytes")
                     .Help("Bytes of dirty regions the replica still needs.")
                     .Register(registry);
+  auto& mismatches =
+      prometheus::BuildCounter()
+          .Name("dst_gateway_checksum_mismatches_total")
+          .Help(
+              "Reads from the replica whose data failed its checksum (each "
+              "failed over to another replica).")
+          .Register(registry);
   auto& resync = prometheus::BuildCounter()
                      .Name("dst_gateway_resync_bytes_total")
                      .Help("Bytes copied to the replica by resync.")
@@ -156,10 +167,14 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
     slot->in_sync = &in_sync.Add(labels);
     slot->dirty_bytes = &dirty.Add(labels);
     slot->resync_bytes = &resync.Add(labels);
+    slot->mismatches = &mismatches.Add(labels);
     slot->replica = std::move(replica);
     slots_.push_back(std::move(slot));
   }
   resync_rate_ = config.resync_rate_bytes();
+  checksum_ = config.checksum() == "sha256" ? v1::CHECKSUM_SHA256
+              : config.checksum() == "none" ? v1::CHECKSUM_NONE
+                                            : v1::CHECKSUM_CRC32C;
 }
 
 Volume::~Volume() {
@@ -656,8 +671,29 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
     counted(v1::Reply());
     return;
   }
+  // Integrity: a client's digest is checked here and travels on; without
+  // one the volume's own algorithm covers the hop to the exporters.
+  const v1::ChecksumAlgorithm own =
+      geometry.features() & ChecksumFeature(checksum_) ? checksum_
+                                                       : v1::CHECKSUM_NONE;
+  const bool client_checksum =
+      request.checksum_algorithm() != v1::CHECKSUM_NONE;
+  if (request.op() == v1::OP_WRITE && client_checksum) {
+    status = VerifyChecksum(request.checksum_algorithm(), request.data(),
+                            request.checksum(), "the client's write");
+    if (!status.ok()) {
+      counted(ErrorReply(request.id(), status));
+      return;
+    }
+  } else if (request.op() == v1::OP_WRITE && own != v1::CHECKSUM_NONE) {
+    request.set_checksum_algorithm(own);
+    request.set_checksum(ComputeChecksum(own, request.data()));
+  } else if (request.op() == v1::OP_READ && !client_checksum) {
+    request.set_checksum_algorithm(own);
+  }
   if (request.op() == v1::OP_READ) {
     auto op = std::make_shared<ReadOp>();
+    op->client_checksum = client_checksum;
     op->request = std::move(request);
     op->done = std::move(counted);
     // In-sync replicas, connected ones first, spread round robin: a
@@ -680,14 +716,14 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
                           absl::UnavailableError("no in-sync replica")));
       return;
     }
-    SubmitRead(std::move(op));
+    SubmitRead(op);
     return;
   }
   auto fanout = std::make_shared<Fanout>();
   fanout->request = std::move(request);
   if (!IsModifying(fanout->request.op())) {  // FLUSH
     fanout->done = std::move(counted);
-    SubmitFanout(std::move(fanout));
+    SubmitFanout(fanout);
     return;
   }
   const uint64_t offset = fanout->request.offset();
@@ -697,12 +733,11 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
     modifications_.Release(offset, length);
     counted(std::move(reply));
   };
-  modifications_.Acquire(offset, length, [this, fanout]() mutable {
-    SubmitFanout(std::move(fanout));
-  });
+  modifications_.Acquire(offset, length,
+                         [this, fanout] { SubmitFanout(fanout); });
 }
 
-void Volume::SubmitRead(std::shared_ptr<ReadOp> op) {
+void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
   size_t k;
   {
     absl::MutexLock lock(&op->mu);
@@ -723,8 +758,21 @@ void Volume::SubmitRead(std::shared_ptr<ReadOp> op) {
             SubmitRead(op);
           });
   }
-  Replica* replica = slots_[k]->replica.get();
-  replica->Submit(op->request, [this, op, replica](v1::Reply&& reply) {
+  Slot* slot = slots_[k].get();
+  Replica* replica = slot->replica.get();
+  replica->Submit(op->request, [this, op, slot, replica](v1::Reply&& reply) {
+    const v1::ChecksumAlgorithm algorithm = op->request.checksum_algorithm();
+    if (reply.status() == 0 && algorithm != v1::CHECKSUM_NONE) {
+      absl::Status intact = VerifyChecksum(algorithm, reply.data(),
+                                           reply.checksum(), "the data read");
+      if (!intact.ok()) {
+        slot->checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
+        slot->mismatches->Increment();
+        reply = ErrorReply(reply.id(), intact);
+      } else if (!op->client_checksum) {
+        reply.clear_checksum();
+      }
+    }
     bool next = false;
     {
       absl::MutexLock lock(&op->mu);
@@ -756,7 +804,7 @@ void Volume::SubmitRead(std::shared_ptr<ReadOp> op) {
   });
 }
 
-void Volume::SubmitFanout(std::shared_ptr<Fanout> fanout) {
+void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   const v1::Request& request = fanout->request;
   const bool flush = request.op() == v1::OP_FLUSH;
   bool persist = false;
@@ -1134,6 +1182,12 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
   read.set_op(v1::OP_READ);
   read.set_offset(offset);
   read.set_length(static_cast<uint32_t>(length));
+  {
+    absl::MutexLock lock(&mu_);
+    if (geometry_.features() & ChecksumFeature(checksum_)) {
+      read.set_checksum_algorithm(checksum_);
+    }
+  }
   auto fail = [this, target, region, region_start, end](const v1::Reply& why) {
     DST_LOG(Warning, "gateway: volume %s: resync of %s: region %d: %s",
             config_.name(), slots_[target]->replica->address(), region,
@@ -1143,6 +1197,11 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
   };
   slots_[source]->replica->Submit(read, [this, target, source, region, offset,
                                          end, length, fail](v1::Reply&& data) {
+    if (data.status() == 0 && !data.checksum().empty()) {
+      absl::Status intact = VerifyChecksum(checksum_, data.data(),
+                                           data.checksum(), "resync data");
+      if (!intact.ok()) data = ErrorReply(data.id(), intact);
+    }
     if (data.status() != 0) {
       fail(data);
       return;
@@ -1152,6 +1211,10 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
     write.set_offset(offset);
     write.set_length(static_cast<uint32_t>(length));
     write.set_flags(v1::REQUEST_FLAG_FUA);  // durable before its bit clears
+    if (!data.checksum().empty()) {
+      write.set_checksum_algorithm(checksum_);
+      write.set_checksum(data.checksum());  // the source's, end to end
+    }
     write.set_data(std::move(*data.mutable_data()));
     slots_[target]->replica->Submit(
         write, [this, target, source, region, offset, end, length,
@@ -1300,6 +1363,7 @@ v1::VolumeStatus Volume::Status() const {
     r->set_resync_copied_bytes(slot->copied);
     r->set_resync_total_bytes(slot->resync_total);
     r->set_generation(slot->generations.empty() ? 0 : slot->generations[0]);
+    r->set_checksum_mismatches(slot->checksum_mismatches.load());
   }
   status.set_transactions_total(total_.load());
   status.set_transactions_failed(failed_.load());

@@ -140,8 +140,8 @@ class Volume {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  void SubmitRead(std::shared_ptr<ReadOp> op);
-  void SubmitFanout(std::shared_ptr<Fanout> fanout);
+  void SubmitRead(const std::shared_ptr<ReadOp>& op);
+  void SubmitFanout(const std::shared_ptr<Fanout>& fanout);
   void OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                      v1::Reply&& reply);
   void FinishFanout(const std::shared_ptr<Fanout>& fanout);
@@ -165,6 +165,7 @@ class Volume {
 
   const v1::VolumeConfig config_;
   const VolumeOptions options_;
+  v1::ChecksumAlgorithm checksum_;  // the volume's own (config "checksum")
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<StateWriter> writer_;  // mirrors only
   std::atomic<uint64_t> total_{0};

@@ -10,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 
+#include "services/common/checksum.h"
 #include "services/common/transaction_stream.h"
 #include "tests/integration/test_cluster.h"
 
@@ -309,6 +310,32 @@ TEST_F(ExporterTest, ChecksumIsTheSha256OfTheRange) {
   EXPECT_NE(stream->Call(sum).data(), zeroes.data());
   sum.set_length(8u << 20);  // more than max_transfer
   EXPECT_EQ(stream->Call(sum).status(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ExporterTest, WriteWithADamagedChecksumIsRefusedAndReadsCarryOne) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Stub(exporter.address()));
+  v1::Request write = Op(v1::OP_WRITE);
+  write.set_length(512);
+  write.set_data(std::string(512, 'd'));
+  write.set_checksum_algorithm(v1::CHECKSUM_CRC32C);
+  write.set_checksum(ComputeChecksum(v1::CHECKSUM_CRC32C, write.data()));
+  write.mutable_data()->at(100) = 'X';  // damaged on its way
+  v1::Reply reply = stream->Call(write);
+  EXPECT_EQ(reply.status(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(ReadFile(exporter.path()).substr(0, 512), std::string(512, '\0'))
+      << "nothing written";
+  write.set_data(std::string(512, 'd'));
+  write.set_checksum_algorithm(v1::CHECKSUM_SHA256);
+  write.set_checksum(ComputeChecksum(v1::CHECKSUM_SHA256, write.data()));
+  ASSERT_EQ(stream->Call(write).status(), 0);
+  v1::Request read = Op(v1::OP_READ);
+  read.set_length(512);
+  read.set_checksum_algorithm(v1::CHECKSUM_CRC32C);
+  reply = stream->Call(read);
+  ASSERT_EQ(reply.status(), 0);
+  EXPECT_EQ(reply.checksum(),
+            ComputeChecksum(v1::CHECKSUM_CRC32C, std::string(512, 'd')));
 }
 
 }  // namespace

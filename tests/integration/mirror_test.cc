@@ -9,6 +9,7 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "nbdkit-plugin/gateway_client.h"
+#include "services/common/checksum.h"
 #include "services/common/server.h"
 #include "tests/integration/test_cluster.h"
 
@@ -355,6 +356,43 @@ TEST_F(MirrorTest, OneWriterAtATime) {
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ((*second)->Call(WriteRequest(0, std::string(512, '2'))).status(),
             0);
+}
+
+TEST_F(MirrorTest, DamagedReadFailsOverToAnotherReplica) {
+  ExporterOptions damaging;
+  damaging.reply_filter = [](v1::Reply* reply) {
+    if (!reply->data().empty()) (*reply->mutable_data())[0] ^= 1;  // in transit
+  };
+  TestExporter e1(dir_.path(), "e1", kSize, damaging);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(4096, 'g'))).status(), 0);
+  for (int i = 0; i < 4; ++i) {  // reads alternate between the replicas
+    v1::Reply reply = client->Call(ReadRequest(0, 4096));
+    ASSERT_EQ(reply.status(), 0) << reply.message();
+    EXPECT_EQ(reply.data(), std::string(4096, 'g'));
+  }
+  v1::VolumeStatus status = gateway.VolumeStatus("m");
+  EXPECT_GE(status.replicas(0).checksum_mismatches(), 1u);
+  EXPECT_EQ(status.replicas(1).checksum_mismatches(), 0u);
+  EXPECT_TRUE(AllInSync(status)) << "a damaged read is not a missed write";
+}
+
+TEST_F(MirrorTest, ClientWriteWithADamagedChecksumIsRefused) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  v1::Request write = WriteRequest(0, std::string(4096, 'c'));
+  write.set_checksum_algorithm(v1::CHECKSUM_CRC32C);
+  write.set_checksum(ComputeChecksum(v1::CHECKSUM_CRC32C, "something else"));
+  EXPECT_EQ(client->Call(write).status(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(ReadFile(e1.path()).substr(0, 4096), std::string(4096, '\0'));
+  EXPECT_EQ(ReadFile(e2.path()).substr(0, 4096), std::string(4096, '\0'));
+  EXPECT_TRUE(AllInSync(gateway.VolumeStatus("m")));
 }
 
 }  // namespace

@@ -14,7 +14,7 @@ v1::Geometry MakeGeometry() {
   g.set_physical_block_size(4096);
   g.set_max_transfer(64 << 10);
   g.set_features(v1::FEATURE_FLUSH | v1::FEATURE_FUA | v1::FEATURE_TRIM |
-                 v1::FEATURE_WRITE_ZEROES);
+                 v1::FEATURE_WRITE_ZEROES | v1::FEATURE_CHECKSUM_CRC32C);
   return g;
 }
 
@@ -124,6 +124,25 @@ TEST(RequestValidationTest, GeometryChecks) {
   g = MakeGeometry();
   g.set_max_transfer(0);
   EXPECT_FALSE(ValidateGeometry(g).ok());
+}
+
+TEST(RequestValidationTest, ChecksumFieldsAreChecked) {
+  v1::Request write = Make(v1::OP_WRITE, 0, 512);
+  write.set_checksum_algorithm(v1::CHECKSUM_CRC32C);
+  write.set_checksum("1234");
+  EXPECT_EQ(Code(write), absl::StatusCode::kOk) << "digests are checked later";
+  write.set_checksum("12345");
+  EXPECT_EQ(Code(write), absl::StatusCode::kInvalidArgument) << "wrong size";
+  write.set_checksum_algorithm(v1::CHECKSUM_SHA256);
+  EXPECT_EQ(Code(write), absl::StatusCode::kUnimplemented) << "not advertised";
+  write.set_checksum_algorithm(static_cast<v1::ChecksumAlgorithm>(9));
+  EXPECT_EQ(Code(write), absl::StatusCode::kInvalidArgument);
+  v1::Request read = Make(v1::OP_READ, 0, 512);
+  read.set_checksum_algorithm(v1::CHECKSUM_CRC32C);
+  EXPECT_EQ(Code(read), absl::StatusCode::kOk);
+  read.set_checksum("1234");
+  EXPECT_EQ(Code(read), absl::StatusCode::kInvalidArgument)
+      << "only writes carry one";
 }
 
 }  // namespace
