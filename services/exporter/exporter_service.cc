@@ -45,15 +45,17 @@ class ExporterService::Handler : public StreamHandler {
     if (IsModifying(request.op()) && service_->options_.metadata != nullptr) {
       status = service_->options_.metadata->CheckWriter(epoch_);
       if (!status.ok()) {
-        DST_LOG(Warning, "exporter: refused %s: %s", v1::Op_Name(request.op()),
+        DST_LOG(Debug, "exporter: refused %s: %s", v1::Op_Name(request.op()),
                 status.message());
         done(ErrorReply(request.id(), status));
         return;
       }
     }
+    service_->pool_queued_->Increment();
     service_->pool_->Schedule([service = service_, request = std::move(request),
                                done = std::move(done)]() {
       v1::Reply reply = service->Execute(request);
+      service->pool_queued_->Decrement();
       if (service->options_.reply_filter) {
         service->options_.reply_filter(&reply);
       }
@@ -98,6 +100,19 @@ absl::Status ExporterService::Init() {
   }
   op_metrics_ = std::make_unique<OpMetrics>(
       *options_.metrics, "dst_exporter", std::map<std::string, std::string>{});
+  pool_queued_ = &prometheus::BuildGauge()
+                      .Name("dst_exporter_io_requests_queued")
+                      .Help(
+                          "Requests handed to the I/O thread pool and not "
+                          "yet executed (queued or running): pool usage.")
+                      .Register(*options_.metrics)
+                      .Add({});
+  prometheus::BuildGauge()
+      .Name("dst_exporter_io_threads")
+      .Help("Threads in the I/O pool.")
+      .Register(*options_.metrics)
+      .Add({})
+      .Set(options_.io_threads);
   checksum_mismatches_ =
       &prometheus::BuildCounter()
            .Name("dst_exporter_checksum_mismatches_total")

@@ -89,6 +89,7 @@ class ExporterService final : public v1::Exporter::CallbackService {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<OpMetrics> op_metrics_;
   prometheus::Counter* checksum_mismatches_ = nullptr;
+  prometheus::Gauge* pool_queued_ = nullptr;
 };
 
 }  // namespace dst

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include <grpcpp/health_check_service_interface.h>
 #include <sys/stat.h>
 
 #include "absl/strings/numbers.h"
@@ -182,6 +183,7 @@ int Main(int argc, char** argv) {
 
   int signal_number = WaitForTerminationSignal();
   DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);
+  server->server->GetHealthCheckService()->SetServingStatus(false);
   bool drained = service.Drain(absl::Now() + absl::Seconds(drain_seconds));
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (absl::Status s = (*storage)->Flush(); !s.ok() && !options.read_only) {

@@ -44,6 +44,14 @@ bool GatewayService::Drain(absl::Time deadline) {
   return streams_.WaitEmpty(deadline);
 }
 
+bool GatewayService::Ready() const {
+  for (const auto& volume : volumes_) {
+    const std::string state = volume->Status().state();
+    if (state != "ready" && state != "degraded") return false;
+  }
+  return true;
+}
+
 void GatewayService::SaveState() {
   for (const auto& volume : volumes_) volume->Save();
 }

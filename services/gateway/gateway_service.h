@@ -24,6 +24,8 @@ class GatewayService final : public v1::Gateway::CallbackService {
 
   void Start();  // connects every volume's replicas
   bool Drain(absl::Time deadline);
+  // True when every volume serves I/O (ready or degraded): health.
+  bool Ready() const;
   // Saves every mirror's state now (at exit).
   void SaveState();
 

@@ -3,9 +3,14 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <thread>
+
+#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -123,6 +128,23 @@ int Main(int argc, char** argv) {
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
   service.Start();
+  // Health: SERVING only while every volume serves I/O (ready or degraded),
+  // for "" and for dst.v1.Gateway; NOT_SERVING from the drain on.
+  grpc::HealthCheckServiceInterface* health =
+      server->server->GetHealthCheckService();
+  std::atomic<bool> draining{false};
+  std::thread([&service, health, &draining] {
+    bool last = true;
+    for (bool first = true; !draining.load(); first = false) {
+      const bool ready = service.Ready();
+      if (first || ready != last) {
+        health->SetServingStatus(ready);
+        health->SetServingStatus("dst.v1.Gateway", ready);
+        last = ready;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }).detach();
   DST_LOG(Info, "gateway: %d volume(s), listening on %s%s",
           config->volumes_size(), absl::StrJoin(server->bound, ", "),
           metrics ? absl::StrCat("; metrics on http://", config->metrics(),
@@ -131,6 +153,9 @@ int Main(int argc, char** argv) {
 
   int signal_number = WaitForTerminationSignal();
   DST_LOG(Info, "gateway: signal %d, draining in-flight work", signal_number);
+  draining = true;
+  health->SetServingStatus(false);
+  health->SetServingStatus("dst.v1.Gateway", false);
   bool drained =
       service.Drain(absl::Now() + absl::Seconds(config->drain_seconds()));
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));

@@ -15,7 +15,7 @@ namespace dst {
 namespace {
 TransactionSessionOptions Named(TransactionSessionOptions options,
                                 const std::string& address) {
-  options.name = absl::StrCat("replica ", address);
+  if (options.name.empty()) options.name = absl::StrCat("replica ", address);
   return options;
 }
 }  // namespace
@@ -28,6 +28,29 @@ Replica::Replica(const ReplicaOptions& options)
 void Replica::Start(std::function<void()> on_change, Admission admission) {
   admission_ = std::move(admission);
   session_.Start(std::move(on_change));
+}
+
+void Replica::Ping(std::function<void(absl::Duration)> done) {
+  std::shared_ptr<v1::Exporter::Stub> stub;
+  {
+    absl::MutexLock lock(&mu_);
+    stub = stub_;
+  }
+  if (stub == nullptr) return;
+  struct Call {
+    grpc::ClientContext context;
+    v1::PingRequest request;
+    v1::PingReply reply;
+    absl::Time start = absl::Now();
+  };
+  auto call = std::make_shared<Call>();
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.keepalive_timeout));
+  stub->async()->Ping(
+      &call->context, &call->request, &call->reply,
+      [call, stub, done = std::move(done)](grpc::Status status) {
+        if (status.ok()) done(absl::Now() - call->start);
+      });
 }
 
 absl::StatusOr<v1::ReplicaMetadata> Replica::Claim(

@@ -64,6 +64,10 @@ class Replica {
   // channel of the last negotiation.
   absl::StatusOr<v1::ReplicaMetadata> Claim(const v1::ClaimRequest& request);
 
+  // An asynchronous Ping on the exporter's channel; `done` gets the round
+  // trip (not called when the ping fails).
+  void Ping(std::function<void(absl::Duration)> done);
+
   bool connected() const { return session_.connected(); }
   // The geometry of the first successful negotiation (size 0 before).
   v1::Geometry geometry() const;

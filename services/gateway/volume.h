@@ -60,6 +60,10 @@
 
 namespace dst {
 
+// Every state a volume reports (VolumeStatus.state).
+inline constexpr const char* kVolumeStates[] = {
+    "ready", "degraded", "waiting", "diverged", "fenced", "unavailable"};
+
 struct VolumeOptions {
   std::string gateway_id;  // the fencing owner name (gateway --id)
   // Where the mirror state file lives; required for mirrors.
@@ -162,6 +166,7 @@ class Volume {
   void EndCopy(size_t target, uint64_t region, bool ok);
   void Promote(size_t target);
   void PushGenerations();
+  void UpdateMetrics();
 
   const v1::VolumeConfig config_;
   const VolumeOptions options_;
@@ -177,6 +182,7 @@ class Volume {
   prometheus::Gauge& in_flight_gauge_;
   prometheus::Counter& lagging_counter_;
   prometheus::Counter& hedged_reads_counter_;
+  std::vector<prometheus::Gauge*> state_gauges_;  // by kVolumeStates
 
   struct Timer {
     absl::Time when;

@@ -1,8 +1,35 @@
 #!/usr/bin/env bash
 # --metrics serves Prometheus text metrics that count real I/O on the
-# exporter and the gateway.
+# exporter and the gateway; gRPC health reports a gateway SERVING only once
+# its volumes serve I/O.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy curl
+
+# health ADDRESS SERVICE: prints the grpc.health.v1 status (SERVING, ...).
+health() {
+  $PYTHON - "$1" "$2" <<'PY'
+import sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+check = channel.unary_unary("/grpc.health.v1.Health/Check")
+name = sys.argv[2].encode()
+request = b"\x0a" + bytes([len(name)]) + name if name else b""
+reply = check(request, timeout=5)
+status = reply[1] if len(reply) >= 2 and reply[0] == 0x08 else 0
+print({0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}[status])
+PY
+}
+
+# A gateway whose exporter is missing is not healthy.
+gateway_config lonely nowhere
+"$DST_BIN/dst-gateway" --config="$tmp/gateway.yaml" --listen="unix:$tmp/lonely.sock" \
+  2>"$tmp/lonely.log" &
+lonely_pid=$!
+pids+=($lonely_pid)
+wait_for_socket "$tmp/lonely.sock"
+sleep 0.5
+[ "$(health "unix:$tmp/lonely.sock" "")" = NOT_SERVING ] ||
+  fail "a gateway without its exporter reports healthy"
+kill "$lonely_pid"
 
 eport=$(free_port)
 start_exporter e1 32M --metrics="127.0.0.1:$eport"
@@ -17,6 +44,13 @@ for _ in $(seq 1 100); do
        'dst_gateway_replica_connected{replica="unix:'"$tmp"'/e1.sock",volume="vol0"}')" = 1 ] && break
   sleep 0.05
 done
+for _ in $(seq 1 50); do
+  [ "$(health "unix:$tmp/gateway.sock" dst.v1.Gateway)" = SERVING ] && break
+  sleep 0.1
+done
+[ "$(health "unix:$tmp/gateway.sock" dst.v1.Gateway)" = SERVING ] ||
+  fail "a ready gateway is not SERVING"
+[ "$(health "unix:$tmp/e1.sock" "")" = SERVING ] || fail "the exporter is not SERVING"
 start_nbdkit vol0
 head -c 8M /dev/urandom >"$tmp/in.bin"
 nbdcopy --flush "$tmp/in.bin" "$uri"
