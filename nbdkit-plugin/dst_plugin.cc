@@ -23,6 +23,7 @@
 #include "nbdkit-plugin/errno_map.h"
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/common/checksum.h"
+#include "services/common/tls.h"
 #include "services/common/transaction_stream.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -41,6 +42,10 @@ std::shared_ptr<grpc::Channel>* g_channel = nullptr;
 // its name in the gateway's logs; made in .after_fork.
 std::string g_lease_token;
 std::string g_client_id;
+// TLS to the gateway: tls=, tls-cert=, tls-key=, tls-ca=, tls-server-name=.
+dst::TlsOptions g_tls_options;
+std::string g_tls_mode;
+std::shared_ptr<dst::Tls>* g_tls = nullptr;  // made in .after_fork, leaked
 
 int DstConfig(const char* key, const char* value) {
   if (std::strcmp(key, "gateway") == 0) {
@@ -55,9 +60,21 @@ int DstConfig(const char* key, const char* value) {
       errno = EINVAL;
       return -1;
     }
+  } else if (std::strcmp(key, "tls") == 0) {
+    g_tls_mode = value;
+  } else if (std::strcmp(key, "tls-cert") == 0) {
+    g_tls_options.cert = value;
+  } else if (std::strcmp(key, "tls-key") == 0) {
+    g_tls_options.key = value;
+  } else if (std::strcmp(key, "tls-ca") == 0) {
+    g_tls_options.ca = value;
+  } else if (std::strcmp(key, "tls-server-name") == 0) {
+    g_tls_options.server_name = value;
   } else {
-    nbdkit_error("unknown parameter '%s' (known: gateway, volume, timeout)",
-                 key);
+    nbdkit_error(
+        "unknown parameter '%s' (known: gateway, volume, timeout, tls, "
+        "tls-cert, tls-key, tls-ca, tls-server-name)",
+        key);
     errno = EINVAL;
     return -1;
   }
@@ -65,6 +82,17 @@ int DstConfig(const char* key, const char* value) {
 }
 
 int DstConfigComplete() {
+  const bool any_file =
+      !g_tls_options.cert.empty() || !g_tls_options.ca.empty();
+  absl::StatusOr<dst::TlsMode> mode = dst::ParseTlsMode(
+      g_tls_mode.empty() ? (any_file ? "on" : "off") : g_tls_mode);
+  if (!mode.ok()) {
+    nbdkit_error("tls=%s: %s", g_tls_mode.c_str(),
+                 std::string(mode.status().message()).c_str());
+    errno = EINVAL;
+    return -1;
+  }
+  g_tls_options.mode = *mode;
   if (g_gateway.empty() || g_volume.empty()) {
     nbdkit_error("gateway=ADDR and volume=NAME are required");
     errno = EINVAL;
@@ -73,9 +101,25 @@ int DstConfigComplete() {
   return 0;
 }
 
+// The channel stays (gRPC's teardown would hold nbdkit for seconds); the
+// staged copies of the TLS files go.
+void DstUnload() {
+  if (g_tls != nullptr) (*g_tls)->RemoveStagedFiles();
+}
+
 int DstAfterFork() {
+  // Validates and stages the TLS files (a temporary directory: after the
+  // fork, so that the daemon owns it).
+  absl::StatusOr<std::shared_ptr<dst::Tls>> tls =
+      dst::Tls::Load(g_tls_options, /*server=*/false);
+  if (!tls.ok()) {
+    nbdkit_error("tls: %s", std::string(tls.status().message()).c_str());
+    errno = EINVAL;
+    return -1;
+  }
+  g_tls = new std::shared_ptr<dst::Tls>(*std::move(tls));
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      dst::GatewayChannel(g_gateway);
+      dst::GatewayChannel(g_gateway, 64 << 20, *g_tls);
   if (!channel.ok()) {
     nbdkit_error("gateway=%s: %s", g_gateway.c_str(),
                  std::string(channel.status().message()).c_str());
@@ -262,8 +306,15 @@ nbdkit_plugin MakePlugin() {
       "unix:/path\n"
       "volume=NAME    (required) the volume to serve\n"
       "timeout=SECS   how long a request waits for a restarting gateway "
-      "(default 60)";
+      "(default 60)\n"
+      "tls=MODE       off, on (TLS on TCP) or require (default: on with "
+      "tls-cert/tls-ca)\n"
+      "tls-cert=FILE  client certificate (mutual TLS), with tls-key=FILE\n"
+      "tls-ca=FILE    CA that signed the gateway's certificate\n"
+      "tls-server-name=NAME  name in the gateway's certificate (default: the "
+      "host; localhost for unix:)";
   plugin.after_fork = DstAfterFork;
+  plugin.unload = DstUnload;
   plugin.open = DstOpen;
   plugin.close = DstClose;
   plugin.get_size = DstGetSize;

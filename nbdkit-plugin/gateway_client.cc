@@ -9,6 +9,7 @@
 #include "services/common/request_validation.h"
 #include "services/common/server.h"
 #include "services/common/status.h"
+#include "services/common/tls.h"
 
 namespace dst {
 
@@ -32,11 +33,14 @@ absl::StatusOr<v1::Geometry> OpenVolume(v1::Gateway::Stub& stub,
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GatewayChannel(
-    const std::string& address, int max_message_bytes) {
+    const std::string& address, int max_message_bytes,
+    const std::shared_ptr<Tls>& tls) {
   ASSIGN_OR_RETURN(Address parsed, ParseAddress(address));
-  return grpc::CreateCustomChannel(parsed.GrpcTarget(),
-                                   grpc::InsecureChannelCredentials(),
-                                   ClientChannelArguments(max_message_bytes));
+  grpc::ChannelArguments args = ClientChannelArguments(max_message_bytes);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      tls != nullptr ? tls->ChannelCredentials(parsed, &args)
+                     : grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(parsed.GrpcTarget(), credentials, args);
 }
 
 absl::StatusOr<std::unique_ptr<GatewayClient>> GatewayClient::Open(

@@ -20,6 +20,8 @@
 
 namespace dst {
 
+class Tls;
+
 struct GatewayClientOptions {
   std::string volume;
   bool read_only = false;
@@ -66,8 +68,10 @@ class GatewayClient {
 };
 
 // A channel to `address` (address.h syntax) with dst's channel settings.
+// `tls` null: plaintext.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GatewayChannel(
-    const std::string& address, int max_message_bytes = 64 << 20);
+    const std::string& address, int max_message_bytes = 64 << 20,
+    const std::shared_ptr<Tls>& tls = nullptr);
 
 }  // namespace dst
 

@@ -5,6 +5,11 @@
 #
 # Environment: DST_DATA (default ./data), DST_SIZE (default 1G),
 # DST_NBD_PORT (default 10809).
+#
+# `scripts/up.sh --tls`: the same stack with mutual TLS on every dst
+# channel (a test CA and certificates made in DATA/certs by
+# scripts/make-certs.sh), and ACLs on the exporters (only the gateway) and
+# the gateway (only the local nbdkit and dstctl).
 set -euo pipefail
 DST_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$DST_ROOT/scripts/deps.sh"
@@ -17,6 +22,29 @@ install_packages run
 build_dst "$DST_ROOT/build"
 bin=$DST_ROOT/build/bin
 mkdir -p "$data"
+tls=false
+case "${1:-}" in
+  --tls) tls=true ;;
+  "") ;;
+  *) echo "usage: up.sh [--tls]" >&2; exit 2 ;;
+esac
+exporter_tls=()
+gateway_tls=""
+nbdkit_tls=()
+ctl_tls=""
+if $tls; then
+  certs=$data/certs
+  [ -f "$certs/gateway.pem" ] || bash "$DST_ROOT/scripts/make-certs.sh" "$certs" exporter gateway client
+  printf -- '- identity: gateway\n  access: read-write\n' >"$data/exporter-acl.yaml"
+  printf -- '- identity: client\n  access: read-write\n' >"$data/gateway-acl.yaml"
+  exporter_tls=(--tls=require --tls-cert="$certs/exporter.pem" --tls-key="$certs/exporter.key"
+    --tls-ca="$certs/ca.pem" --acl="$data/exporter-acl.yaml")
+  gateway_tls="acl_file: \"$data/gateway-acl.yaml\"
+tls: {mode: require, cert: \"$certs/gateway.pem\", key: \"$certs/gateway.key\", ca: \"$certs/ca.pem\"}"
+  nbdkit_tls=(tls=require tls-cert="$certs/client.pem" tls-key="$certs/client.key"
+    tls-ca="$certs/ca.pem")
+  ctl_tls=" --tls-cert=$certs/client.pem --tls-key=$certs/client.key --tls-ca=$certs/ca.pem --tls=require"
+fi
 
 pids=()
 stop() {
@@ -44,7 +72,8 @@ wait_tcp() {  # wait_tcp PORT NAME
 
 for i in 1 2; do
   "$bin/dst-exporter" --listen="127.0.0.1:700$i" --backing="$data/replica$i.img" \
-    --size="$size" --id="replica$i" --metrics="127.0.0.1:910$i" 2>"$data/exporter$i.log" &
+    --size="$size" --id="replica$i" --metrics="127.0.0.1:910$i" "${exporter_tls[@]}" \
+    2>"$data/exporter$i.log" &
   pids+=($!)
   wait_tcp "700$i" "exporter$i"
 done
@@ -52,6 +81,7 @@ cat >"$data/gateway.yaml" <<YAML
 listen: ["127.0.0.1:7000", "unix:$data/gateway.sock"]
 metrics: "127.0.0.1:9100"
 state_dir: "$data/gateway-state"
+$gateway_tls
 volumes:
   - name: vol0
     replicas:
@@ -62,11 +92,12 @@ YAML
 pids+=($!)
 wait_tcp 7000 gateway
 for _ in $(seq 1 100); do
-  "$bin/dstctl" --gateway=127.0.0.1:7000 volumes 2>/dev/null | grep -q " ready " && break
+  # shellcheck disable=SC2086
+  "$bin/dstctl" --gateway=127.0.0.1:7000 $ctl_tls volumes 2>/dev/null | grep -q " ready " && break
   sleep 0.1
 done
 nbdkit -f -i 127.0.0.1 -p "$nbd_port" "$bin/nbdkit-dst-plugin.so" \
-  gateway="unix:$data/gateway.sock" volume=vol0 2>"$data/nbdkit.log" &
+  gateway="unix:$data/gateway.sock" volume=vol0 "${nbdkit_tls[@]}" 2>"$data/nbdkit.log" &
 pids+=($!)
 wait_tcp "$nbd_port" nbdkit
 
@@ -85,7 +116,7 @@ Attach it:
   qemu-img info nbd://localhost:$nbd_port
 
 Watch it:
-  $bin/dstctl --gateway=127.0.0.1:7000 status
+  $bin/dstctl --gateway=127.0.0.1:7000$ctl_tls status
   metrics: http://127.0.0.1:9100/metrics (gateway),
            http://127.0.0.1:9101/metrics and :9102 (exporters)
   logs:    $data/*.log

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 
 #include "services/common/address.h"
+#include "services/common/tls.h"
 
 namespace dst {
 
@@ -33,7 +34,10 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
       ::unlink(address->path.c_str());  // a socket left by a crash
     }
     builder.AddListeningPort(address->GrpcTarget(),
-                             grpc::InsecureServerCredentials(), &ports[i]);
+                             spec.tls != nullptr
+                                 ? spec.tls->ServerCredentials(*address)
+                                 : grpc::InsecureServerCredentials(),
+                             &ports[i]);
     addresses.push_back(*address);
   }
   for (grpc::Service* service : spec.services) builder.RegisterService(service);
@@ -101,12 +105,15 @@ void BlockTerminationSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-int WaitForTerminationSignal() {
+int WaitForTerminationSignal(const std::function<void()>& on_hangup) {
   sigset_t set = TerminationSignals();
   for (;;) {
     int signal_number = 0;
     if (sigwait(&set, &signal_number) != 0) continue;
-    if (signal_number == SIGHUP) continue;  // reload: a later release
+    if (signal_number == SIGHUP) {
+      if (on_hangup) on_hangup();
+      continue;
+    }
     return signal_number;
   }
 }

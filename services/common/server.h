@@ -4,6 +4,7 @@
 #ifndef DST_SERVICES_COMMON_SERVER_H_
 #define DST_SERVICES_COMMON_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,8 +15,11 @@
 
 namespace dst {
 
+class Tls;
+
 struct ServerSpec {
   std::vector<std::string> listen;       // addresses (see address.h)
+  std::shared_ptr<Tls> tls;              // credentials per listener; null: off
   std::vector<grpc::Service*> services;  // not owned; outlive the server
   // Largest message accepted, in bytes. Default 64 MiB.
   int max_message_bytes = 64 << 20;
@@ -41,7 +45,8 @@ grpc::ChannelArguments ClientChannelArguments(int max_message_bytes,
 // before any thread starts) and ignores SIGPIPE.
 void BlockTerminationSignals();
 // Waits for SIGTERM or SIGINT; returns the signal number.
-int WaitForTerminationSignal();
+// SIGHUP runs `on_hangup` (reload) and goes on waiting.
+int WaitForTerminationSignal(const std::function<void()>& on_hangup = nullptr);
 
 // Ends the process with `code` at once. gRPC 1.51's global teardown (run by
 // ~Server) can sit up to 10 s on an idle poller timer; a service calls this

@@ -17,8 +17,11 @@ namespace dst {
 // One stream's requests: validated on the gRPC thread, executed on the pool.
 class ExporterService::Handler : public StreamHandler {
  public:
-  Handler(ExporterService* service, bool read_only, uint64_t epoch)
-      : service_(service), read_only_(read_only), epoch_(epoch) {}
+  Handler(ExporterService* service, bool read_only, uint64_t epoch, Peer peer)
+      : service_(service),
+        read_only_(read_only),
+        epoch_(epoch),
+        peer_(std::move(peer)) {}
 
   void Handle(v1::Request&& request, Done reply_done) override {
     // Every reply is counted and timed on its way out.
@@ -31,6 +34,15 @@ class ExporterService::Handler : public StreamHandler {
     };
     absl::Status status =
         ValidateRequest(request, service_->geometry_, read_only_);
+    // The ACL, on every request: a reload (SIGHUP) applies to open streams.
+    if (status.ok() && request.op() != v1::OP_PING) {
+      const Access access = service_->AccessOf(peer_);
+      if (access == Access::kNone ||
+          (access == Access::kRead && IsModifying(request.op()))) {
+        status = service_->RefusedPeer(
+            peer_, access, IsModifying(request.op()) ? "write" : "read");
+      }
+    }
     if (!status.ok()) {
       DST_LOG(Debug, "exporter: refused %s: %s", v1::Op_Name(request.op()),
               status.ToString());
@@ -67,6 +79,7 @@ class ExporterService::Handler : public StreamHandler {
   ExporterService* const service_;
   const bool read_only_;
   const uint64_t epoch_;  // the stream's "dst-epoch" (0: none)
+  const Peer peer_;
 };
 
 ExporterService::ExporterService(Storage* storage,
@@ -113,6 +126,11 @@ absl::Status ExporterService::Init() {
       .Register(*options_.metrics)
       .Add({})
       .Set(options_.io_threads);
+  acl_refusals_ = &prometheus::BuildCounter()
+                       .Name("dst_exporter_acl_refusals_total")
+                       .Help("Calls and requests refused by the ACL.")
+                       .Register(*options_.metrics)
+                       .Add({});
   checksum_mismatches_ =
       &prometheus::BuildCounter()
            .Name("dst_exporter_checksum_mismatches_total")
@@ -133,8 +151,16 @@ grpc::ServerUnaryReactor* ExporterService::Negotiate(
     grpc::CallbackServerContext* context, const v1::NegotiateRequest* request,
     v1::NegotiateReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const Peer peer = PeerOf(*context);
+  const Access access = AccessOf(peer);
+  if (access == Access::kNone) {
+    reactor->Finish(ToGrpcStatus(RefusedPeer(peer, access, "connect")));
+    return reactor;
+  }
   *reply->mutable_geometry() = geometry_;
-  if (request->read_only()) reply->mutable_geometry()->set_read_only(true);
+  if (request->read_only() || access == Access::kRead) {
+    reply->mutable_geometry()->set_read_only(true);
+  }
   if (options_.metadata != nullptr) {
     *reply->mutable_metadata() = options_.metadata->Get();
   }
@@ -166,8 +192,14 @@ ExporterService::Stream(grpc::CallbackServerContext* context) {
         grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat("dst-epoch must be a number, not '", epoch_text, "'")));
   }
-  return ServeStream(std::make_unique<Handler>(this, read_only, epoch),
-                     options_.stream, &streams_);
+  Peer peer = PeerOf(*context);
+  if (AccessOf(peer) == Access::kNone) {
+    return RejectStream(
+        ToGrpcStatus(RefusedPeer(peer, Access::kNone, "connect")));
+  }
+  return ServeStream(
+      std::make_unique<Handler>(this, read_only, epoch, std::move(peer)),
+      options_.stream, &streams_);
 }
 
 grpc::ServerUnaryReactor* ExporterService::Ping(
@@ -177,6 +209,26 @@ grpc::ServerUnaryReactor* ExporterService::Ping(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+Access ExporterService::AccessOf(const Peer& peer) const {
+  return options_.acl == nullptr ? Access::kReadWrite
+                                 : options_.acl->Check(peer);
+}
+
+absl::Status ExporterService::RefusedPeer(const Peer& peer, Access have,
+                                          const std::string& wanted) {
+  acl_refusals_->Increment();
+  DST_LOG(Debug, "exporter: acl refused %s to %s", wanted, peer.text);
+  std::string who = peer.text;
+  for (const std::string& identity : peer.identities) {
+    who += absl::StrCat(" '", identity, "'");
+  }
+  return absl::PermissionDeniedError(
+      have == Access::kNone
+          ? absl::StrCat("acl: no entry allows ", who)
+          : absl::StrCat("acl: ", who, " may only read (wanted to ", wanted,
+                         ")"));
 }
 
 grpc::ServerUnaryReactor* ExporterService::Claim(
@@ -191,6 +243,12 @@ grpc::ServerUnaryReactor* ExporterService::Claim(
   if (options_.read_only) {
     reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                  "the export is read-only"));
+    return reactor;
+  }
+  if (const Peer peer = PeerOf(*context);
+      AccessOf(peer) != Access::kReadWrite) {
+    reactor->Finish(
+        ToGrpcStatus(RefusedPeer(peer, AccessOf(peer), "claim an epoch")));
     return reactor;
   }
   absl::StatusOr<v1::ReplicaMetadata> claimed =

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/exporter.grpc.pb.h"
+#include "services/common/acl.h"
 #include "services/common/metrics.h"
 #include "services/common/stream_reactor.h"
 #include "services/common/thread_pool.h"
@@ -41,6 +42,9 @@ struct ExporterOptions {
   // outlive the service. Default none: Claim is UNIMPLEMENTED and writes
   // are not fenced.
   MetadataStore* metadata = nullptr;
+  // Who may read or write, checked on every request (see acl.h). Not
+  // owned. Default none: everyone may (the exporter logs a warning).
+  AclHolder* acl = nullptr;
   // Fault injection for tests: sees (and may damage) every reply of an
   // executed request before it is sent. Default none.
   std::function<void(v1::Reply*)> reply_filter;
@@ -90,6 +94,11 @@ class ExporterService final : public v1::Exporter::CallbackService {
   std::unique_ptr<OpMetrics> op_metrics_;
   prometheus::Counter* checksum_mismatches_ = nullptr;
   prometheus::Gauge* pool_queued_ = nullptr;
+  prometheus::Counter* acl_refusals_ = nullptr;
+  // The peer's access now (ACL; everything without one).
+  Access AccessOf(const Peer& peer) const;
+  absl::Status RefusedPeer(const Peer& peer, Access have,
+                           const std::string& wanted);
 };
 
 }  // namespace dst

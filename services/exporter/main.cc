@@ -13,12 +13,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include "services/common/acl.h"
 #include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/log.h"
 #include "services/common/metrics.h"
 #include "services/common/request_validation.h"
 #include "services/common/server.h"
+#include "services/common/tls.h"
 #include "services/exporter/exporter_service.h"
 #include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"
@@ -50,6 +52,17 @@ int Main(int argc, char** argv) {
           {"max-in-flight", "N", "requests in flight per stream (default 64)"},
           {"id", "NAME",
            "replica identity reported to gateways (default: the backing path)"},
+          {"tls", "MODE",
+           "off, on (TLS on TCP, plaintext on Unix sockets) or require "
+           "(default: on with --tls-cert, else off)"},
+          {"tls-cert", "FILE", "PEM certificate (chain) of this exporter"},
+          {"tls-key", "FILE", "PEM private key of --tls-cert"},
+          {"tls-ca", "FILE",
+           "PEM CA: clients must present a certificate it signed (mutual "
+           "TLS)"},
+          {"acl", "FILE",
+           "who may read or write (YAML, see README); default deny for "
+           "anyone not listed. Without it every client may read and write"},
           {"state", "PATH",
            "file keeping the fencing epoch and generations (default "
            "BACKING.dst-state; required for a block device)"},
@@ -140,6 +153,28 @@ int Main(int argc, char** argv) {
     metrics = std::move(*started);
   }
 
+  TlsOptions tls_options;
+  tls_options.cert = flags.Get("tls-cert");
+  tls_options.key = flags.Get("tls-key");
+  tls_options.ca = flags.Get("tls-ca");
+  {
+    absl::StatusOr<TlsMode> mode =
+        ParseTlsMode(flags.Get("tls", tls_options.cert.empty() ? "off" : "on"));
+    if (!mode.ok()) {
+      return Fail(absl::StrCat("--tls=", flags.Get("tls"), ": ",
+                               mode.status().message()));
+    }
+    tls_options.mode = *mode;
+  }
+  absl::StatusOr<std::shared_ptr<Tls>> tls =
+      Tls::Load(tls_options, /*server=*/true);
+  if (!tls.ok()) return Fail(std::string(tls.status().message()));
+  AclHolder acl(flags.Get("acl"));
+  if (absl::Status s = acl.Reload(); !s.ok()) {
+    return Fail(absl::StrCat("--acl: ", s.message()));
+  }
+  if (acl.enabled()) options.acl = &acl;
+
   std::string state_path = flags.Get("state");
   if (state_path.empty()) {
     struct stat st;
@@ -169,6 +204,7 @@ int Main(int argc, char** argv) {
 
   ServerSpec spec;
   spec.listen = flags.GetAll("listen");
+  spec.tls = *tls;
   spec.services = {&service};
   spec.max_message_bytes = MaxMessageBytes(service.geometry());
   absl::StatusOr<RunningServer> server = StartServer(spec);
@@ -181,16 +217,30 @@ int Main(int argc, char** argv) {
                                  "/metrics")
                   : "");
 
-  int signal_number = WaitForTerminationSignal();
+  if (!acl.enabled()) {
+    DST_LOG(Warning,
+            "exporter: no --acl: every client that reaches it may read and "
+            "write");
+  }
+  int signal_number = WaitForTerminationSignal([&tls, &acl] {
+    DST_LOG(Info, "exporter: SIGHUP: reloading certificates and the ACL");
+    (void)(*tls)->Reload();
+    if (absl::Status s = acl.Reload(); !s.ok()) {
+      DST_LOG(Error, "exporter: ACL reload refused, the previous one stays: %s",
+              s.ToString());
+    }
+  });
   DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);
   server->server->GetHealthCheckService()->SetServingStatus(false);
   bool drained = service.Drain(absl::Now() + absl::Seconds(drain_seconds));
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (absl::Status s = (*storage)->Flush(); !s.ok() && !options.read_only) {
     DST_LOG(Error, "exporter: final flush failed: %s", s.ToString());
+    (*tls)->RemoveStagedFiles();
     ExitNow(1);
   }
   DST_LOG(Info, "exporter: stopped%s", drained ? "" : " (drain timed out)");
+  (*tls)->RemoveStagedFiles();
   ExitNow(0);
 }
 

@@ -18,6 +18,7 @@
 
 #include "services/common/address.h"
 #include "services/common/status.h"
+#include "services/common/tls.h"
 
 namespace dst {
 namespace {
@@ -188,6 +189,19 @@ absl::Status Validate(v1::GatewayConfig* config) {
     return PathError("drain_seconds", "must be 1..3600");
   }
   if (config->state_dir().empty()) config->set_state_dir(kDefaultStateDir);
+  if (config->tls().mode().empty()) {
+    config->mutable_tls()->set_mode(config->tls().cert().empty() ? "off"
+                                                                 : "on");
+  }
+  if (absl::StatusOr<TlsMode> mode = ParseTlsMode(config->tls().mode());
+      !mode.ok()) {
+    return PathError("tls.mode", std::string(mode.status().message()));
+  }
+  if (config->tls().mode() != "off" &&
+      (config->tls().cert().empty() || config->tls().key().empty())) {
+    return PathError("tls",
+                     "mode " + config->tls().mode() + " needs cert and key");
+  }
   if (config->volumes_size() == 0) {
     return PathError("volumes", "at least one volume is required");
   }

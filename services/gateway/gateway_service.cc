@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "services/common/log.h"
+#include "services/common/request_validation.h"
 #include "services/common/status.h"
 
 namespace dst {
@@ -15,23 +16,50 @@ namespace dst {
 class GatewayService::Handler : public StreamHandler {
  public:
   // A read-write handler holds the volume's lease while it lives.
-  Handler(Volume* volume, bool read_only)
-      : volume_(volume), read_only_(read_only) {}
+  Handler(const GatewayService* service, Volume* volume, bool read_only,
+          Peer peer)
+      : service_(service),
+        volume_(volume),
+        read_only_(read_only),
+        peer_(std::move(peer)) {}
   ~Handler() override {
     if (!read_only_) volume_->DetachWriter();
   }
 
   void Handle(v1::Request&& request, Done done) override {
+    // The ACL on every request: a reload (SIGHUP) applies to open streams.
+    const Access access = service_->AccessOf(peer_);
+    if (access == Access::kNone ||
+        (access == Access::kRead && IsModifying(request.op()))) {
+      service_->CountRefusal();
+      done(ErrorReply(request.id(),
+                      absl::PermissionDeniedError(absl::StrCat(
+                          "acl: ", peer_.text,
+                          access == Access::kNone ? " is not allowed"
+                                                  : " may only read"))));
+      return;
+    }
     volume_->Submit(std::move(request), read_only_, std::move(done));
   }
 
  private:
+  const GatewayService* const service_;
   Volume* const volume_;
   const bool read_only_;
+  const Peer peer_;
 };
 
-GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes)
-    : volumes_(std::move(volumes)) {
+GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
+                               const AclHolder* acl,
+                               prometheus::Registry* registry)
+    : volumes_(std::move(volumes)), acl_(acl) {
+  if (registry != nullptr) {
+    acl_refusals_ = &prometheus::BuildCounter()
+                         .Name("dst_gateway_acl_refusals_total")
+                         .Help("Calls and requests the gateway's ACL refused.")
+                         .Register(*registry)
+                         .Add({});
+  }
   for (const auto& volume : volumes_) by_name_[volume->name()] = volume.get();
 }
 
@@ -74,6 +102,22 @@ Volume* GatewayService::FindOrFinish(const std::string& name,
   return volume;
 }
 
+Access GatewayService::AccessOf(const Peer& peer) const {
+  return acl_ == nullptr ? Access::kReadWrite : acl_->Check(peer);
+}
+
+absl::StatusOr<Access> GatewayService::Allowed(
+    const grpc::ServerContextBase& context, Access wanted,
+    const std::string& what) const {
+  const Peer peer = PeerOf(context);
+  const Access access = AccessOf(peer);
+  if (static_cast<int>(access) >= static_cast<int>(wanted)) return access;
+  CountRefusal();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "acl: ", peer.text, access == Access::kNone ? " is not allowed" : "",
+      access == Access::kRead ? " may only read" : "", " (", what, ")"));
+}
+
 Volume* GatewayService::Find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;
@@ -83,10 +127,16 @@ grpc::ServerUnaryReactor* GatewayService::Open(
     grpc::CallbackServerContext* context, const v1::OpenRequest* request,
     v1::OpenReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "open");
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed.status()));
+    return reactor;
+  }
   Volume* volume = FindOrFinish(request->volume(), reactor);
   if (volume == nullptr) return reactor;
-  absl::StatusOr<v1::Geometry> geometry = volume->Open(
-      request->read_only(), request->lease_token(), request->client_id());
+  absl::StatusOr<v1::Geometry> geometry =
+      volume->Open(request->read_only() || *allowed == Access::kRead,
+                   request->lease_token(), request->client_id());
   if (!geometry.ok()) {
     reactor->Finish(ToGrpcStatus(geometry.status()));
     return reactor;
@@ -111,7 +161,10 @@ grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* GatewayService::Io(
         grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat("dst-access must be ro or rw, not '", access, "'")));
   }
-  const bool read_only = access == "ro" || volume->config().read_only();
+  absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "I/O");
+  if (!allowed.ok()) return RejectStream(ToGrpcStatus(allowed.status()));
+  const bool read_only = access == "ro" || volume->config().read_only() ||
+                         *allowed == Access::kRead;
   if (!read_only) {
     absl::Status lease =
         volume->AttachWriter(ClientMetadata(context, "dst-lease"));
@@ -119,15 +172,21 @@ grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* GatewayService::Io(
   }
   StreamOptions options;
   options.max_in_flight = static_cast<int>(volume->config().max_in_flight());
-  return ServeStream(std::make_unique<Handler>(volume, read_only), options,
-                     &streams_);
+  return ServeStream(
+      std::make_unique<Handler>(this, volume, read_only, PeerOf(*context)),
+      options, &streams_);
 }
 
 grpc::ServerUnaryReactor* GatewayService::ListVolumes(
     grpc::CallbackServerContext* context, const v1::ListVolumesRequest*,
     v1::ListVolumesReply* reply) {
-  for (const auto& volume : volumes_) *reply->add_volumes() = volume->Status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "status");
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed.status()));
+    return reactor;
+  }
+  for (const auto& volume : volumes_) *reply->add_volumes() = volume->Status();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -136,6 +195,11 @@ grpc::ServerUnaryReactor* GatewayService::Status(
     grpc::CallbackServerContext* context, const v1::StatusRequest* request,
     v1::StatusReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "status");
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed.status()));
+    return reactor;
+  }
   reply->set_version(DST_VERSION);
   reply->set_uptime_seconds(
       static_cast<uint64_t>(absl::ToInt64Seconds(absl::Now() - started_)));
@@ -158,6 +222,12 @@ grpc::ServerUnaryReactor* GatewayService::Resync(
     grpc::CallbackServerContext* context, const v1::ResyncRequest* request,
     v1::VolumeStatus* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Access> allowed =
+      Allowed(*context, Access::kReadWrite, "resync");
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed.status()));
+    return reactor;
+  }
   Volume* volume = FindOrFinish(request->volume(), reactor);
   if (volume == nullptr) return reactor;
   absl::Status status = volume->Resync(*request);
@@ -181,6 +251,13 @@ grpc::ServerUnaryReactor* GatewayService::Verify(
     grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
     v1::VerifyReply* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Access> allowed =
+      Allowed(*context, Access::kReadWrite, "verify");
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed.status()));
+    return reactor;
+  }
+
   Volume* volume = FindOrFinish(request->volume(), reactor);
   if (volume == nullptr) return reactor;
   // A verify reads the whole volume: off gRPC's callback threads.
@@ -197,6 +274,12 @@ grpc::ServerUnaryReactor* GatewayService::Resolve(
     grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
     v1::VolumeStatus* reply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Access> allowed =
+      Allowed(*context, Access::kReadWrite, "resolve");
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed.status()));
+    return reactor;
+  }
   Volume* volume = FindOrFinish(request->volume(), reactor);
   if (volume == nullptr) return reactor;
   absl::Status status = volume->Resolve(request->source());

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
+#include "services/common/acl.h"
 #include "services/common/stream_reactor.h"
 #include "services/gateway/volume.h"
 
@@ -20,7 +21,13 @@ namespace dst {
 
 class GatewayService final : public v1::Gateway::CallbackService {
  public:
-  explicit GatewayService(std::vector<std::unique_ptr<Volume>> volumes);
+  // `acl` (not owned; null: everyone may do everything) decides who may
+  // read (open read-only, status) and who may write (read-write opens,
+  // writes, admin commands), on every call and request.
+  // ACL refusals are counted in `registry` when given.
+  explicit GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
+                          const AclHolder* acl = nullptr,
+                          prometheus::Registry* registry = nullptr);
 
   void Start();  // connects every volume's replicas
   bool Drain(absl::Time deadline);
@@ -53,6 +60,10 @@ class GatewayService final : public v1::Gateway::CallbackService {
  private:
   class Handler;
   Volume* Find(const std::string& name) const;
+  // The peer's access, or PERMISSION_DENIED when it is below `wanted`.
+  absl::StatusOr<Access> Allowed(const grpc::ServerContextBase& context,
+                                 Access wanted, const std::string& what) const;
+  Access AccessOf(const Peer& peer) const;
   // The volume, or nullptr after finishing `reactor` with NOT_FOUND.
   Volume* FindOrFinish(const std::string& name,
                        grpc::ServerUnaryReactor* reactor) const;
@@ -60,6 +71,11 @@ class GatewayService final : public v1::Gateway::CallbackService {
   const absl::Time started_ = absl::Now();
   std::vector<std::unique_ptr<Volume>> volumes_;
   std::map<std::string, Volume*> by_name_;
+  const AclHolder* const acl_;
+  prometheus::Counter* acl_refusals_ = nullptr;
+  void CountRefusal() const {
+    if (acl_refusals_ != nullptr) acl_refusals_->Increment();
+  }
   StreamRegistry streams_;
 };
 

@@ -15,11 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include "services/common/acl.h"
 #include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/log.h"
 #include "services/common/metrics.h"
 #include "services/common/server.h"
+#include "services/common/tls.h"
 #include "services/gateway/config.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/volume.h"
@@ -100,7 +102,21 @@ int Main(int argc, char** argv) {
     metrics = std::move(*started);
   }
   if (flags.Has("state-dir")) config->set_state_dir(flags.Get("state-dir"));
+  TlsOptions tls_options;
+  tls_options.mode = *ParseTlsMode(config->tls().mode());  // validated
+  tls_options.cert = config->tls().cert();
+  tls_options.key = config->tls().key();
+  tls_options.ca = config->tls().ca();
+  tls_options.server_name = config->tls().server_name();
+  absl::StatusOr<std::shared_ptr<Tls>> tls =
+      Tls::Load(tls_options, /*server=*/true);
+  if (!tls.ok()) return Fail(absl::StrCat("tls: ", tls.status().message()));
+  AclHolder acl(config->acl_file());
+  if (absl::Status s = acl.Reload(); !s.ok()) {
+    return Fail(absl::StrCat("acl_file: ", s.message()));
+  }
   VolumeOptions volume_options;
+  volume_options.tls = *tls;
   volume_options.gateway_id = id;
   volume_options.state_dir = config->state_dir();
   std::vector<std::unique_ptr<Volume>> volumes;
@@ -119,11 +135,13 @@ int Main(int argc, char** argv) {
       return Fail(absl::StrCat("volume ", volume.name(), ": ", s.message()));
     }
   }
-  GatewayService service(std::move(volumes));
+  GatewayService service(std::move(volumes), acl.enabled() ? &acl : nullptr,
+                         registry.get());
 
   ServerSpec spec;
   spec.listen.assign(config->listen().begin(), config->listen().end());
   spec.services = {&service};
+  spec.tls = *tls;
   spec.max_message_bytes = kMaxMessageBytes;
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
@@ -151,7 +169,14 @@ int Main(int argc, char** argv) {
                                  "/metrics")
                   : "");
 
-  int signal_number = WaitForTerminationSignal();
+  int signal_number = WaitForTerminationSignal([&tls, &acl] {
+    DST_LOG(Info, "gateway: SIGHUP: reloading certificates and the ACL");
+    (void)(*tls)->Reload();
+    if (absl::Status s = acl.Reload(); !s.ok()) {
+      DST_LOG(Error, "gateway: ACL reload refused, the previous one stays: %s",
+              s.ToString());
+    }
+  });
   DST_LOG(Info, "gateway: signal %d, draining in-flight work", signal_number);
   draining = true;
   health->SetServingStatus(false);
@@ -161,6 +186,7 @@ int Main(int argc, char** argv) {
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   service.SaveState();
   DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");
+  (*tls)->RemoveStagedFiles();
   ExitNow(0);
 }
 

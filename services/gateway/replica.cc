@@ -48,7 +48,7 @@ void Replica::Ping(std::function<void(absl::Duration)> done) {
       absl::ToChronoTime(absl::Now() + options_.keepalive_timeout));
   stub->async()->Ping(
       &call->context, &call->request, &call->reply,
-      [call, stub, done = std::move(done)](grpc::Status status) {
+      [call, stub, done = std::move(done)](const grpc::Status& status) {
         if (status.ok()) done(absl::Now() - call->start);
       });
 }
@@ -97,13 +97,15 @@ v1::ReplicaStatus Replica::Status() const {
 absl::StatusOr<std::unique_ptr<TransactionStream>> Replica::Connect(
     const TransactionStreamOptions& stream_options) {
   ASSIGN_OR_RETURN(Address address, ParseAddress(options_.address));
-  auto channel = grpc::CreateCustomChannel(
-      address.GrpcTarget(), grpc::InsecureChannelCredentials(),
-      ClientChannelArguments(
-          options_.max_message_bytes,
-          static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive)),
-          static_cast<int>(
-              absl::ToInt64Milliseconds(options_.keepalive_timeout))));
+  grpc::ChannelArguments args = ClientChannelArguments(
+      options_.max_message_bytes,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive)),
+      static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_timeout)));
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      options_.tls != nullptr ? options_.tls->ChannelCredentials(address, &args)
+                              : grpc::InsecureChannelCredentials();
+  auto channel =
+      grpc::CreateCustomChannel(address.GrpcTarget(), credentials, args);
   auto stub =
       std::shared_ptr<v1::Exporter::Stub>(v1::Exporter::NewStub(channel));
   grpc::ClientContext context;

@@ -18,6 +18,7 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "dst/v1/gateway.pb.h"
+#include "services/common/tls.h"
 #include "services/common/transaction_session.h"
 
 namespace dst {
@@ -33,6 +34,8 @@ struct ReplicaOptions {
   // before the link counts as dead. Defaults 2 s and 2 s.
   absl::Duration keepalive = absl::Seconds(2);
   absl::Duration keepalive_timeout = absl::Seconds(2);
+  // TLS to the exporter (null or mode off: plaintext).
+  std::shared_ptr<Tls> tls;
   TransactionSessionOptions session;  // timeouts, resends, suspend time
 };
 

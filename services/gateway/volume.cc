@@ -538,6 +538,27 @@ void Volume::DecideFirstStartLocked() {
   save_later_ = true;
 }
 
+void Volume::Heal(const Slot* slot, uint64_t offset, uint64_t length) {
+  absl::MutexLock lock(&mu_);
+  size_t index = slots_.size();
+  size_t in_sync_others = 0;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].get() == slot) {
+      index = i;
+    } else if (slots_[i]->sync == Sync::kInSync) {
+      ++in_sync_others;
+    }
+  }
+  // Without another in-sync copy there is nothing to heal from: the read
+  // fails over or fails, and the replica stays.
+  if (!mirror() || index == slots_.size() || in_sync_others == 0) return;
+  const uint64_t region = config_.region_bytes();
+  if (MarkMissedLocked(index, offset / region, (offset + length - 1) / region,
+                       "its data failed a checksum; the region is recopied")) {
+    save_later_ = true;
+  }
+}
+
 bool Volume::LeaveInSyncLocked(size_t index, const std::string& why) {
   Slot& slot = *slots_[index];
   if (slot.dirty.size() == 0) SizeBitmapsLocked();
@@ -818,6 +839,7 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
         slot->checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
         slot->mismatches->Increment();
         reply = ErrorReply(reply.id(), intact);
+        Heal(slot, op->request.offset(), op->request.length());
       } else if (!op->client_checksum) {
         reply.clear_checksum();
       }
@@ -1617,6 +1639,7 @@ std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
     r.read_only = config.read_only();
     r.max_message_bytes = max_message_bytes;
     r.keepalive = absl::Milliseconds(config.keepalive_ms());
+    r.tls = options.tls;
     r.keepalive_timeout = absl::Milliseconds(config.keepalive_timeout_ms());
     // Every log line of the session names the volume and the replica.
     r.session.name =

@@ -68,6 +68,8 @@ struct VolumeOptions {
   std::string gateway_id;  // the fencing owner name (gateway --id)
   // Where the mirror state file lives; required for mirrors.
   std::string state_dir;
+  // TLS to the exporters (null: plaintext).
+  std::shared_ptr<Tls> tls;
 };
 
 class Volume {
@@ -145,6 +147,10 @@ class Volume {
   std::string StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void SubmitRead(const std::shared_ptr<ReadOp>& op);
+  // A replica returned damaged data for [offset, +length): when another
+  // replica is in sync, the region is marked dirty for it (it leaves the
+  // set) and resync copies it back from a good replica.
+  void Heal(const Slot* slot, uint64_t offset, uint64_t length);
   void SubmitFanout(const std::shared_ptr<Fanout>& fanout);
   void OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                      v1::Reply&& reply);

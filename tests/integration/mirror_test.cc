@@ -358,7 +358,7 @@ TEST_F(MirrorTest, OneWriterAtATime) {
             0);
 }
 
-TEST_F(MirrorTest, DamagedReadFailsOverToAnotherReplica) {
+TEST_F(MirrorTest, DamagedReadFailsOverAndIsHealedFromAnotherReplica) {
   ExporterOptions damaging;
   damaging.reply_filter = [](v1::Reply* reply) {
     if (!reply->data().empty()) (*reply->mutable_data())[0] ^= 1;  // in transit
@@ -377,7 +377,11 @@ TEST_F(MirrorTest, DamagedReadFailsOverToAnotherReplica) {
   v1::VolumeStatus status = gateway.VolumeStatus("m");
   EXPECT_GE(status.replicas(0).checksum_mismatches(), 1u);
   EXPECT_EQ(status.replicas(1).checksum_mismatches(), 0u);
-  EXPECT_TRUE(AllInSync(status)) << "a damaged read is not a missed write";
+  // Healed: the damaged region is recopied from the good replica.
+  EXPECT_TRUE(InSync(status, 1)) << "the good replica stays in the set";
+  ASSERT_TRUE(gateway.WaitFor("m", [](const v1::VolumeStatus& s) {
+    return s.replicas(0).resync_copied_bytes() >= kRegion;
+  }));
 }
 
 TEST_F(MirrorTest, ClientWriteWithADamagedChecksumIsRefused) {

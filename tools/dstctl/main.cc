@@ -26,6 +26,7 @@
 #include "services/common/address.h"
 #include "services/common/flags.h"
 #include "services/common/server.h"
+#include "services/common/tls.h"
 
 namespace dst {
 namespace {
@@ -171,6 +172,15 @@ int Main(int argc, char** argv) {
            "resync start: show progress until every replica is "
            "in sync"},
           {"source", "ADDR", "resolve: the replica whose data is kept"},
+          {"tls", "MODE",
+           "off, on (TLS on TCP) or require (default: on with --tls-ca or "
+           "--tls-cert)"},
+          {"tls-cert", "FILE", "client certificate (mutual TLS)"},
+          {"tls-key", "FILE", "private key of --tls-cert"},
+          {"tls-ca", "FILE", "CA that signed the gateway's certificate"},
+          {"tls-server-name", "NAME",
+           "name in the gateway's certificate (default: the host; localhost "
+           "for unix:)"},
           {"help", "", "print this help"},
       });
   if (std::optional<int> exit_code =
@@ -191,9 +201,25 @@ int Main(int argc, char** argv) {
       (!absl::SimpleAtoi(flags.Get("timeout"), &timeout) || timeout < 1)) {
     return Fail("--timeout must be a positive number of seconds");
   }
-  auto channel = grpc::CreateCustomChannel(address->GrpcTarget(),
-                                           grpc::InsecureChannelCredentials(),
-                                           ClientChannelArguments(4 << 20));
+  TlsOptions tls_options;
+  tls_options.cert = flags.Get("tls-cert");
+  tls_options.key = flags.Get("tls-key");
+  tls_options.ca = flags.Get("tls-ca");
+  tls_options.server_name = flags.Get("tls-server-name");
+  absl::StatusOr<TlsMode> mode = ParseTlsMode(flags.Get(
+      "tls",
+      tls_options.cert.empty() && tls_options.ca.empty() ? "off" : "on"));
+  if (!mode.ok()) {
+    return Fail(absl::StrCat("--tls: ", mode.status().message()));
+  }
+  tls_options.mode = *mode;
+  absl::StatusOr<std::shared_ptr<Tls>> tls =
+      Tls::Load(tls_options, /*server=*/false);
+  if (!tls.ok()) return Fail(std::string(tls.status().message()));
+  grpc::ChannelArguments channel_args = ClientChannelArguments(4 << 20);
+  auto credentials = (*tls)->ChannelCredentials(*address, &channel_args);
+  auto channel = grpc::CreateCustomChannel(address->GrpcTarget(), credentials,
+                                           channel_args);
   auto stub = v1::Gateway::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
@@ -206,8 +232,14 @@ int Main(int argc, char** argv) {
   auto unreachable = [&](const grpc::Status& status) {
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      const bool tls_hint =
+          status.error_message().find("Socket closed") != std::string::npos ||
+          status.error_message().find("handshake") != std::string::npos;
       return Fail(absl::StrCat("cannot reach the gateway at ", gateway, ": ",
-                               status.error_message()),
+                               status.error_message(),
+                               tls_hint ? " (does it require TLS? see "
+                                          "--tls-ca and --tls-cert)"
+                                        : ""),
                   1);
     }
     return Fail(absl::StrCat(command, ": ", status.error_message()), 1);

@@ -1,0 +1,191 @@
+// TLS modes, mutual TLS and reloadable certificates: see tls.h.
+#include "services/common/tls.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <utility>
+
+#include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "absl/strings/str_cat.h"
+
+#include "services/common/atomic_file.h"
+#include "services/common/log.h"
+#include "services/common/status.h"
+
+namespace dst {
+
+namespace {
+
+constexpr unsigned int kWatchSeconds = 1;
+
+// The certificates of a PEM file (at least one), or why not.
+absl::Status CheckCertificates(const std::string& path, const std::string& text,
+                               X509** first) {
+  BIO* bio = BIO_new_mem_buf(text.data(), static_cast<int>(text.size()));
+  int count = 0;
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    if (count++ == 0 && first != nullptr) {
+      *first = cert;
+    } else {
+      X509_free(cert);
+    }
+  }
+  BIO_free(bio);
+  if (count == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no PEM certificate in it"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckKeyPair(const TlsOptions& options, const std::string& cert,
+                          const std::string& key) {
+  X509* x509 = nullptr;
+  RETURN_IF_ERROR(CheckCertificates(options.cert, cert, &x509));
+  BIO* bio = BIO_new_mem_buf(key.data(), static_cast<int>(key.size()));
+  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  absl::Status status;
+  if (pkey == nullptr) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat(options.key, ": no PEM private key in it"));
+  } else if (X509_check_private_key(x509, pkey) != 1) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat(options.key, " is not the private key of ", options.cert));
+  }
+  EVP_PKEY_free(pkey);
+  X509_free(x509);
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<TlsMode> ParseTlsMode(absl::string_view text) {
+  if (text == "off") return TlsMode::kOff;
+  if (text == "on") return TlsMode::kOn;
+  if (text == "require") return TlsMode::kRequire;
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", text, "' must be off, on or require"));
+}
+
+absl::StatusOr<std::shared_ptr<Tls>> Tls::Load(const TlsOptions& options,
+                                               bool server) {
+  std::shared_ptr<Tls> tls(new Tls(options, server));
+  if (options.mode == TlsMode::kOff) return tls;
+  if (server && (options.cert.empty() || options.key.empty())) {
+    return absl::InvalidArgumentError(
+        "TLS needs a certificate and its key (--tls-cert, --tls-key)");
+  }
+  if (options.cert.empty() != options.key.empty()) {
+    return absl::InvalidArgumentError(
+        "a TLS certificate goes with its key: give both or neither");
+  }
+  char dir[] = "/tmp/dst-tls-XXXXXX";
+  if (mkdtemp(dir) == nullptr) {
+    return absl::InternalError("cannot make a directory for TLS files");
+  }
+  tls->dir_ = dir;
+  RETURN_IF_ERROR(tls->Stage());
+  const std::string key = options.key.empty() ? "" : tls->dir_ + "/key.pem";
+  const std::string cert = options.cert.empty() ? "" : tls->dir_ + "/cert.pem";
+  const std::string ca = options.ca.empty() ? "" : tls->dir_ + "/ca.pem";
+  tls->provider_ =
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          key, cert, ca, kWatchSeconds);
+  return tls;
+}
+
+Tls::~Tls() { RemoveStagedFiles(); }
+
+void Tls::RemoveStagedFiles() {
+  absl::MutexLock lock(&mu_);
+  if (dir_.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+absl::Status Tls::Stage() {
+  absl::MutexLock lock(&mu_);
+  std::string cert, key, ca;
+  if (!options_.cert.empty()) {
+    ASSIGN_OR_RETURN(cert, ReadWholeFile(options_.cert));
+    ASSIGN_OR_RETURN(key, ReadWholeFile(options_.key));
+    RETURN_IF_ERROR(CheckKeyPair(options_, cert, key));
+  }
+  if (!options_.ca.empty()) {
+    ASSIGN_OR_RETURN(ca, ReadWholeFile(options_.ca));
+    RETURN_IF_ERROR(CheckCertificates(options_.ca, ca, nullptr));
+  }
+  // The key first: the watcher pairs what it finds, and a new certificate
+  // with the old key would not load.
+  if (!key.empty()) {
+    // The directory is mkdtemp's, mode 0700: the copy is as private.
+    RETURN_IF_ERROR(WriteFileAtomically(dir_ + "/key.pem", key));
+    RETURN_IF_ERROR(WriteFileAtomically(dir_ + "/cert.pem", cert));
+  }
+  if (!ca.empty()) RETURN_IF_ERROR(WriteFileAtomically(dir_ + "/ca.pem", ca));
+  return absl::OkStatus();
+}
+
+absl::Status Tls::Reload() {
+  if (options_.mode == TlsMode::kOff) return absl::OkStatus();
+  absl::Status status = Stage();
+  if (status.ok()) {
+    DST_LOG(Info, "tls: certificates reloaded from %s%s%s", options_.cert,
+            options_.ca.empty() ? "" : " and ", options_.ca);
+  } else {
+    DST_LOG(Error, "tls: reload refused, the previous certificates stay: %s",
+            status.ToString());
+  }
+  return status;
+}
+
+bool Tls::Applies(const Address& address) const {
+  switch (options_.mode) {
+    case TlsMode::kOff:
+      return false;
+    case TlsMode::kOn:
+      return address.kind == Address::Kind::kTcp;
+    case TlsMode::kRequire:
+      return true;
+  }
+  return false;
+}
+
+std::shared_ptr<grpc::ServerCredentials> Tls::ServerCredentials(
+    const Address& address) const {
+  if (!Applies(address)) return grpc::InsecureServerCredentials();
+  grpc::experimental::TlsServerCredentialsOptions options(provider_);
+  options.watch_identity_key_cert_pairs();
+  if (!options_.ca.empty()) {
+    options.watch_root_certs();
+    options.set_cert_request_type(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  } else {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> Tls::ChannelCredentials(
+    const Address& address, grpc::ChannelArguments* args) const {
+  if (!Applies(address)) return grpc::InsecureChannelCredentials();
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(provider_);
+  if (!options_.ca.empty()) options.watch_root_certs();
+  if (!options_.cert.empty()) options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  if (!options_.server_name.empty()) {
+    args->SetSslTargetNameOverride(options_.server_name);
+  } else if (address.kind == Address::Kind::kUnix) {
+    args->SetSslTargetNameOverride("localhost");
+  }
+  return grpc::experimental::TlsCredentials(options);
+}
+
+}  // namespace dst
