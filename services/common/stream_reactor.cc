@@ -49,6 +49,9 @@ class TransactionStreamReactor : public ServerStreamReactor {
       // at once (gRPC runs OnDone after this reaction, but say so here).
       absl::MutexLock lock(&mu_);
       outstanding_ += in_.requests_size();
+      for (const v1::Request& request : in_.requests()) {
+        outstanding_bytes_ += Weight(request);
+      }
       draining = draining_;
       ++refs_;
     }
@@ -59,20 +62,24 @@ class TransactionStreamReactor : public ServerStreamReactor {
         reply.set_id(request.id());
         reply.set_status(grpc::StatusCode::UNAVAILABLE);
         reply.set_message("server is shutting down");
-        Complete(std::move(reply));
+        Complete(std::move(reply), Weight(request));
         continue;
       }
       uint64_t id = request.id();
-      handler_->Handle(std::move(request), [this, id](v1::Reply&& reply) {
-        reply.set_id(id);
-        Complete(std::move(reply));
-      });
+      const int64_t weight = Weight(request);
+      handler_->Handle(std::move(request),
+                       [this, id, weight](v1::Reply&& reply) {
+                         reply.set_id(id);
+                         Complete(std::move(reply), weight);
+                       });
     }
     in_.Clear();
     bool read;
     {
       absl::MutexLock lock(&mu_);
-      read = !draining_ && !finished_ && outstanding_ < options_.max_in_flight;
+      read = !draining_ && !finished_ &&
+             outstanding_ < options_.max_in_flight &&
+             outstanding_bytes_ < options_.max_in_flight_bytes;
       reading_ = read;
     }
     if (read) StartRead(&in_);
@@ -137,7 +144,14 @@ class TransactionStreamReactor : public ServerStreamReactor {
   }
 
  private:
-  void Complete(v1::Reply&& reply) {
+  // What a request holds in memory until answered: its data, or the data
+  // its reply will carry.
+  static int64_t Weight(const v1::Request& request) {
+    return static_cast<int64_t>(request.data().size()) +
+           (request.op() == v1::OP_READ ? request.length() : 0);
+  }
+
+  void Complete(v1::Reply&& reply, int64_t weight) {
     registry_->in_flight_ -= 1;
     bool read = false;
     bool write = false;
@@ -146,12 +160,14 @@ class TransactionStreamReactor : public ServerStreamReactor {
     {
       absl::MutexLock lock(&mu_);
       --outstanding_;
+      outstanding_bytes_ -= weight;
       if (done_) {
         destroy = CanDestroyLocked();
       } else {
         if (!finished_ && !write_failed_) queue_.push_back(std::move(reply));
         if (!reading_ && !reads_done_ && !draining_ && !finished_ &&
-            outstanding_ <= options_.max_in_flight / 2) {
+            outstanding_ <= options_.max_in_flight / 2 &&
+            outstanding_bytes_ <= options_.max_in_flight_bytes / 2) {
           reading_ = read = true;
         }
         write = FillBatchLocked();
@@ -219,6 +235,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
   absl::Mutex mu_;
   std::deque<v1::Reply> queue_ ABSL_GUARDED_BY(mu_);
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // handed to handler, unanswered
+  int64_t outstanding_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their Weight()s
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;

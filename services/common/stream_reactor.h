@@ -45,6 +45,9 @@ class StreamHandler {
 struct StreamOptions {
   // Requests read and not yet answered before reading pauses. Default 64.
   int max_in_flight = 64;
+  // Payload bytes (write data, read lengths) read and not yet answered
+  // before reading pauses; the per-client memory bound. Default 256 MiB.
+  int64_t max_in_flight_bytes = int64_t{256} << 20;
   // Replies are coalesced into one message up to this many bytes.
   size_t max_batch_bytes = 4u << 20;
 };

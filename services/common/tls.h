@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "prometheus/counter.h"
 
 #include "services/common/address.h"
 
@@ -70,6 +71,10 @@ class Tls {
   void RemoveStagedFiles();
 
   const TlsOptions& options() const { return options_; }
+  // Servers: counts client certificates refused (not signed by the CA,
+  // expired, wrong purpose) here; set before the server starts. Refusals
+  // are also logged.
+  void CountRefusalsIn(prometheus::Counter* counter) { refusals_ = counter; }
   // Whether a connection to or on `address` uses TLS under the mode.
   bool Applies(const Address& address) const;
   std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
@@ -87,6 +92,9 @@ class Tls {
   const bool server_;
   std::string dir_;  // staged copies: key.pem, cert.pem, ca.pem
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider_;
+  std::shared_ptr<grpc::experimental::CertificateVerifier> verifier_;
+  prometheus::Counter* refusals_ = nullptr;
+  class ClientVerifier;
   absl::Mutex mu_;  // one Stage at a time
 };
 

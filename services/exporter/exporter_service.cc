@@ -17,11 +17,13 @@ namespace dst {
 // One stream's requests: validated on the gRPC thread, executed on the pool.
 class ExporterService::Handler : public StreamHandler {
  public:
-  Handler(ExporterService* service, bool read_only, uint64_t epoch, Peer peer)
+  Handler(ExporterService* service, bool read_only, uint64_t epoch, Peer peer,
+          std::unique_ptr<ClientLimiter::Slot> slot)
       : service_(service),
         read_only_(read_only),
         epoch_(epoch),
-        peer_(std::move(peer)) {}
+        peer_(std::move(peer)),
+        slot_(std::move(slot)) {}
 
   void Handle(v1::Request&& request, Done reply_done) override {
     // Every reply is counted and timed on its way out.
@@ -80,6 +82,7 @@ class ExporterService::Handler : public StreamHandler {
   const bool read_only_;
   const uint64_t epoch_;  // the stream's "dst-epoch" (0: none)
   const Peer peer_;
+  const std::unique_ptr<ClientLimiter::Slot> slot_;  // the client's stream
 };
 
 ExporterService::ExporterService(Storage* storage,
@@ -108,6 +111,7 @@ absl::Status ExporterService::Init() {
   RETURN_IF_ERROR(ValidateGeometry(geometry_));
   options_.stream.max_batch_bytes = MaxBatchBytes(geometry_);
   pool_ = std::make_unique<ThreadPool>(options_.io_threads);
+  limiter_ = std::make_unique<ClientLimiter>(options_.max_streams_per_client);
   if (options_.metrics == nullptr) {
     options_.metrics = std::make_shared<prometheus::Registry>();
   }
@@ -197,8 +201,12 @@ ExporterService::Stream(grpc::CallbackServerContext* context) {
     return RejectStream(
         ToGrpcStatus(RefusedPeer(peer, Access::kNone, "connect")));
   }
+  absl::StatusOr<std::unique_ptr<ClientLimiter::Slot>> slot =
+      limiter_->Acquire(peer);
+  if (!slot.ok()) return RejectStream(ToGrpcStatus(slot.status()));
   return ServeStream(
-      std::make_unique<Handler>(this, read_only, epoch, std::move(peer)),
+      std::make_unique<Handler>(this, read_only, epoch, std::move(peer),
+                                *std::move(slot)),
       options_.stream, &streams_);
 }
 

@@ -17,6 +17,7 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "services/common/acl.h"
+#include "services/common/client_limiter.h"
 #include "services/common/metrics.h"
 #include "services/common/stream_reactor.h"
 #include "services/common/thread_pool.h"
@@ -36,6 +37,9 @@ struct ExporterOptions {
   std::string identity;
   // Threads doing disk I/O. Default 4.
   int io_threads = 4;
+  // Streams one client (certificate identity, else address) may have open.
+  // Default 32; 0: no limit.
+  int max_streams_per_client = 32;
   // Per-stream window (reply batches follow max_transfer).
   StreamOptions stream;
   // The persistent epoch and generations (Claim, fencing). Not owned; must
@@ -95,6 +99,7 @@ class ExporterService final : public v1::Exporter::CallbackService {
   prometheus::Counter* checksum_mismatches_ = nullptr;
   prometheus::Gauge* pool_queued_ = nullptr;
   prometheus::Counter* acl_refusals_ = nullptr;
+  std::unique_ptr<ClientLimiter> limiter_;
   // The peer's access now (ACL; everything without one).
   Access AccessOf(const Peer& peer) const;
   absl::Status RefusedPeer(const Peer& peer, Access have,

@@ -50,6 +50,12 @@ int Main(int argc, char** argv) {
           {"max-transfer", "BYTES", "largest read or write (default 4M)"},
           {"io-threads", "N", "threads doing disk I/O (default 4)"},
           {"max-in-flight", "N", "requests in flight per stream (default 64)"},
+          {"max-in-flight-bytes", "BYTES",
+           "payload bytes in flight per stream before it stops reading "
+           "(default 256M)"},
+          {"max-streams-per-client", "N",
+           "streams one client (certificate identity, else address) may "
+           "open (default 32; 0: no limit)"},
           {"id", "NAME",
            "replica identity reported to gateways (default: the backing path)"},
           {"tls", "MODE",
@@ -112,6 +118,14 @@ int Main(int argc, char** argv) {
        [&](uint64_t v) { options.io_threads = static_cast<int>(v); }},
       {"max-in-flight", 1, 4096,
        [&](uint64_t v) { options.stream.max_in_flight = static_cast<int>(v); }},
+      {"max-in-flight-bytes", 1u << 20, uint64_t{64} << 30,
+       [&](uint64_t v) {
+         options.stream.max_in_flight_bytes = static_cast<int64_t>(v);
+       }},
+      {"max-streams-per-client", 0, 65536,
+       [&](uint64_t v) {
+         options.max_streams_per_client = static_cast<int>(v);
+       }},
       {"drain-seconds", 1, 3600, [](uint64_t) {}},
   };
   for (const UintFlag& f : uint_flags) {
@@ -205,6 +219,13 @@ int Main(int argc, char** argv) {
   ServerSpec spec;
   spec.listen = flags.GetAll("listen");
   spec.tls = *tls;
+  (*tls)->CountRefusalsIn(
+      &prometheus::BuildCounter()
+           .Name("dst_exporter_tls_refusals_total")
+           .Help("Client certificates refused in the TLS handshake (not "
+                 "signed by the CA, expired, wrong purpose).")
+           .Register(*options.metrics)
+           .Add({}));
   spec.services = {&service};
   spec.max_message_bytes = MaxMessageBytes(service.geometry());
   absl::StatusOr<RunningServer> server = StartServer(spec);

@@ -189,6 +189,9 @@ absl::Status Validate(v1::GatewayConfig* config) {
     return PathError("drain_seconds", "must be 1..3600");
   }
   if (config->state_dir().empty()) config->set_state_dir(kDefaultStateDir);
+  if (!config->has_max_streams_per_client()) {
+    config->set_max_streams_per_client(64);
+  }
   if (config->tls().mode().empty()) {
     config->mutable_tls()->set_mode(config->tls().cert().empty() ? "off"
                                                                  : "on");
@@ -271,6 +274,11 @@ absl::Status Validate(v1::GatewayConfig* config) {
     if (volume->lease_timeout_ms() > 600000) {
       return PathError(path + ".lease_timeout_ms", "must be 0..600000");
     }
+    if (volume->max_in_flight_bytes() < (1u << 20) ||
+        volume->max_in_flight_bytes() > (uint64_t{64} << 30)) {
+      return PathError(path + ".max_in_flight_bytes",
+                       "must be 1048576..68719476736");
+    }
     if (volume->checksum() != "crc32c" && volume->checksum() != "sha256" &&
         volume->checksum() != "none") {
       return PathError(path + ".checksum",
@@ -306,6 +314,9 @@ void ApplyVolumeDefaults(v1::VolumeConfig* volume) {
     volume->set_lease_timeout_ms(kDefaultLeaseTimeoutMs);
   }
   if (volume->checksum().empty()) volume->set_checksum("crc32c");
+  if (volume->max_in_flight_bytes() == 0) {
+    volume->set_max_in_flight_bytes(uint64_t{256} << 20);
+  }
 }
 
 absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text) {

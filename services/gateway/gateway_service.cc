@@ -17,11 +17,12 @@ class GatewayService::Handler : public StreamHandler {
  public:
   // A read-write handler holds the volume's lease while it lives.
   Handler(const GatewayService* service, Volume* volume, bool read_only,
-          Peer peer)
+          Peer peer, std::unique_ptr<ClientLimiter::Slot> slot)
       : service_(service),
         volume_(volume),
         read_only_(read_only),
-        peer_(std::move(peer)) {}
+        peer_(std::move(peer)),
+        slot_(std::move(slot)) {}
   ~Handler() override {
     if (!read_only_) volume_->DetachWriter();
   }
@@ -47,12 +48,16 @@ class GatewayService::Handler : public StreamHandler {
   Volume* const volume_;
   const bool read_only_;
   const Peer peer_;
+  const std::unique_ptr<ClientLimiter::Slot> slot_;  // the client's stream
 };
 
 GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
                                const AclHolder* acl,
-                               prometheus::Registry* registry)
-    : volumes_(std::move(volumes)), acl_(acl) {
+                               prometheus::Registry* registry,
+                               int max_streams_per_client)
+    : volumes_(std::move(volumes)),
+      acl_(acl),
+      limiter_(max_streams_per_client) {
   if (registry != nullptr) {
     acl_refusals_ = &prometheus::BuildCounter()
                          .Name("dst_gateway_acl_refusals_total")
@@ -163,6 +168,10 @@ grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* GatewayService::Io(
   }
   absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "I/O");
   if (!allowed.ok()) return RejectStream(ToGrpcStatus(allowed.status()));
+  Peer peer = PeerOf(*context);
+  absl::StatusOr<std::unique_ptr<ClientLimiter::Slot>> slot =
+      limiter_.Acquire(peer);
+  if (!slot.ok()) return RejectStream(ToGrpcStatus(slot.status()));
   const bool read_only = access == "ro" || volume->config().read_only() ||
                          *allowed == Access::kRead;
   if (!read_only) {
@@ -172,8 +181,11 @@ grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* GatewayService::Io(
   }
   StreamOptions options;
   options.max_in_flight = static_cast<int>(volume->config().max_in_flight());
+  options.max_in_flight_bytes =
+      static_cast<int64_t>(volume->config().max_in_flight_bytes());
   return ServeStream(
-      std::make_unique<Handler>(this, volume, read_only, PeerOf(*context)),
+      std::make_unique<Handler>(this, volume, read_only, std::move(peer),
+                                *std::move(slot)),
       options, &streams_);
 }
 

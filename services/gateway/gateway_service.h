@@ -14,6 +14,7 @@
 
 #include "dst/v1/gateway.grpc.pb.h"
 #include "services/common/acl.h"
+#include "services/common/client_limiter.h"
 #include "services/common/stream_reactor.h"
 #include "services/gateway/volume.h"
 
@@ -27,7 +28,8 @@ class GatewayService final : public v1::Gateway::CallbackService {
   // ACL refusals are counted in `registry` when given.
   explicit GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
                           const AclHolder* acl = nullptr,
-                          prometheus::Registry* registry = nullptr);
+                          prometheus::Registry* registry = nullptr,
+                          int max_streams_per_client = 64);
 
   void Start();  // connects every volume's replicas
   bool Drain(absl::Time deadline);
@@ -72,6 +74,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
   std::vector<std::unique_ptr<Volume>> volumes_;
   std::map<std::string, Volume*> by_name_;
   const AclHolder* const acl_;
+  ClientLimiter limiter_;
   prometheus::Counter* acl_refusals_ = nullptr;
   void CountRefusal() const {
     if (acl_refusals_ != nullptr) acl_refusals_->Increment();

@@ -136,12 +136,20 @@ int Main(int argc, char** argv) {
     }
   }
   GatewayService service(std::move(volumes), acl.enabled() ? &acl : nullptr,
-                         registry.get());
+                         registry.get(),
+                         static_cast<int>(config->max_streams_per_client()));
 
   ServerSpec spec;
   spec.listen.assign(config->listen().begin(), config->listen().end());
   spec.services = {&service};
   spec.tls = *tls;
+  (*tls)->CountRefusalsIn(
+      &prometheus::BuildCounter()
+           .Name("dst_gateway_tls_refusals_total")
+           .Help("Client certificates refused in the TLS handshake (not "
+                 "signed by the CA, expired, wrong purpose).")
+           .Register(*registry)
+           .Add({}));
   spec.max_message_bytes = kMaxMessageBytes;
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());

@@ -48,8 +48,9 @@ cat >"$tmp/e2-acl.yaml" <<YAML
 YAML
 p1=$(free_port)
 p2=$(free_port)
+m1=$(free_port)
 "$DST_BIN/dst-exporter" --listen="127.0.0.1:$p1" --backing="$tmp/e1.img" --size=64M --id=e1 \
-  "${tls_flags[@]}" --acl="$tmp/e1-acl.yaml" 2>"$tmp/e1.log" &
+  "${tls_flags[@]}" --acl="$tmp/e1-acl.yaml" --metrics="127.0.0.1:$m1" 2>"$tmp/e1.log" &
 pids+=($!)
 e1_pid=$!
 "$DST_BIN/dst-exporter" --listen="[::1]:$p2" --backing="$tmp/e2.img" --size=64M --id=e2 \
@@ -132,6 +133,11 @@ protocol=$(openssl s_client -connect "127.0.0.1:$p1" -cert "$certs/gateway.pem" 
 [ "$(probe negotiate "[::1]:$p2" $(as reader))" = PERMISSION_DENIED ] ||
   fail "the IPv6 exporter's ACL let in an identity it does not list"
 cmp -n 512 "$tmp/in.bin" "$tmp/e1.img" || fail "the refused write changed data"
+refusals=$(metric_value "http://127.0.0.1:$m1/metrics" dst_exporter_tls_refusals_total)
+[ "${refusals%.*}" -ge 1 ] || fail "the other CA's certificate was not counted: '$refusals'"
+refusals=$(metric_value "http://127.0.0.1:$m1/metrics" dst_exporter_acl_refusals_total)
+[ "${refusals%.*}" -ge 2 ] || fail "ACL refusals not counted: '$refusals'"
+grep -q "client certificate refused" "$tmp/e1.log" || fail "the TLS refusal was not logged"
 
 # A Unix-socket exporter: plaintext on the socket (mode on), `local` read.
 printf -- '- local: true\n  access: read\n' >"$tmp/e3-acl.yaml"

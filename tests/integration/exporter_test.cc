@@ -338,5 +338,51 @@ TEST_F(ExporterTest, WriteWithADamagedChecksumIsRefusedAndReadsCarryOne) {
             ComputeChecksum(v1::CHECKSUM_CRC32C, std::string(512, 'd')));
 }
 
+TEST_F(ExporterTest, OneClientCannotOpenMoreThanItsStreams) {
+  ExporterOptions options;
+  options.max_streams_per_client = 2;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  auto stub = Stub(exporter.address());
+  auto first = OpenStream(stub);
+  auto second = OpenStream(stub);
+  ASSERT_EQ(first->Call(Op(v1::OP_PING)).status(), 0);
+  ASSERT_EQ(second->Call(Op(v1::OP_PING)).status(), 0);
+  auto third = OpenStream(stub);
+  v1::Reply refused = third->Call(Op(v1::OP_PING));
+  EXPECT_EQ(refused.status(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.message();
+  first->Close();
+  first.reset();
+  for (int i = 0; i < 100; ++i) {  // the server sees the close a bit later
+    auto again = OpenStream(stub);
+    v1::Reply reply = again->Call(Op(v1::OP_PING));
+    if (reply.status() == 0) break;
+    absl::SleepFor(absl::Milliseconds(20));
+    ASSERT_LT(i, 99) << "a closed stream's slot was never given back";
+  }
+}
+
+TEST_F(ExporterTest, AStreamStopsReadingPastItsInFlightBytes) {
+  ExporterOptions options;
+  options.stream.max_in_flight_bytes = 1 << 20;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  exporter.storage().Hold();
+  auto stream = OpenStream(Stub(exporter.address()));
+  constexpr int kCount = 8;  // 8 MiB: two and more messages
+  std::vector<std::promise<v1::Reply>> replies(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    stream->Submit(
+        WriteRequest(uint64_t(i) << 20, std::string(1 << 20, 'b')),
+        [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_LT(exporter.service().in_flight(), kCount)
+      << "the exporter read past its in-flight bytes";
+  exporter.storage().Release();
+  for (int i = 0; i < kCount; ++i) {
+    EXPECT_EQ(replies[i].get_future().get().status(), 0) << i;
+  }
+}
+
 }  // namespace
 }  // namespace dst

@@ -43,6 +43,29 @@ TEST(ConfigTest, AcceptsTheMinimalDesignFile) {
   EXPECT_EQ(volume.keepalive_timeout_ms(), kDefaultKeepaliveTimeoutMs);
   EXPECT_EQ(volume.lease_timeout_ms(), kDefaultLeaseTimeoutMs);
   EXPECT_EQ(volume.resync_rate_bytes(), 0u);
+  EXPECT_EQ(volume.checksum(), "crc32c");
+  EXPECT_EQ(volume.max_in_flight_bytes(), uint64_t{256} << 20);
+  EXPECT_EQ(config->max_streams_per_client(), 64u);
+  EXPECT_EQ(config->tls().mode(), "off");
+}
+
+TEST(ConfigTest, TlsAndLimitsAreChecked) {
+  const std::string volumes =
+      "volumes: [{name: v, replicas: [{address: 'h:1'}]";
+  EXPECT_EQ(Error("tls: {mode: maybe}\n" + volumes + "}]"),
+            "tls.mode: 'maybe' must be off, on or require");
+  EXPECT_EQ(Error("tls: {mode: require}\n" + volumes + "}]"),
+            "tls: mode require needs cert and key");
+  EXPECT_EQ(Error(volumes + ", checksum: md5}]"),
+            "volumes[0].checksum: 'md5' must be crc32c, sha256 or none");
+  EXPECT_EQ(Error(volumes + ", max_in_flight_bytes: 10}]"),
+            "volumes[0].max_in_flight_bytes: must be 1048576..68719476736");
+  auto config = ParseGatewayConfig(
+      "tls: {cert: c.pem, key: k.pem}\nmax_streams_per_client: 0\n" + volumes +
+      "}]");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tls().mode(), "on") << "a certificate turns TLS on";
+  EXPECT_EQ(config->max_streams_per_client(), 0u) << "0: no limit";
 }
 
 TEST(ConfigTest, MirrorKeysAreRangeChecked) {
