@@ -12,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include "services/common/acl.h"
 #include "services/common/address.h"
+#include "services/common/log.h"
 #include "services/common/tls.h"
 
 namespace dst {
@@ -116,6 +118,19 @@ int WaitForTerminationSignal(const std::function<void()>& on_hangup) {
     }
     return signal_number;
   }
+}
+
+std::function<void()> ReloadOnHangup(std::shared_ptr<Tls> tls, AclHolder* acl,
+                                     const std::string& service) {
+  return [tls = std::move(tls), acl, service] {
+    DST_LOG(Info, "%s: SIGHUP: reloading certificates and the ACL", service);
+    if (tls != nullptr) (void)tls->Reload();  // logs its own outcome
+    if (acl == nullptr) return;
+    if (absl::Status s = acl->Reload(); !s.ok()) {
+      DST_LOG(Error, "%s: ACL reload refused, the previous one stays: %s",
+              service, s.ToString());
+    }
+  };
 }
 
 void ExitNow(int code) { ::_exit(code); }

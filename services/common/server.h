@@ -45,6 +45,12 @@ grpc::ChannelArguments ClientChannelArguments(int max_message_bytes,
 // before any thread starts) and ignores SIGPIPE.
 void BlockTerminationSignals();
 // Waits for SIGTERM or SIGINT; returns the signal number.
+class AclHolder;
+// The SIGHUP action of a service: re-reads its certificates and its ACL
+// (either may be null), logging what was refused.
+std::function<void()> ReloadOnHangup(std::shared_ptr<Tls> tls, AclHolder* acl,
+                                     const std::string& service);
+
 // SIGHUP runs `on_hangup` (reload) and goes on waiting.
 int WaitForTerminationSignal(const std::function<void()>& on_hangup = nullptr);
 

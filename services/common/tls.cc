@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "absl/strings/str_cat.h"
+#include "prometheus/counter.h"
 
 #include "services/common/atomic_file.h"
 #include "services/common/log.h"
@@ -219,6 +220,17 @@ absl::Status Tls::Stage() {
   }
   if (!ca.empty()) RETURN_IF_ERROR(WriteFileAtomically(dir_ + "/ca.pem", ca));
   return absl::OkStatus();
+}
+
+void Tls::CountRefusalsIn(prometheus::Registry& registry,
+                          const std::string& prefix) {
+  CountRefusalsIn(
+      &prometheus::BuildCounter()
+           .Name(prefix + "_tls_refusals_total")
+           .Help("Client certificates refused in the TLS handshake (not "
+                 "signed by the CA, expired, wrong purpose).")
+           .Register(registry)
+           .Add({}));
 }
 
 absl::Status Tls::Reload() {

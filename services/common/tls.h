@@ -33,6 +33,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "prometheus/counter.h"
+#include "prometheus/registry.h"
 
 #include "services/common/address.h"
 
@@ -75,6 +76,9 @@ class Tls {
   // expired, wrong purpose) here; set before the server starts. Refusals
   // are also logged.
   void CountRefusalsIn(prometheus::Counter* counter) { refusals_ = counter; }
+  // The same, into PREFIX_tls_refusals_total of `registry`.
+  void CountRefusalsIn(prometheus::Registry& registry,
+                       const std::string& prefix);
   // Whether a connection to or on `address` uses TLS under the mode.
   bool Applies(const Address& address) const;
   std::shared_ptr<grpc::ServerCredentials> ServerCredentials(

@@ -219,13 +219,7 @@ int Main(int argc, char** argv) {
   ServerSpec spec;
   spec.listen = flags.GetAll("listen");
   spec.tls = *tls;
-  (*tls)->CountRefusalsIn(
-      &prometheus::BuildCounter()
-           .Name("dst_exporter_tls_refusals_total")
-           .Help("Client certificates refused in the TLS handshake (not "
-                 "signed by the CA, expired, wrong purpose).")
-           .Register(*options.metrics)
-           .Add({}));
+  (*tls)->CountRefusalsIn(*options.metrics, "dst_exporter");
   spec.services = {&service};
   spec.max_message_bytes = MaxMessageBytes(service.geometry());
   absl::StatusOr<RunningServer> server = StartServer(spec);
@@ -243,14 +237,8 @@ int Main(int argc, char** argv) {
             "exporter: no --acl: every client that reaches it may read and "
             "write");
   }
-  int signal_number = WaitForTerminationSignal([&tls, &acl] {
-    DST_LOG(Info, "exporter: SIGHUP: reloading certificates and the ACL");
-    (void)(*tls)->Reload();
-    if (absl::Status s = acl.Reload(); !s.ok()) {
-      DST_LOG(Error, "exporter: ACL reload refused, the previous one stays: %s",
-              s.ToString());
-    }
-  });
+  int signal_number =
+      WaitForTerminationSignal(ReloadOnHangup(*tls, &acl, "exporter"));
   DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);
   server->server->GetHealthCheckService()->SetServingStatus(false);
   bool drained = service.Drain(absl::Now() + absl::Seconds(drain_seconds));

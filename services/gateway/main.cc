@@ -143,13 +143,7 @@ int Main(int argc, char** argv) {
   spec.listen.assign(config->listen().begin(), config->listen().end());
   spec.services = {&service};
   spec.tls = *tls;
-  (*tls)->CountRefusalsIn(
-      &prometheus::BuildCounter()
-           .Name("dst_gateway_tls_refusals_total")
-           .Help("Client certificates refused in the TLS handshake (not "
-                 "signed by the CA, expired, wrong purpose).")
-           .Register(*registry)
-           .Add({}));
+  (*tls)->CountRefusalsIn(*registry, "dst_gateway");
   spec.max_message_bytes = kMaxMessageBytes;
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
@@ -177,14 +171,8 @@ int Main(int argc, char** argv) {
                                  "/metrics")
                   : "");
 
-  int signal_number = WaitForTerminationSignal([&tls, &acl] {
-    DST_LOG(Info, "gateway: SIGHUP: reloading certificates and the ACL");
-    (void)(*tls)->Reload();
-    if (absl::Status s = acl.Reload(); !s.ok()) {
-      DST_LOG(Error, "gateway: ACL reload refused, the previous one stays: %s",
-              s.ToString());
-    }
-  });
+  int signal_number =
+      WaitForTerminationSignal(ReloadOnHangup(*tls, &acl, "gateway"));
   DST_LOG(Info, "gateway: signal %d, draining in-flight work", signal_number);
   draining = true;
   health->SetServingStatus(false);

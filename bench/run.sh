@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark: in one run on this machine, fio (--ioengine=nbd)
+# against
+#   baseline  nbdkit's file plugin on a tmpfs file;
+#   dst-1     dst with one replica: nbdkit + dst plugin -> gateway -> exporter;
+#   dst-2     dst with a two-way mirror (the path `scripts/up.sh` uses);
+# all on tmpfs, so the software path is what is measured. Workloads:
+# sequential 1 MiB read and write at queue depth 8, 4 KiB random read and
+# write at queue depth 1 and 32, and a 70/30 random mix at queue depth 32.
+# For each: IOPS, MB/s, p50/p99/p99.9 completion latency, CPU seconds per GiB
+# moved for each process (nbdkit, gateway, exporters), peak RSS of the
+# gateway and exporters, and each dst figure as a ratio to the baseline.
+#
+#   bench/run.sh [--quick] [--out DIR]
+#
+# --quick runs 2 s per workload on 256 MiB (the test suite's collapse check);
+# the default is 10 s on 1 GiB. Results: DIR/bench-DATE.json and .md
+# (default bench/results/), and the Markdown table on stdout.
+set -euo pipefail
+DST_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+runtime=10
+size=1G
+out="$DST_ROOT/bench/results"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) runtime=2; size=256M ;;
+    --out) out=$2; shift ;;
+    --out=*) out=${1#--out=} ;;
+    *) echo "usage: bench/run.sh [--quick] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+bin=${DST_BIN:-$DST_ROOT/build/bin}
+for tool in nbdkit fio python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
+done
+[ -x "$bin/dst-gateway" ] || { echo "bench: build first ($bin)" >&2; exit 1; }
+
+work=$(mktemp -d /dev/shm/dst-bench-XXXXXX)  # tmpfs
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+wait_socket() {
+  for _ in $(seq 1 200); do [ -S "$1" ] && return 0; sleep 0.05; done
+  echo "bench: $1 did not appear" >&2
+  exit 1
+}
+
+# start_config NAME: starts the stack of one configuration; sets $uri and
+# writes NAME.pids ("role pid" lines).
+start_config() {
+  local name=$1 dir="$work/$1"
+  mkdir -p "$dir"
+  : >"$dir/pids"
+  case "$name" in
+    baseline)
+      truncate -s "$size" "$dir/base.img"
+      nbdkit -f -U "$dir/nbd.sock" file file="$dir/base.img" 2>"$dir/nbdkit.log" &
+      pids+=($!)
+      echo "nbdkit $!" >>"$dir/pids"
+      ;;
+    dst-1 | dst-2)
+      local count=${name#dst-} replicas=""
+      for i in $(seq 1 "$count"); do
+        "$bin/dst-exporter" --listen="unix:$dir/e$i.sock" --backing="$dir/e$i.img" \
+          --size="$size" --id="e$i" --log-level=warning 2>"$dir/e$i.log" &
+        pids+=($!)
+        echo "exporter$i $!" >>"$dir/pids"
+        wait_socket "$dir/e$i.sock"
+        replicas+="      - address: \"unix:$dir/e$i.sock\""$'\n'
+      done
+      printf 'state_dir: "%s"\nvolumes:\n  - name: vol0\n    replicas:\n%s' \
+        "$dir/state" "$replicas" >"$dir/gateway.yaml"
+      "$bin/dst-gateway" --config="$dir/gateway.yaml" --listen="unix:$dir/gateway.sock" \
+        --log-level=warning 2>"$dir/gateway.log" &
+      pids+=($!)
+      echo "gateway $!" >>"$dir/pids"
+      wait_socket "$dir/gateway.sock"
+      for _ in $(seq 1 100); do
+        "$bin/dstctl" --gateway="unix:$dir/gateway.sock" volumes 2>/dev/null |
+          grep -q " ready " && break
+        sleep 0.05
+      done
+      nbdkit -f -U "$dir/nbd.sock" "$bin/nbdkit-dst-plugin.so" \
+        gateway="unix:$dir/gateway.sock" volume=vol0 2>"$dir/nbdkit.log" &
+      pids+=($!)
+      echo "nbdkit $!" >>"$dir/pids"
+      ;;
+  esac
+  wait_socket "$dir/nbd.sock"
+  uri="nbd+unix:///?socket=$dir/nbd.sock"
+}
+
+# cpu_ticks PIDFILE: "role ticks" of each process (utime + stime).
+cpu_ticks() {
+  while read -r role pid; do
+    echo "$role $(awk '{print $14 + $15}' "/proc/$pid/stat")"
+  done <"$1"
+}
+
+workloads=(
+  "seq-read-1m-qd8 --rw=read --bs=1M --iodepth=8"
+  "seq-write-1m-qd8 --rw=write --bs=1M --iodepth=8"
+  "rand-read-4k-qd1 --rw=randread --bs=4k --iodepth=1"
+  "rand-write-4k-qd1 --rw=randwrite --bs=4k --iodepth=1"
+  "rand-read-4k-qd32 --rw=randread --bs=4k --iodepth=32"
+  "rand-write-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
+  "mix-70-30-4k-qd32 --rw=randrw --rwmixread=70 --bs=4k --iodepth=32"
+)
+
+for config in baseline dst-1 dst-2; do
+  start_config "$config"
+  dir="$work/$config"
+  # Fill the volume first, so that reads read data.
+  fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
+    --size="$size" --output=/dev/null
+  for workload in "${workloads[@]}"; do
+    set -- $workload
+    name=$1
+    shift
+    cpu_ticks "$dir/pids" >"$dir/$name.cpu0"
+    fio --name="$name" --ioengine=nbd --uri="$uri" "$@" --size="$size" \
+      --time_based --runtime="$runtime" --ramp_time=1 --percentile_list=50:99:99.9 \
+      --output-format=json --output="$dir/$name.json"
+    cpu_ticks "$dir/pids" >"$dir/$name.cpu1"
+  done
+  while read -r role pid; do
+    echo "$role $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")" >>"$dir/rss"
+  done <"$dir/pids"
+  echo "bench: $config done" >&2
+done
+
+mkdir -p "$out"
+stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+python3 - "$work" "$out/bench-$stamp" "$runtime" "$size" "$(getconf CLK_TCK)" \
+  "${workloads[@]%% *}" <<'PY'
+import json, os, platform, sys
+work, prefix, runtime, size, hz = sys.argv[1:6]
+workloads = sys.argv[6:]
+hz = float(hz)
+configs = ["baseline", "dst-1", "dst-2"]
+
+def read_pairs(path):
+    out = {}
+    for line in open(path):
+        role, value = line.split()
+        out[role] = float(value)
+    return out
+
+results = {"runtime_s": int(runtime), "size": size,
+           "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+           "configs": {}}
+for config in configs:
+    d = os.path.join(work, config)
+    rss = read_pairs(os.path.join(d, "rss"))
+    entry = {"peak_rss_mib": {r: round(v / 1024, 1) for r, v in rss.items()},
+             "workloads": {}}
+    for w in workloads:
+        job = json.load(open(os.path.join(d, w + ".json")))["jobs"][0]
+        io_bytes = job["read"]["io_bytes"] + job["write"]["io_bytes"]
+        iops = job["read"]["iops"] + job["write"]["iops"]
+        mbps = (job["read"]["bw_bytes"] + job["write"]["bw_bytes"]) / 1e6
+        side = "read" if job["read"]["io_bytes"] >= job["write"]["io_bytes"] else "write"
+        pct = job[side]["clat_ns"].get("percentile", {})
+        lat = {k: round(pct.get(v, 0) / 1000, 1)
+               for k, v in (("p50_us", "50.000000"), ("p99_us", "99.000000"),
+                            ("p99.9_us", "99.900000"))}
+        c0 = read_pairs(os.path.join(d, w + ".cpu0"))
+        c1 = read_pairs(os.path.join(d, w + ".cpu1"))
+        gib = io_bytes / 2**30 if io_bytes else float("nan")
+        cpu = {r: round((c1[r] - c0[r]) / hz / gib, 3) for r in c0}
+        entry["workloads"][w] = {"iops": round(iops), "mb_s": round(mbps, 1),
+                                 **lat, "cpu_s_per_gib": cpu}
+    results["configs"][config] = entry
+
+base = results["configs"]["baseline"]["workloads"]
+for config in configs[1:]:
+    for w, r in results["configs"][config]["workloads"].items():
+        b = base[w]
+        r["ratio_iops"] = round(r["iops"] / b["iops"], 2) if b["iops"] else None
+        r["ratio_p50"] = round(r["p50_us"] / b["p50_us"], 2) if b["p50_us"] else None
+
+json.dump(results, open(prefix + ".json", "w"), indent=2)
+lines = [f"fio --ioengine=nbd, {runtime} s per workload on {size} tmpfs files, "
+         f"{os.cpu_count()} CPUs. Ratio: dst IOPS / baseline IOPS (p50: dst / baseline).",
+         "",
+         "| workload | baseline IOPS | baseline MB/s | baseline p50/p99 µs | dst-1 IOPS (ratio) | dst-1 p50/p99 µs (p50 ratio) | dst-2 mirror IOPS (ratio) | dst-2 p50/p99 µs | dst-2 CPU s/GiB (nbdkit+gateway+exporters) |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+for w in workloads:
+    b = base[w]
+    d1 = results["configs"]["dst-1"]["workloads"][w]
+    d2 = results["configs"]["dst-2"]["workloads"][w]
+    lines.append(
+        f"| {w} | {b['iops']} | {b['mb_s']} | {b['p50_us']}/{b['p99_us']} | "
+        f"{d1['iops']} ({d1['ratio_iops']}) | {d1['p50_us']}/{d1['p99_us']} ({d1['ratio_p50']}) | "
+        f"{d2['iops']} ({d2['ratio_iops']}) | {d2['p50_us']}/{d2['p99_us']} | "
+        f"{round(sum(d2['cpu_s_per_gib'].values()), 2)} |")
+rss = results["configs"]["dst-2"]["peak_rss_mib"]
+lines += ["", "Peak RSS, mirror run (MiB): " +
+          ", ".join(f"{k} {v}" for k, v in sorted(rss.items()))]
+open(prefix + ".md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+echo "bench: results in $out/bench-$stamp.{json,md}" >&2
