@@ -72,9 +72,10 @@ struct Volume::Slot {
   prometheus::Histogram* ping = nullptr;
   uint64_t seen_resends = 0, seen_timeouts = 0, seen_reconnects = 0;
   absl::Time next_ping;
-  uint64_t cursor = 0;        // next region to look at
-  uint64_t copied = 0;        // bytes copied by resync, total
-  uint64_t resync_total = 0;  // dirty bytes when this resync began
+  uint64_t cursor = 0;         // next region to look at
+  uint64_t copied = 0;         // bytes copied by resync, total
+  uint64_t copied_before = 0;  // `copied` when this resync began
+  uint64_t resync_total = 0;   // dirty bytes when this resync began
   absl::Time resync_started;
   absl::Time next_copy;  // throttle
   prometheus::Gauge* connected = nullptr;
@@ -280,6 +281,11 @@ absl::Status Volume::Init() {
         }
       }
     }
+    if (!state.active().empty() &&
+        !crashed_active_.FromBytes(regions, state.active())) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": the activity log is damaged"));
+    }
     DST_LOG(Info, "gateway: volume %s: loaded %s (generation %s)",
             config_.name(), path,
             generations_.empty() ? "none" : Hex(generations_[0]));
@@ -427,6 +433,10 @@ void Volume::SizeBitmapsLocked() {
       slot->unflushed = RegionBitmap(regions);
     }
   }
+  if (active_.size() != regions) active_ = RegionBitmap(regions);
+  if (crashed_active_.size() != regions) {
+    crashed_active_ = RegionBitmap(regions);
+  }
 }
 
 void Volume::DecideLocked(size_t index) {
@@ -473,6 +483,24 @@ void Volume::DecideLocked(size_t index) {
   decided_ = true;
   if (slot.sync == Sync::kUnknown) slot.sync = Sync::kOutOfSync;
   slot.in_sync->Set(slot.sync == Sync::kInSync ? 1 : 0);
+  // The first up-to-date replica back after a crash is the source of the
+  // regions that were being written: the other in-sync replicas get them.
+  if (crashed_active_.count() > 0 && slot.sync == Sync::kInSync &&
+      diverged_.empty()) {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (i != index && slots_[i]->sync == Sync::kInSync) {
+        MarkMissedLocked(i, crashed_active_,
+                         "regions were being written when the gateway "
+                         "stopped");
+      }
+    }
+    DST_LOG(Warning,
+            "gateway: volume %s: %d region(s) were being written when the "
+            "gateway stopped; replica %s is their source",
+            config_.name(), crashed_active_.count(), slot.replica->address());
+    crashed_active_.ClearAll();
+    save_later_ = true;
+  }
 }
 
 void Volume::DecideFirstStartLocked() {
@@ -608,6 +636,11 @@ v1::VolumeState Volume::SnapshotLocked() const {
   state.set_size(geometry_.size() != 0 ? geometry_.size() : state_size_);
   state.set_region_bytes(config_.region_bytes());
   for (uint64_t g : generations_) state.add_generations(g);
+  if (mirror()) {
+    RegionBitmap active = active_;
+    active.Merge(crashed_active_);
+    if (active.count() > 0) state.set_active(active.ToBytes());
+  }
   for (const auto& slot : slots_) {
     v1::VolumeState::Replica* r = state.add_replicas();
     r->set_address(slot->replica->address());
@@ -889,6 +922,11 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
                                     config_.region_bytes();
     fanout->first_region = first_region;
     fanout->last_region = last_region;
+    const bool modifying = IsModifying(request.op());
+    if (mirror() && modifying) {
+      if (active_.size() == 0) SizeBitmapsLocked();
+      persist |= active_.Set(first_region, last_region);
+    }
     for (size_t i = 0; i < slots_.size(); ++i) {
       Slot& slot = *slots_[i];
       if (slot.sync == Sync::kInSync) {
@@ -910,6 +948,9 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
       }
     }
     fanout->pending = fanout->targets.size();
+    if (!persist && mirror() && modifying && !fanout->targets.empty()) {
+      for (uint64_t r = first_region; r <= last_region; ++r) ++writing_[r];
+    }
     if (persist) {
       // The missed regions are durable before any replica is asked, so no
       // acknowledgement can outrun them.
@@ -1003,6 +1044,30 @@ void Volume::FinishFanout(const std::shared_ptr<Fanout>& fanout) {
   }
   const uint64_t id = fanout->request.id();
   const bool flush = fanout->request.op() == v1::OP_FLUSH;
+  if (mirror()) {
+    absl::MutexLock lock(&mu_);
+    if (IsModifying(fanout->request.op())) {
+      for (uint64_t r = fanout->first_region; r <= fanout->last_region; ++r) {
+        auto it = writing_.find(r);
+        if (it != writing_.end() && --it->second <= 0) writing_.erase(it);
+      }
+    } else if (flush && fanout->required_ok && !fanout->fenced) {
+      // Everything acknowledged is on every in-sync replica: only regions
+      // with a modification still in flight stay active.
+      bool cleared = false;
+      for (uint64_t r = active_.NextSet(0); r < active_.size();) {
+        if (writing_.count(r) == 0) {
+          active_.Clear(r);
+          cleared = true;
+        }
+        const uint64_t next =
+            r + 1 < active_.size() ? active_.NextSet(r + 1) : active_.size();
+        if (next <= r) break;  // wrapped around: done
+        r = next;
+      }
+      if (cleared) save_later_ = true;
+    }
+  }
   if (fanout->fenced || !fanout->required_ok) {
     // Fenced: another gateway writes now. Nothing in sync took it: no
     // replica is behind another, but an out-of-sync one that took it must
@@ -1219,6 +1284,7 @@ void Volume::DriveResync(bool promote) {
       if (slot.resync_total == 0) {
         slot.resync_total = slot.dirty.count() * config_.region_bytes();
         slot.resync_started = now;
+        slot.copied_before = slot.copied;
         DST_LOG(Info,
                 "gateway: volume %s: resync of replica %s from %s: %d "
                 "dirty bytes",
@@ -1397,8 +1463,8 @@ void Volume::Promote(size_t target) {
   DST_LOG(Info,
           "gateway: volume %s: replica %s is in sync again (resync copied %d "
           "of %d dirty bytes in %s)",
-          config_.name(), slot.replica->address(), slot.copied,
-          slot.resync_total,
+          config_.name(), slot.replica->address(),
+          slot.copied - slot.copied_before, slot.resync_total,
           absl::FormatDuration(absl::Now() - slot.resync_started));
   slot.resync_total = 0;
   PersistLocked(nullptr);

@@ -39,6 +39,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <queue>
 #include <string>
@@ -213,6 +214,15 @@ class Volume {
   uint64_t state_size_ ABSL_GUARDED_BY(mu_) = 0;  // from the state file
   // The volume's generations, current first (mirrors).
   std::vector<uint64_t> generations_ ABSL_GUARDED_BY(mu_);
+  // The activity log (mirrors): regions with modifications sent since the
+  // last flush, saved before any is sent; after a crash they may differ
+  // between in-sync replicas. `writing_` counts modifications in flight per
+  // region; a flush clears the regions with none.
+  RegionBitmap active_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, int> writing_ ABSL_GUARDED_BY(mu_);
+  // Active regions of the previous run (state file): copied from the first
+  // up-to-date replica that connects to the other in-sync ones.
+  RegionBitmap crashed_active_ ABSL_GUARDED_BY(mu_);
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   std::string fenced_ ABSL_GUARDED_BY(mu_);    // why, when fenced
   std::string diverged_ ABSL_GUARDED_BY(mu_);  // why, when diverged

@@ -147,12 +147,18 @@ wait_in_sync() {
   fail "replicas not in sync after ${1:-60} s"
 }
 
-# check_resync LIMIT: the resync copied something, at most LIMIT bytes (the
-# regions written during the outage), and the replicas are byte-identical.
-# Prints the figure.
+# resync_copied: bytes copied by resync so far, all replicas.
+resync_copied() {
+  replica_field resync_copied_bytes | awk '{s += $1} END {print s + 0}'
+}
+
+# check_resync LIMIT [BEFORE]: the resync copied something since BEFORE
+# (bytes copied earlier, default 0), at most LIMIT bytes (the regions
+# written during the outage), and the replicas are byte-identical. Prints
+# the figure.
 check_resync() {
   local limit=$1 copied
-  copied=$(replica_field resync_copied_bytes | awk '{s += $1} END {print s + 0}')
+  copied=$(($(resync_copied) - ${2:-0}))
   echo "resync copied $copied bytes (bound $limit)"
   [ "$copied" -gt 0 ] || fail "resync copied nothing after an outage with writes"
   [ "$copied" -le "$limit" ] || fail "resync copied $copied bytes, more than $limit"

@@ -9,8 +9,10 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "nbdkit-plugin/gateway_client.h"
+#include "services/common/atomic_file.h"
 #include "services/common/checksum.h"
 #include "services/common/server.h"
+#include "services/gateway/region_bitmap.h"
 #include "tests/integration/test_cluster.h"
 
 namespace dst {
@@ -397,6 +399,73 @@ TEST_F(MirrorTest, ClientWriteWithADamagedChecksumIsRefused) {
   EXPECT_EQ(ReadFile(e1.path()).substr(0, 4096), std::string(4096, '\0'));
   EXPECT_EQ(ReadFile(e2.path()).substr(0, 4096), std::string(4096, '\0'));
   EXPECT_TRUE(AllInSync(gateway.VolumeStatus("m")));
+}
+
+// The gateway's mirror state file, as the state writer left it.
+v1::VolumeState LoadState(const std::string& dir) {
+  v1::VolumeState state;
+  EXPECT_TRUE(state.ParseFromString(ReadFile(dir + "/gateway-state/m.state")));
+  return state;
+}
+
+TEST_F(MirrorTest, ARegionIsInTheActivityLogBeforeItsWriteIsSent) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  v1::GatewayConfig config = Mirror({e1.address(), e2.address()});
+  config.mutable_volumes(0)->set_lag_limit_ms(60000);  // keep it in flight
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  e2.storage().Hold();
+  auto write = std::async(std::launch::async, [&client] {
+    return client->Call(WriteRequest(6 * kRegion, std::string(4096, 'w')));
+  });
+  for (int i = 0; i < 500 && ReadFile(e1.path())[6 * kRegion] != 'w'; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(ReadFile(e1.path())[6 * kRegion], 'w') << "e1 never got the write";
+  // e1 has it, e2 not yet: a crash now must know region 6 may differ.
+  RegionBitmap active;
+  const v1::VolumeState state = LoadState(dir_.path());
+  ASSERT_TRUE(active.FromBytes(kSize / kRegion, state.active()));
+  EXPECT_TRUE(active.Test(6));
+  EXPECT_EQ(active.count(), 1u);
+  e2.storage().Release();
+  EXPECT_EQ(write.get().status(), 0);
+  ASSERT_EQ(client->Call(Flush()).status(), 0);  // clears it (lazily saved)
+}
+
+TEST_F(MirrorTest, RegionsBeingWrittenAtACrashAreCopiedAfterTheRestart) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  const v1::GatewayConfig config = Mirror({e1.address(), e2.address()});
+  {
+    TestGateway gateway(dir_.path(), config);
+    ASSERT_TRUE(gateway.WaitReady("m"));
+    ASSERT_TRUE(gateway.WaitFor("m", [](const v1::VolumeStatus& s) {
+      return s.replicas(0).generation() == s.generation() &&
+             s.replicas(1).generation() == s.generation();
+    }));
+  }
+  // A crash in the middle of a write to region 3: e1 took it, e2 did not,
+  // and the activity log says region 3 was being written.
+  ASSERT_TRUE(
+      e1.storage().Write(3 * kRegion, std::string(4096, 'c'), false).ok());
+  v1::VolumeState state = LoadState(dir_.path());
+  RegionBitmap active(kSize / kRegion);
+  active.Set(3, 3);
+  state.set_active(active.ToBytes());
+  ASSERT_TRUE(WriteFileAtomically(dir_.path() + "/gateway-state/m.state",
+                                  state.SerializeAsString())
+                  .ok());
+  TestGateway gateway(dir_.path(), config);
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  ASSERT_TRUE(gateway.WaitFor("m", [](const v1::VolumeStatus& s) {
+    return AllInSync(s) && s.replicas(0).resync_copied_bytes() +
+                                   s.replicas(1).resync_copied_bytes() ==
+                               kRegion;
+  })) << "exactly the active region is copied";
+  EXPECT_EQ(ReadFile(e1.path()), ReadFile(e2.path()));
 }
 
 }  // namespace
