@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A hung exporter (SIGSTOP, then SIGCONT 5 s later) under a verifying
 # writer: past the lag limit the gateway acknowledges writes on the healthy
-# replica, keepalives declare the stopped one dead, and after SIGCONT it is
+# replica, keepalive pings declare the stopped one's link dead within the
+# configured time (checked), and after SIGCONT it is
 # resynced with only the regions it missed. No error reaches the NBD client;
 # every write reads back; the replicas end byte-identical. Reports the
 # longest stall.
@@ -18,6 +19,9 @@ sleep 1
 kill -STOP "$e2_pid"
 sleep 5
 [ "$(replica_field sync | sed -n 2p)" != in_sync ] || fail "a stopped replica stayed in sync"
+# Keepalive (2 s pings, 2 s timeout by default) declared the link dead.
+[ "$(replica_field state | sed -n 2p)" != connected ] ||
+  fail "keepalive did not notice the stopped exporter within 5 s"
 kill -CONT "$e2_pid"
 wait "$fio_pid" || { cat "$tmp/sigstop.err"; fail "fio saw an error while an exporter was stopped"; }
 echo "SIGSTOP of one exporter: longest client stall $(max_latency_ms sigstop) ms"
