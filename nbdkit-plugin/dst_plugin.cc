@@ -82,10 +82,8 @@ int DstConfig(const char* key, const char* value) {
 }
 
 int DstConfigComplete() {
-  const bool any_file =
-      !g_tls_options.cert.empty() || !g_tls_options.ca.empty();
-  absl::StatusOr<dst::TlsMode> mode = dst::ParseTlsMode(
-      g_tls_mode.empty() ? (any_file ? "on" : "off") : g_tls_mode);
+  absl::StatusOr<dst::TlsMode> mode =
+      dst::TlsModeOrDefault(g_tls_mode, g_tls_options, /*server=*/false);
   if (!mode.ok()) {
     nbdkit_error("tls=%s: %s", g_tls_mode.c_str(),
                  std::string(mode.status().message()).c_str());

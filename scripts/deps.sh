@@ -8,7 +8,8 @@ BUILD_PACKAGES=(build-essential cmake pkg-config libgrpc++-dev protobuf-compiler
 RUN_PACKAGES=(nbdkit libnbd-bin)
 TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
   e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format clang
-  libclang-rt-14-dev nftables iproute2 prometheus python3-grpcio python3-yaml)
+  libclang-rt-14-dev nftables iproute2 prometheus python3-grpcio python3-yaml
+  openssl systemd)
 
 missing_packages() {
   local pkg

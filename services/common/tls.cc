@@ -153,6 +153,14 @@ absl::StatusOr<TlsMode> ParseTlsMode(absl::string_view text) {
       absl::StrCat("'", text, "' must be off, on or require"));
 }
 
+absl::StatusOr<TlsMode> TlsModeOrDefault(absl::string_view text,
+                                         const TlsOptions& options,
+                                         bool server) {
+  if (!text.empty()) return ParseTlsMode(text);
+  const bool files = !options.cert.empty() || (!server && !options.ca.empty());
+  return files ? TlsMode::kOn : TlsMode::kOff;
+}
+
 absl::StatusOr<std::shared_ptr<Tls>> Tls::Load(const TlsOptions& options,
                                                bool server) {
   std::shared_ptr<Tls> tls(new Tls(options, server));

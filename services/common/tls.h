@@ -55,6 +55,12 @@ struct TlsOptions {
   std::string server_name;
 };
 
+// `text` as ParseTlsMode; empty means the default: on when `options` name a
+// certificate (or, for a client, a CA), else off.
+absl::StatusOr<TlsMode> TlsModeOrDefault(absl::string_view text,
+                                         const TlsOptions& options,
+                                         bool server);
+
 class Tls {
  public:
   // Validates the files (a server needs cert and key when the mode is not

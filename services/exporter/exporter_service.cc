@@ -253,10 +253,9 @@ grpc::ServerUnaryReactor* ExporterService::Claim(
                                  "the export is read-only"));
     return reactor;
   }
-  if (const Peer peer = PeerOf(*context);
-      AccessOf(peer) != Access::kReadWrite) {
-    reactor->Finish(
-        ToGrpcStatus(RefusedPeer(peer, AccessOf(peer), "claim an epoch")));
+  const Peer peer = PeerOf(*context);
+  if (const Access access = AccessOf(peer); access != Access::kReadWrite) {
+    reactor->Finish(ToGrpcStatus(RefusedPeer(peer, access, "claim an epoch")));
     return reactor;
   }
   absl::StatusOr<v1::ReplicaMetadata> claimed =

@@ -173,7 +173,7 @@ int Main(int argc, char** argv) {
   tls_options.ca = flags.Get("tls-ca");
   {
     absl::StatusOr<TlsMode> mode =
-        ParseTlsMode(flags.Get("tls", tls_options.cert.empty() ? "off" : "on"));
+        TlsModeOrDefault(flags.Get("tls"), tls_options, /*server=*/true);
     if (!mode.ok()) {
       return Fail(absl::StrCat("--tls=", flags.Get("tls"), ": ",
                                mode.status().message()));

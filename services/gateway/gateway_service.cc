@@ -79,7 +79,7 @@ bool GatewayService::Drain(absl::Time deadline) {
 
 bool GatewayService::Ready() const {
   for (const auto& volume : volumes_) {
-    const std::string state = volume->Status().state();
+    const std::string state = volume->state();
     if (state != "ready" && state != "degraded") return false;
   }
   return true;

@@ -1207,11 +1207,7 @@ void Volume::UpdateMetrics() {
       });
     }
   }
-  std::string state;
-  {
-    absl::MutexLock lock(&mu_);
-    state = StateLocked();
-  }
+  const std::string state = this->state();
   for (size_t i = 0; i < state_gauges_.size(); ++i) {
     state_gauges_[i]->Set(state == kVolumeStates[i] ? 1 : 0);
   }
@@ -1486,6 +1482,11 @@ std::string Volume::StateLocked() const {
   }
   if (!any_in_sync_connected) return "waiting";
   return all_in_sync ? "ready" : "degraded";
+}
+
+std::string Volume::state() const {
+  absl::MutexLock lock(&mu_);
+  return StateLocked();
 }
 
 v1::VolumeStatus Volume::Status() const {

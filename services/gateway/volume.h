@@ -110,6 +110,8 @@ class Volume {
   void Submit(v1::Request request, bool read_only, TransactionDone done);
 
   v1::VolumeStatus Status() const;
+  // VolumeStatus.state alone (cheap: health polls it).
+  std::string state() const;
 
   // Admin (dstctl): see gateway.proto.
   absl::Status Resync(const v1::ResyncRequest& request);

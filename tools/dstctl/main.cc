@@ -206,9 +206,8 @@ int Main(int argc, char** argv) {
   tls_options.key = flags.Get("tls-key");
   tls_options.ca = flags.Get("tls-ca");
   tls_options.server_name = flags.Get("tls-server-name");
-  absl::StatusOr<TlsMode> mode = ParseTlsMode(flags.Get(
-      "tls",
-      tls_options.cert.empty() && tls_options.ca.empty() ? "off" : "on"));
+  absl::StatusOr<TlsMode> mode =
+      TlsModeOrDefault(flags.Get("tls"), tls_options, /*server=*/false);
   if (!mode.ok()) {
     return Fail(absl::StrCat("--tls: ", mode.status().message()));
   }
