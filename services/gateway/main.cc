@@ -148,8 +148,10 @@ int Main(int argc, char** argv) {
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
   service.Start();
-  // Health: SERVING only while every volume serves I/O (ready or degraded),
-  // for "" and for dst.v1.Gateway; NOT_SERVING from the drain on.
+  // Health: "" (liveness) is SERVING until the drain; dst.v1.Gateway
+  // (readiness) only while every volume serves I/O (ready or degraded). A
+  // gateway waiting for its exporters is alive but not ready: restarting it
+  // would not bring them back.
   grpc::HealthCheckServiceInterface* health =
       server->server->GetHealthCheckService();
   std::atomic<bool> draining{false};
@@ -158,7 +160,6 @@ int Main(int argc, char** argv) {
     for (bool first = true; !draining.load(); first = false) {
       const bool ready = service.Ready();
       if (first || ready != last) {
-        health->SetServingStatus(ready);
         health->SetServingStatus("dst.v1.Gateway", ready);
         last = ready;
       }

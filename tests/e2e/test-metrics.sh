@@ -27,8 +27,20 @@ lonely_pid=$!
 pids+=($lonely_pid)
 wait_for_socket "$tmp/lonely.sock"
 sleep 0.5
-[ "$(health "unix:$tmp/lonely.sock" "")" = NOT_SERVING ] ||
-  fail "a gateway without its exporter reports healthy"
+[ "$(health "unix:$tmp/lonely.sock" dst.v1.Gateway)" = NOT_SERVING ] ||
+  fail "a gateway without its exporter reports ready"
+[ "$(health "unix:$tmp/lonely.sock" "")" = SERVING ] ||
+  fail "a gateway waiting for its exporter is not alive"
+# dstctl health says the same, with its exit code.
+if "$DST_BIN/dstctl" health "unix:$tmp/lonely.sock" --service=dst.v1.Gateway >"$tmp/ctl-health"; then
+  fail "dstctl health: exit 0 for a gateway that is not ready"
+fi
+[ "$(cat "$tmp/ctl-health")" = NOT_SERVING ] || fail "dstctl health printed $(cat "$tmp/ctl-health")"
+"$DST_BIN/dstctl" health "unix:$tmp/lonely.sock" >/dev/null || fail "dstctl health: not alive"
+if "$DST_BIN/dstctl" health "unix:$tmp/lonely.sock" --service=nope >"$tmp/ctl-health"; then
+  fail "dstctl health: exit 0 for an unknown service"
+fi
+[ "$(cat "$tmp/ctl-health")" = SERVICE_UNKNOWN ] || fail "dstctl health printed $(cat "$tmp/ctl-health")"
 kill "$lonely_pid"
 
 eport=$(free_port)
