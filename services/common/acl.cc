@@ -14,6 +14,7 @@
 #include "services/common/atomic_file.h"
 #include "services/common/log.h"
 #include "services/common/status.h"
+#include "services/common/unix_listener.h"
 
 namespace dst {
 
@@ -93,6 +94,16 @@ Peer PeerFromString(absl::string_view encoded) {
     peer.local = true;
     return peer;
   }
+  int fd = -1;
+  if (absl::ConsumePrefix(&text, "fd:") && absl::SimpleAtoi(text, &fd)) {
+    if (std::optional<UnixCredentials> credentials = UnixPeerOf(fd)) {
+      peer.local = true;
+      peer.uid = credentials->uid;
+      peer.text = absl::StrCat("unix peer uid ", credentials->uid, " pid ",
+                               credentials->pid);
+    }
+    return peer;
+  }
   std::string host;
   if (absl::ConsumePrefix(&text, "ipv4:")) {
     host = std::string(text.substr(0, text.rfind(':')));
@@ -133,7 +144,7 @@ absl::StatusOr<Acl> Acl::Parse(absl::string_view yaml) {
   }
   if (!root.IsSequence()) {
     return absl::InvalidArgumentError(
-        "acl: expected a list of entries (identity/cidr/local, access)");
+        "acl: expected a list of entries (identity/cidr/local/uid, access)");
   }
   Acl acl;
   for (size_t i = 0; i < root.size(); ++i) {
@@ -178,6 +189,14 @@ absl::StatusOr<Acl> Acl::Parse(absl::string_view yaml) {
         }
         entry.local = value == "true";
         matches_something = true;
+      } else if (key == "uid") {
+        uint32_t uid = 0;
+        if (!absl::SimpleAtoi(value, &uid)) {
+          return EntryError(i, key,
+                            absl::StrCat("'", value, "' is not a user id"));
+        }
+        entry.uid = uid;
+        matches_something = true;
       } else if (key == "access") {
         if (value == "read") {
           entry.access = Access::kRead;
@@ -195,7 +214,7 @@ absl::StatusOr<Acl> Acl::Parse(absl::string_view yaml) {
       return EntryError(i, "access", "required (read or read-write)");
     }
     if (!matches_something) {
-      return EntryError(i, "", "needs identity, cidr or local");
+      return EntryError(i, "", "needs identity, cidr, local or uid");
     }
     acl.entries_.push_back(std::move(entry));
   }
@@ -227,6 +246,7 @@ Access Acl::Check(const Peer& peer) const {
       continue;
     }
     if (entry.local.has_value() && *entry.local != peer.local) continue;
+    if (entry.uid.has_value() && entry.uid != peer.uid) continue;
     return entry.access;
   }
   return Access::kNone;

@@ -7,7 +7,9 @@
 //             DNS, URI or IP subject alternative name);
 //   cidr:     the peer's source address (IPv4 or IPv6, "10.0.0.0/8",
 //             "::1/128", a bare address for one host);
-//   local:    true for a peer on a Unix socket.
+//   local:    true for a peer on a Unix socket;
+//   uid:      the user id of a peer on a plaintext Unix socket (read from
+//             the socket by the listener; see unix_listener.h).
 // access is "read" or "read-write".
 //
 // File form (YAML, --acl=FILE):
@@ -15,9 +17,8 @@
 //     access: read-write
 //   - cidr: 10.1.0.0/16
 //     access: read
-//
-// Unix peer uids are not matched: gRPC does not expose the socket to the
-// service; protect a Unix socket with its file permissions and `local`.
+//   - uid: 0
+//     access: read-write
 #ifndef DST_SERVICES_COMMON_ACL_H_
 #define DST_SERVICES_COMMON_ACL_H_
 
@@ -45,12 +46,14 @@ struct Peer {
   bool has_ip = false;
   std::array<uint8_t, 16> ip{};  // IPv4 as ::ffff:a.b.c.d
   bool local = false;            // Unix socket
+  std::optional<uint32_t> uid;   // plaintext Unix socket: the peer's user
   std::string text;              // for messages: the gRPC peer string
 };
 
 // The peer of a call (TLS identities from its auth context).
 Peer PeerOf(const grpc::ServerContextBase& context);
-// Parses a gRPC peer string ("ipv4:1.2.3.4:5", "ipv6:[::1]:5", "unix:...").
+// Parses a gRPC peer string ("ipv4:1.2.3.4:5", "ipv6:[::1]:5", "unix:...",
+// or "fd:N" for a connection a UnixListener accepted: local, with its uid).
 Peer PeerFromString(absl::string_view text);
 
 class Acl {
@@ -61,6 +64,7 @@ class Acl {
     std::array<uint8_t, 16> network{};
     int prefix = 0;  // bits, over the 128-bit form
     std::optional<bool> local;
+    std::optional<uint32_t> uid;
     Access access = Access::kNone;
   };
 

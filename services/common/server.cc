@@ -15,6 +15,7 @@
 #include "services/common/acl.h"
 #include "services/common/address.h"
 #include "services/common/log.h"
+#include "services/common/status.h"
 #include "services/common/tls.h"
 
 namespace dst {
@@ -25,12 +26,21 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
   grpc::ServerBuilder builder;
   std::vector<Address> addresses;
   std::vector<int> ports(spec.listen.size(), 0);
+  RunningServer running;
   for (size_t i = 0; i < spec.listen.size(); ++i) {
     absl::StatusOr<Address> address = ParseAddress(spec.listen[i]);
     if (!address.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("listen address '", spec.listen[i],
                        "': ", address.status().message()));
+    }
+    addresses.push_back(*address);
+    if (address->kind == Address::Kind::kUnix &&
+        (spec.tls == nullptr || !spec.tls->Applies(*address))) {
+      ASSIGN_OR_RETURN(std::unique_ptr<UnixListener> listener,
+                       UnixListener::Bind(address->path));
+      running.unix_listeners.push_back(std::move(listener));
+      continue;
     }
     if (address->kind == Address::Kind::kUnix) {
       ::unlink(address->path.c_str());  // a socket left by a crash
@@ -40,7 +50,6 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
                                  ? spec.tls->ServerCredentials(*address)
                                  : grpc::InsecureServerCredentials(),
                              &ports[i]);
-    addresses.push_back(*address);
   }
   for (grpc::Service* service : spec.services) builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(spec.max_message_bytes);
@@ -51,7 +60,6 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kMinKeepaliveMs);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  RunningServer running;
   running.server = builder.BuildAndStart();
   if (running.server == nullptr) {
     return absl::UnavailableError(
@@ -68,7 +76,16 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
     }
     running.bound.push_back(addresses[i].GrpcTarget());
   }
+  for (const std::unique_ptr<UnixListener>& listener : running.unix_listeners) {
+    listener->Accept(running.server.get());
+  }
   return running;
+}
+
+void RunningServer::StopListening() {
+  for (const std::unique_ptr<UnixListener>& listener : unix_listeners) {
+    listener->Stop();
+  }
 }
 
 grpc::ChannelArguments ClientChannelArguments(int max_message_bytes,

@@ -13,6 +13,8 @@
 
 #include "absl/status/statusor.h"
 
+#include "services/common/unix_listener.h"
+
 namespace dst {
 
 class Tls;
@@ -28,10 +30,18 @@ struct ServerSpec {
 struct RunningServer {
   std::unique_ptr<grpc::Server> server;
   std::vector<std::string> bound;  // the listen addresses, ports resolved
+  // Plaintext Unix listeners, accepted by dst to learn peer uids (see
+  // unix_listener.h); stopped before the server shuts down.
+  std::vector<std::unique_ptr<UnixListener>> unix_listeners;
+
+  // Stops accepting on the Unix listeners (gRPC's own stop with Shutdown).
+  void StopListening();
 };
 
 // Starts the server; InvalidArgument for a bad address, Unavailable when an
-// address cannot be bound. Stale Unix socket files are replaced.
+// address cannot be bound. Stale Unix socket files are replaced. A Unix
+// address without TLS is accepted by a UnixListener, so ACLs can match the
+// peer's uid; with TLS it is gRPC's.
 absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec);
 
 // Channel arguments every dst client uses (message size, keepalive).

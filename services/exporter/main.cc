@@ -242,6 +242,7 @@ int Main(int argc, char** argv) {
   DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);
   server->server->GetHealthCheckService()->SetServingStatus(false);
   bool drained = service.Drain(absl::Now() + absl::Seconds(drain_seconds));
+  server->StopListening();
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (absl::Status s = (*storage)->Flush(); !s.ok() && !options.read_only) {
     DST_LOG(Error, "exporter: final flush failed: %s", s.ToString());

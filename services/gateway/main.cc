@@ -180,6 +180,7 @@ int Main(int argc, char** argv) {
   health->SetServingStatus("dst.v1.Gateway", false);
   bool drained =
       service.Drain(absl::Now() + absl::Seconds(config->drain_seconds()));
+  server->StopListening();
   server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   service.SaveState();
   DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");

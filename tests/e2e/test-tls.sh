@@ -2,7 +2,8 @@
 # TLS and ACLs with real processes and certificates made by openssl
 # (scripts/make-certs.sh). Exporters require mutual TLS and hold an ACL; one
 # listens on IPv6 [::1] with a CIDR entry, one on a Unix socket with a
-# `local` entry; the gateway requires TLS (on its Unix socket too) and has an
+# `local` entry, one on a Unix socket with `uid` entries (clients run as
+# root, as nobody and as an unknown uid); the gateway requires TLS (on its Unix socket too) and has an
 # ACL for its clients; nbdkit and dstctl present client certificates.
 # Checked: data round-trips through the whole TLS stack, negotiated as TLS
 # 1.3; plaintext to a require-TLS exporter is refused; a certificate from
@@ -150,6 +151,29 @@ wait_for_socket "$tmp/e3.sock"
   fail "the local ACL entry did not grant read on the Unix socket"
 [ "$(probe write "unix:$tmp/e3.sock")" = PERMISSION_DENIED ] ||
   fail "a local read-only client wrote"
+
+# Unix peer uids: root may write, nobody (65534) only read, anyone else
+# nothing. The socket and the probe's modules are opened to other users.
+printf -- '- uid: 0\n  access: read-write\n- uid: 65534\n  access: read\n' >"$tmp/e4-acl.yaml"
+"$DST_BIN/dst-exporter" --listen="unix:$tmp/e4.sock" --backing="$tmp/e4.img" --size=8M \
+  --acl="$tmp/e4-acl.yaml" --log-level=debug 2>"$tmp/e4.log" &
+pids+=($!)
+wait_for_socket "$tmp/e4.sock"
+chmod 666 "$tmp/e4.sock"
+chmod o+x "$tmp"
+chmod -R o+rX "$tmp/py"
+probe_as() {  # probe_as UID ACTION ADDRESS: the probe run as user UID
+  setpriv --reuid="$1" --regid="$1" --clear-groups \
+    env PYTHONPATH="$tmp/py" $PYTHON "$root/tests/e2e/grpc_probe.py" "${@:2}"
+}
+[ "$(probe write "unix:$tmp/e4.sock")" = ok ] || fail "uid 0 could not write"
+[ "$(probe_as 65534 negotiate "unix:$tmp/e4.sock")" = "ok read_only=true" ] ||
+  fail "uid 65534 was not given read-only access"
+[ "$(probe_as 65534 write "unix:$tmp/e4.sock")" = PERMISSION_DENIED ] ||
+  fail "uid 65534 (read) wrote"
+[ "$(probe_as 4242 negotiate "unix:$tmp/e4.sock")" = PERMISSION_DENIED ] ||
+  fail "uid 4242 (no entry) was let in"
+grep -q "unix peer uid 4242" "$tmp/e4.log" || fail "the refusal does not name the uid"
 
 # The gateway's ACL.
 ctl reader status >/dev/null || fail "a read-only client cannot read the status"

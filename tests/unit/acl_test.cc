@@ -1,9 +1,21 @@
 // ACLs: parsing with precise errors, matching by certificate identity,
-// IPv4/IPv6 CIDR and Unix socket, first match wins, default deny; gRPC peer
-// strings.
+// IPv4/IPv6 CIDR, Unix socket and Unix peer uid, first match wins, default
+// deny; gRPC peer strings.
 #include "services/common/acl.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <grpcpp/generic/async_generic_service.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "absl/strings/str_cat.h"
+
+#include "services/common/unix_listener.h"
 
 namespace dst {
 namespace {
@@ -62,6 +74,65 @@ TEST(AclTest, FirstMatchWinsAndNoMatchIsDenied) {
   EXPECT_EQ(acl->Check(PeerFromString("ipv4:192.168.1.5:1")), Access::kNone);
 }
 
+// A connection accepted by a UnixListener is "fd:N" to gRPC; its uid comes
+// from the listener's record of SO_PEERCRED, here a real socket pair.
+TEST(AclTest, UnixPeerUids) {
+  auto dir = std::string(::testing::TempDir()) + "/acl-uid-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string path = dir + "/s.sock";
+  absl::StatusOr<std::unique_ptr<UnixListener>> listener =
+      UnixListener::Bind(path);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  grpc::CallbackGenericService generic;  // a server needs a service
+  grpc::ServerBuilder builder;
+  builder.RegisterCallbackGenericService(&generic);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  (*listener)->Accept(server.get());
+  const int client = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size());
+  ASSERT_EQ(
+      ::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+      0);
+  // The accepted fd is the lowest free number above the client's, at the
+  // moment the listener took it; look for the record among the next few.
+  std::optional<uint32_t> uid;
+  for (int attempt = 0; attempt < 200 && !uid.has_value(); ++attempt) {
+    for (int fd = client + 1; fd < client + 16 && !uid.has_value(); ++fd) {
+      Peer peer = PeerFromString("fd:" + std::to_string(fd));
+      if (peer.uid.has_value()) {
+        EXPECT_TRUE(peer.local);
+        uid = peer.uid;
+      }
+    }
+    if (!uid.has_value()) ::usleep(10000);
+  }
+  ASSERT_TRUE(uid.has_value()) << "no credentials recorded for the connection";
+  EXPECT_EQ(*uid, ::getuid());
+
+  auto acl = Acl::Parse(absl::StrCat(
+      "[{uid: ", ::getuid() + 1, ", access: read-write}, {uid: ", ::getuid(),
+      ", access: read}]"));
+  ASSERT_TRUE(acl.ok()) << acl.status();
+  Peer me;
+  me.local = true;
+  me.uid = ::getuid();
+  EXPECT_EQ(acl->Check(me), Access::kRead);
+  Peer other = me;
+  other.uid = ::getuid() + 2;
+  EXPECT_EQ(acl->Check(other), Access::kNone);
+  EXPECT_EQ(acl->Check(PeerFromString("unix:/x.sock")), Access::kNone)
+      << "a Unix peer without a known uid matches no uid entry";
+  EXPECT_FALSE(PeerFromString("fd:99999").uid.has_value())
+      << "an fd no listener accepted has no uid";
+  ::close(client);
+  (*listener)->Stop();
+  server->Shutdown(std::chrono::system_clock::now());
+  EXPECT_NE(::access(path.c_str(), F_OK), 0) << "Stop removes the socket file";
+}
+
 TEST(AclTest, HostAddressesAndPrefixes) {
   auto acl = Acl::Parse(
       "[{cidr: 127.0.0.1, access: read-write}, {cidr: '::1', access: read}]");
@@ -75,13 +146,19 @@ TEST(AclTest, ErrorsNameTheEntry) {
   auto error = [](const std::string& text) {
     return std::string(Acl::Parse(text).status().message());
   };
-  EXPECT_EQ(error("{a: b}"),
-            "acl: expected a list of entries (identity/cidr/local, access)");
+  EXPECT_EQ(
+      error("{a: b}"),
+      "acl: expected a list of entries (identity/cidr/local/uid, access)");
   EXPECT_EQ(error("[{identity: x}]"),
             "acl[0].access: required (read or read-write)");
   EXPECT_EQ(error("[{identity: x, access: all}]"),
             "acl[0].access: 'all' must be read or read-write");
-  EXPECT_EQ(error("[{access: read}]"), "acl[0]: needs identity, cidr or local");
+  EXPECT_EQ(error("[{access: read}]"),
+            "acl[0]: needs identity, cidr, local or uid");
+  EXPECT_EQ(error("[{uid: -1, access: read}]"),
+            "acl[0].uid: '-1' is not a user id");
+  EXPECT_EQ(error("[{uid: root, access: read}]"),
+            "acl[0].uid: 'root' is not a user id");
   EXPECT_EQ(error("[{identity: x, access: read}, {cidr: 10.0.0.0/33, "
                   "access: read}]"),
             "acl[1].cidr: '10.0.0.0/33': prefix must be 0..32");
