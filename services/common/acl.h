@@ -87,6 +87,7 @@ class AclHolder {
   // Loads the file (again); on error the previous ACL stays.
   absl::Status Reload();
   bool enabled() const { return !path_.empty(); }
+  const std::string& path() const { return path_; }
   Access Check(const Peer& peer) const;
 
  private:

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -124,17 +126,60 @@ void BlockTerminationSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-int WaitForTerminationSignal(const std::function<void()>& on_hangup) {
+namespace {
+
+// What stat says of each file; a change in any means "reload".
+std::string Fingerprint(const std::vector<std::string>& paths) {
+  std::string out;
+  for (const std::string& path : paths) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      absl::StrAppend(&out, path, ":missing;");
+      continue;
+    }
+    absl::StrAppend(&out, path, ":", st.st_dev, ".", st.st_ino, ".", st.st_size,
+                    ".", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ";");
+  }
+  return out;
+}
+
+}  // namespace
+
+int WaitForTerminationSignal(const std::function<void()>& on_hangup,
+                             const std::vector<std::string>& watched) {
   sigset_t set = TerminationSignals();
+  std::string last = Fingerprint(watched);
   for (;;) {
-    int signal_number = 0;
-    if (sigwait(&set, &signal_number) != 0) continue;
+    const timespec interval{kWatchIntervalSeconds, 0};
+    const int signal_number = sigtimedwait(&set, nullptr, &interval);
+    if (signal_number < 0) {
+      if (errno != EAGAIN || watched.empty() || !on_hangup) continue;
+      std::string now = Fingerprint(watched);
+      if (now == last) continue;
+      last = std::move(now);
+      DST_LOG(Info, "certificate or ACL files changed: reloading");
+      on_hangup();
+      continue;
+    }
     if (signal_number == SIGHUP) {
+      last = Fingerprint(watched);
       if (on_hangup) on_hangup();
       continue;
     }
     return signal_number;
   }
+}
+
+std::vector<std::string> ReloadableFiles(const Tls* tls, const AclHolder* acl) {
+  std::vector<std::string> files;
+  if (tls != nullptr && tls->options().mode != TlsMode::kOff) {
+    for (const std::string* path :
+         {&tls->options().cert, &tls->options().key, &tls->options().ca}) {
+      if (!path->empty()) files.push_back(*path);
+    }
+  }
+  if (acl != nullptr && acl->enabled()) files.push_back(acl->path());
+  return files;
 }
 
 std::function<void()> ReloadOnHangup(std::shared_ptr<Tls> tls, AclHolder* acl,

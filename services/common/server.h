@@ -61,8 +61,17 @@ class AclHolder;
 std::function<void()> ReloadOnHangup(std::shared_ptr<Tls> tls, AclHolder* acl,
                                      const std::string& service);
 
-// SIGHUP runs `on_hangup` (reload) and goes on waiting.
-int WaitForTerminationSignal(const std::function<void()>& on_hangup = nullptr);
+// SIGHUP runs `on_hangup` (reload) and goes on waiting. So does a change to
+// any of `watched` (certificates, keys, the ACL), checked every
+// kWatchInterval by stat (inode, size, mtime; symlinks followed, so a
+// Kubernetes Secret's atomic update counts): renewed files are picked up
+// without a signal.
+inline constexpr int kWatchIntervalSeconds = 5;
+int WaitForTerminationSignal(const std::function<void()>& on_hangup = nullptr,
+                             const std::vector<std::string>& watched = {});
+// The files ReloadOnHangup re-reads: `tls`'s certificate, key and CA and
+// `acl`'s file (either may be null).
+std::vector<std::string> ReloadableFiles(const Tls* tls, const AclHolder* acl);
 
 // Ends the process with `code` at once. gRPC 1.51's global teardown (run by
 // ~Server) can sit up to 10 s on an idle poller timer; a service calls this

@@ -171,7 +171,7 @@ grpc::ServerUnaryReactor* ExporterService::Negotiate(
   DST_LOG(Info, "exporter: negotiated with %s (%s) from %s",
           request->client_id().empty() ? "?" : request->client_id(),
           reply->geometry().read_only() ? "read-only" : "read-write",
-          context->peer());
+          peer.text);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

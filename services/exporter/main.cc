@@ -238,7 +238,8 @@ int Main(int argc, char** argv) {
             "write");
   }
   int signal_number =
-      WaitForTerminationSignal(ReloadOnHangup(*tls, &acl, "exporter"));
+      WaitForTerminationSignal(ReloadOnHangup(*tls, &acl, "exporter"),
+                               ReloadableFiles(tls->get(), &acl));
   DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);
   server->server->GetHealthCheckService()->SetServingStatus(false);
   bool drained = service.Drain(absl::Now() + absl::Seconds(drain_seconds));

@@ -150,7 +150,7 @@ grpc::ServerUnaryReactor* GatewayService::Open(
   DST_LOG(Info, "gateway: volume %s opened %s by %s (%s)", volume->name(),
           geometry->read_only() ? "read-only" : "read-write",
           request->client_id().empty() ? "?" : request->client_id(),
-          context->peer());
+          PeerOf(*context).text);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -253,7 +253,7 @@ grpc::ServerUnaryReactor* GatewayService::Resync(
             request->has_rate_bytes()
                 ? absl::StrCat(", rate ", request->rate_bytes(), " bytes/s")
                 : "",
-            context->peer());
+            PeerOf(*context).text);
   }
   reactor->Finish(ToGrpcStatus(status));
   return reactor;

@@ -172,8 +172,8 @@ int Main(int argc, char** argv) {
                                  "/metrics")
                   : "");
 
-  int signal_number =
-      WaitForTerminationSignal(ReloadOnHangup(*tls, &acl, "gateway"));
+  int signal_number = WaitForTerminationSignal(
+      ReloadOnHangup(*tls, &acl, "gateway"), ReloadableFiles(tls->get(), &acl));
   DST_LOG(Info, "gateway: signal %d, draining in-flight work", signal_number);
   draining = true;
   health->SetServingStatus(false);

@@ -10,8 +10,8 @@
 # another CA is refused; a client without an ACL entry is refused; a
 # read-only client's write is refused at the exporter when it bypasses the
 # gateway; the gateway's ACL keeps a read-only client from admin commands;
-# SIGHUP reloads a renewed certificate without dropping the gateway's
-# stream.
+# SIGHUP, or a change to the files, reloads a renewed certificate without
+# dropping the gateway's stream.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy openssl protoc cmp
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -205,4 +205,17 @@ done
 grep -q "certificates reloaded" "$tmp/e1.log" || fail "the reload was not logged"
 nbdcopy --flush "$tmp/in.bin" "$uri" || fail "I/O after the reload"
 [ "$(reconnects)" = "$streams_before" ] || fail "the reload dropped the gateway's stream"
+
+# Renewed files are picked up without a signal too (as when cert-manager
+# renews a Kubernetes Secret), within the watch interval (5 s).
+before=$(serial)
+bash "$root/scripts/make-certs.sh" "$certs" exporter
+for _ in $(seq 1 150); do
+  [ "$(serial)" != "$before" ] && break
+  sleep 0.1
+done
+[ "$(serial)" != "$before" ] || fail "a renewed certificate was not picked up without SIGHUP"
+grep -q "files changed: reloading" "$tmp/e1.log" || fail "the watched reload was not logged"
+nbdcopy --flush "$tmp/in.bin" "$uri" || fail "I/O after the watched reload"
+[ "$(reconnects)" = "$streams_before" ] || fail "the watched reload dropped the gateway's stream"
 echo PASS
