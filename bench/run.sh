@@ -14,7 +14,8 @@
 #   bench/run.sh [--quick] [--out DIR]
 #
 # --quick runs 2 s per workload on 256 MiB (the test suite's collapse check);
-# the default is 10 s on 1 GiB. Results: DIR/bench-DATE.json and .md
+# the default is 10 s on 1 GiB. DST_EXPORTER_FLAGS adds flags to every
+# exporter (e.g. --io-threads=0), to compare settings with the same harness. Results: DIR/bench-DATE.json and .md
 # (default bench/results/), and the Markdown table on stdout.
 set -euo pipefail
 DST_ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 bin=${DST_BIN:-$DST_ROOT/build/bin}
+exporter_flags=${DST_EXPORTER_FLAGS:-}
 for tool in nbdkit fio python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
@@ -67,7 +69,7 @@ start_config() {
       local count=${name#dst-} replicas=""
       for i in $(seq 1 "$count"); do
         "$bin/dst-exporter" --listen="unix:$dir/e$i.sock" --backing="$dir/e$i.img" \
-          --size="$size" --id="e$i" --log-level=warning 2>"$dir/e$i.log" &
+          --size="$size" --id="e$i" --log-level=warning $exporter_flags 2>"$dir/e$i.log" &
         pids+=($!)
         echo "exporter$i $!" >>"$dir/pids"
         wait_socket "$dir/e$i.sock"

@@ -65,16 +65,21 @@ class ExporterService::Handler : public StreamHandler {
         return;
       }
     }
-    service_->pool_queued_->Increment();
-    service_->pool_->Schedule([service = service_, request = std::move(request),
-                               done = std::move(done)]() {
+    auto execute = [service = service_, request = std::move(request),
+                    done = std::move(done)]() {
       v1::Reply reply = service->Execute(request);
       service->pool_queued_->Decrement();
       if (service->options_.reply_filter) {
         service->options_.reply_filter(&reply);
       }
       done(std::move(reply));
-    });
+    };
+    service_->pool_queued_->Increment();
+    if (service_->pool_ == nullptr) {
+      execute();  // --io-threads=0: on the gRPC thread, no hand-off
+    } else {
+      service_->pool_->Schedule(std::move(execute));
+    }
   }
 
  private:
@@ -110,7 +115,9 @@ absl::Status ExporterService::Init() {
   geometry_.set_identity(options_.identity);
   RETURN_IF_ERROR(ValidateGeometry(geometry_));
   options_.stream.max_batch_bytes = MaxBatchBytes(geometry_);
-  pool_ = std::make_unique<ThreadPool>(options_.io_threads);
+  if (options_.io_threads > 0) {
+    pool_ = std::make_unique<ThreadPool>(options_.io_threads);
+  }
   limiter_ = std::make_unique<ClientLimiter>(options_.max_streams_per_client);
   if (options_.metrics == nullptr) {
     options_.metrics = std::make_shared<prometheus::Registry>();

@@ -35,7 +35,9 @@ struct ExporterOptions {
   bool read_only = false;
   // Stable identity reported in negotiation. Default: the backing path.
   std::string identity;
-  // Threads doing disk I/O. Default 4.
+  // Threads doing disk I/O. Default 4. 0: each request executes on the gRPC
+  // thread that read it, without a hand-off (for storage whose calls do not
+  // block long: tmpfs, fast NVMe).
   int io_threads = 4;
   // Streams one client (certificate identity, else address) may have open.
   // Default 32; 0: no limit.

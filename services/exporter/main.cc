@@ -48,7 +48,9 @@ int Main(int argc, char** argv) {
           {"block-size", "BYTES",
            "logical block size, power of two (default 512)"},
           {"max-transfer", "BYTES", "largest read or write (default 4M)"},
-          {"io-threads", "N", "threads doing disk I/O (default 4)"},
+          {"io-threads", "N",
+           "threads doing disk I/O (default 4; 0: on the gRPC thread, no "
+           "hand-off)"},
           {"max-in-flight", "N", "requests in flight per stream (default 64)"},
           {"max-in-flight-bytes", "BYTES",
            "payload bytes in flight per stream before it stops reading "
@@ -114,7 +116,7 @@ int Main(int argc, char** argv) {
        [&](uint64_t v) { options.block_size = static_cast<uint32_t>(v); }},
       {"max-transfer", 512, 64u << 20,
        [&](uint64_t v) { options.max_transfer = static_cast<uint32_t>(v); }},
-      {"io-threads", 1, 256,
+      {"io-threads", 0, 256,
        [&](uint64_t v) { options.io_threads = static_cast<int>(v); }},
       {"max-in-flight", 1, 4096,
        [&](uint64_t v) { options.stream.max_in_flight = static_cast<int>(v); }},

@@ -64,8 +64,9 @@ TEST_F(ExporterTest, NegotiateReportsGeometry) {
   EXPECT_TRUE(reply.geometry().features() & v1::FEATURE_FLUSH);
 }
 
-TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
-  TestExporter exporter(dir_.path(), "e1", kSize);
+// 500 writes then 500 reads in flight at once on one stream; every reply
+// matches its request.
+void ExpectManyInFlightMatch(const TestExporter& exporter) {
   auto stream = OpenStream(Stub(exporter.address()));
   constexpr int kCount = 500;
   std::vector<std::promise<v1::Reply>> replies(kCount);
@@ -89,6 +90,19 @@ TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
   }
   EXPECT_EQ(stream->late_replies(), 0u);
   EXPECT_EQ(stream->in_flight(), 0u);
+}
+
+TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  ExpectManyInFlightMatch(exporter);
+}
+
+// --io-threads=0: requests execute on the gRPC thread, without the pool.
+TEST_F(ExporterTest, InlineIoWithoutAPoolServesTheSame) {
+  ExporterOptions options;
+  options.io_threads = 0;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  ExpectManyInFlightMatch(exporter);
 }
 
 TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {
