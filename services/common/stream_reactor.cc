@@ -3,6 +3,8 @@
 
 #include <utility>
 
+#include "services/common/tsan.h"
+
 namespace dst {
 
 class TransactionStreamReactor : public ServerStreamReactor {
@@ -13,6 +15,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
       : handler_(std::move(handler)), options_(options), registry_(registry) {
     if (options_.max_in_flight < 1) options_.max_in_flight = 1;
     reading_ = true;
+    DST_TSAN_BEFORE_GRPC(this);
     StartRead(&in_);
   }
 
@@ -30,6 +33,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
   // through Complete() calls, and reports a use after free.
   // NOLINTBEGIN(clang-analyzer-cplusplus.NewDelete)
   void OnReadDone(bool ok) override {
+    DST_TSAN_AFTER_GRPC(this);
     if (!ok) {
       bool finish;
       {
@@ -82,12 +86,16 @@ class TransactionStreamReactor : public ServerStreamReactor {
              outstanding_bytes_ < options_.max_in_flight_bytes;
       reading_ = read;
     }
-    if (read) StartRead(&in_);
+    if (read) {
+      DST_TSAN_BEFORE_GRPC(this);
+      StartRead(&in_);
+    }
     Unref();
   }
   // NOLINTEND(clang-analyzer-cplusplus.NewDelete)
 
   void OnWriteDone(bool ok) override {
+    DST_TSAN_AFTER_GRPC(this);
     bool write;
     bool finish;
     {
@@ -100,11 +108,15 @@ class TransactionStreamReactor : public ServerStreamReactor {
       write = FillBatchLocked();
       finish = !write && ShouldFinishLocked();
     }
-    if (write) StartWrite(&out_);
+    if (write) {
+      DST_TSAN_BEFORE_GRPC(this);
+      StartWrite(&out_);
+    }
     if (finish) DoFinish();
   }
 
   void OnCancel() override {
+    DST_TSAN_AFTER_GRPC(this);
     bool finish;
     {
       absl::MutexLock lock(&mu_);
@@ -112,10 +124,14 @@ class TransactionStreamReactor : public ServerStreamReactor {
       finish = !finished_;
       finished_ = true;
     }
-    if (finish) Finish(grpc::Status::CANCELLED);
+    if (finish) {
+      DST_TSAN_BEFORE_GRPC(this);
+      Finish(grpc::Status::CANCELLED);
+    }
   }
 
   void OnDone() override {
+    DST_TSAN_AFTER_GRPC(this);
     // Leave the registry first: DrainAll then either holds a reference
     // already (and destruction waits for its Unref) or cannot find us.
     registry_->Remove(this);
@@ -178,8 +194,14 @@ class TransactionStreamReactor : public ServerStreamReactor {
       Destroy();
       return;
     }
-    if (read) StartRead(&in_);
-    if (write) StartWrite(&out_);
+    if (read) {
+      DST_TSAN_BEFORE_GRPC(this);
+      StartRead(&in_);
+    }
+    if (write) {
+      DST_TSAN_BEFORE_GRPC(this);
+      StartWrite(&out_);
+    }
     if (finish) DoFinish();
   }
 
@@ -215,6 +237,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
       absl::MutexLock lock(&mu_);
       draining = draining_ && !reads_done_;
     }
+    DST_TSAN_BEFORE_GRPC(this);
     Finish(draining ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                    "server is shutting down")
                     : grpc::Status::OK);
@@ -224,7 +247,13 @@ class TransactionStreamReactor : public ServerStreamReactor {
     return done_ && outstanding_ == 0 && refs_ == 0;
   }
 
-  void Destroy() { delete this; }
+  // The registry counts the reactor until it is gone (its handler with it),
+  // so WaitEmpty() returns only when nothing of a stream is left.
+  void Destroy() {
+    StreamRegistry* registry = registry_;
+    delete this;
+    registry->Deleted();
+  }
 
   std::unique_ptr<StreamHandler> handler_;
   StreamOptions options_;
@@ -283,7 +312,13 @@ std::string ClientMetadata(const grpc::CallbackServerContext* context,
 bool StreamRegistry::Add(TransactionStreamReactor* reactor) {
   absl::MutexLock lock(&mu_);
   live_.insert(reactor);
+  ++existing_;
   return !draining_;
+}
+
+void StreamRegistry::Deleted() {
+  absl::MutexLock lock(&mu_);
+  --existing_;
 }
 
 void StreamRegistry::Remove(TransactionStreamReactor* reactor) {
@@ -309,8 +344,9 @@ void StreamRegistry::DrainAll() {
 
 bool StreamRegistry::WaitEmpty(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
-  auto empty = [this]()
-                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_.empty(); };
+  auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return live_.empty() && existing_ == 0;
+  };
   return mu_.AwaitWithDeadline(absl::Condition(&empty), deadline);
 }
 

@@ -61,7 +61,8 @@ class StreamRegistry {
  public:
   // Drains every live stream and refuses new ones (Admit() is false).
   void DrainAll();
-  // True once every stream has ended, false at the deadline.
+  // True once every stream has ended and its reactor (with its handler) is
+  // deleted, false at the deadline.
   bool WaitEmpty(absl::Time deadline);
   // Requests read from all streams and not yet answered.
   int64_t in_flight() const { return in_flight_.load(); }
@@ -75,10 +76,12 @@ class StreamRegistry {
                                           StreamRegistry*);
   bool Add(TransactionStreamReactor* reactor);
   void Remove(TransactionStreamReactor* reactor);
+  void Deleted();  // a reactor Add()ed is deleted
 
   mutable absl::Mutex mu_;
   std::set<TransactionStreamReactor*> live_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int existing_ ABSL_GUARDED_BY(mu_) = 0;  // Add()ed and not yet deleted
   std::atomic<int64_t> in_flight_{0};
 };
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "services/common/status.h"
+#include "services/common/tsan.h"
 
 namespace dst {
 
@@ -28,7 +29,9 @@ TransactionStream::TransactionStream(const StartFn& start,
   // Writes start outside reactions (from Submit), so hold the reactor open
   // until no more can come: Close(), or the server ending the stream.
   AddHold();
+  DST_TSAN_BEFORE_GRPC(this);
   StartRead(&in_);
+  DST_TSAN_BEFORE_GRPC(this);
   StartCall();
 }
 
@@ -138,12 +141,22 @@ bool TransactionStream::TakeHoldLocked() {
 
 void TransactionStream::StartOps(bool write, bool writes_done,
                                  bool remove_hold) {
-  if (write) StartWrite(&out_);
-  if (writes_done) StartWritesDone();
-  if (remove_hold) RemoveHold();
+  if (write) {
+    DST_TSAN_BEFORE_GRPC(this);
+    StartWrite(&out_);
+  }
+  if (writes_done) {
+    DST_TSAN_BEFORE_GRPC(this);
+    StartWritesDone();
+  }
+  if (remove_hold) {
+    DST_TSAN_BEFORE_GRPC(this);
+    RemoveHold();
+  }
 }
 
 void TransactionStream::OnWriteDone(bool ok) {
+  DST_TSAN_AFTER_GRPC(this);
   bool write = false;
   bool writes_done = false;
   bool remove_hold = false;
@@ -165,6 +178,7 @@ void TransactionStream::OnWriteDone(bool ok) {
 }
 
 void TransactionStream::OnReadDone(bool ok) {
+  DST_TSAN_AFTER_GRPC(this);
   if (!ok) {
     // The stream is over. No write may start from now on; let OnDone come.
     bool remove_hold;
@@ -194,12 +208,14 @@ void TransactionStream::OnReadDone(bool ok) {
     write = AdmitAndFillLocked();
   }
   in_.Clear();
+  DST_TSAN_BEFORE_GRPC(this);
   StartRead(&in_);
   StartOps(write, false, false);
   for (auto& [done, reply] : completed) done(std::move(reply));
 }
 
 void TransactionStream::OnDone(const grpc::Status& status) {
+  DST_TSAN_AFTER_GRPC(this);
   std::vector<OrphanTransaction> unfinished;
   absl::Status why;
   {
