@@ -4,6 +4,8 @@
 #   baseline  nbdkit's file plugin on a tmpfs file;
 #   dst-1     dst with one replica: nbdkit + dst plugin -> gateway -> exporter;
 #   dst-2     dst with a two-way mirror (the path `scripts/up.sh` uses);
+#   embedded-2  the two-way mirror in the embedded mode: nbdkit runs the
+#             gateway engine itself (config=), no gateway process;
 # all on tmpfs, so the software path is what is measured. Workloads:
 # sequential 1 MiB read and write at queue depth 8, 4 KiB random read and
 # write at queue depth 1 and 32, and a 70/30 random mix at queue depth 32.
@@ -65,8 +67,8 @@ start_config() {
       pids+=($!)
       echo "nbdkit $!" >>"$dir/pids"
       ;;
-    dst-1 | dst-2)
-      local count=${name#dst-} replicas=""
+    dst-1 | dst-2 | embedded-2)
+      local count=${name##*-} replicas=""
       for i in $(seq 1 "$count"); do
         "$bin/dst-exporter" --listen="unix:$dir/e$i.sock" --backing="$dir/e$i.img" \
           --size="$size" --id="e$i" --log-level=warning $exporter_flags 2>"$dir/e$i.log" &
@@ -77,6 +79,15 @@ start_config() {
       done
       printf 'state_dir: "%s"\nvolumes:\n  - name: vol0\n    replicas:\n%s' \
         "$dir/state" "$replicas" >"$dir/gateway.yaml"
+      if [ "$name" = embedded-2 ]; then
+        nbdkit -f -U "$dir/nbd.sock" "$bin/nbdkit-dst-plugin.so" \
+          config="$dir/gateway.yaml" volume=vol0 2>"$dir/nbdkit.log" &
+        pids+=($!)
+        echo "nbdkit $!" >>"$dir/pids"
+        wait_socket "$dir/nbd.sock"
+        uri="nbd+unix:///?socket=$dir/nbd.sock"
+        return
+      fi
       "$bin/dst-gateway" --config="$dir/gateway.yaml" --listen="unix:$dir/gateway.sock" \
         --log-level=warning 2>"$dir/gateway.log" &
       pids+=($!)
@@ -114,7 +125,7 @@ workloads=(
   "mix-70-30-4k-qd32 --rw=randrw --rwmixread=70 --bs=4k --iodepth=32"
 )
 
-for config in baseline dst-1 dst-2; do
+for config in baseline dst-1 dst-2 embedded-2; do
   start_config "$config"
   dir="$work/$config"
   # Fill the volume first, so that reads read data.
@@ -144,7 +155,7 @@ import json, os, platform, sys
 work, prefix, runtime, size, hz = sys.argv[1:6]
 workloads = sys.argv[6:]
 hz = float(hz)
-configs = ["baseline", "dst-1", "dst-2"]
+configs = ["baseline", "dst-1", "dst-2", "embedded-2"]
 
 def read_pairs(path):
     out = {}
@@ -190,17 +201,19 @@ json.dump(results, open(prefix + ".json", "w"), indent=2)
 lines = [f"fio --ioengine=nbd, {runtime} s per workload on {size} tmpfs files, "
          f"{os.cpu_count()} CPUs. Ratio: dst IOPS / baseline IOPS (p50: dst / baseline).",
          "",
-         "| workload | baseline IOPS | baseline MB/s | baseline p50/p99 µs | dst-1 IOPS (ratio) | dst-1 p50/p99 µs (p50 ratio) | dst-2 mirror IOPS (ratio) | dst-2 p50/p99 µs | dst-2 CPU s/GiB (nbdkit+gateway+exporters) |",
-         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+         "| workload | baseline IOPS | baseline MB/s | baseline p50/p99 µs | dst-1 IOPS (ratio) | dst-1 p50/p99 µs (p50 ratio) | dst-2 mirror IOPS (ratio) | dst-2 p50/p99 µs | dst-2 CPU s/GiB (nbdkit+gateway+exporters) | embedded-2 mirror IOPS (ratio) | embedded-2 p50/p99 µs |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 for w in workloads:
     b = base[w]
     d1 = results["configs"]["dst-1"]["workloads"][w]
     d2 = results["configs"]["dst-2"]["workloads"][w]
+    e2 = results["configs"]["embedded-2"]["workloads"][w]
     lines.append(
         f"| {w} | {b['iops']} | {b['mb_s']} | {b['p50_us']}/{b['p99_us']} | "
         f"{d1['iops']} ({d1['ratio_iops']}) | {d1['p50_us']}/{d1['p99_us']} ({d1['ratio_p50']}) | "
         f"{d2['iops']} ({d2['ratio_iops']}) | {d2['p50_us']}/{d2['p99_us']} | "
-        f"{round(sum(d2['cpu_s_per_gib'].values()), 2)} |")
+        f"{round(sum(d2['cpu_s_per_gib'].values()), 2)} | "
+        f"{e2['iops']} ({e2['ratio_iops']}) | {e2['p50_us']}/{e2['p99_us']} |")
 rss = results["configs"]["dst-2"]["peak_rss_mib"]
 lines += ["", "Peak RSS, mirror run (MiB): " +
           ", ".join(f"{k} {v}" for k, v in sorted(rss.items()))]

@@ -1,6 +1,8 @@
 // nbdkit-dst-plugin: presents a dst gateway volume as an NBD export.
 //
-//   nbdkit dst gateway=ADDR volume=NAME
+//   nbdkit dst gateway=ADDR volume=NAME      through a gateway service
+//   nbdkit dst config=FILE volume=NAME       embedded: the gateway engine
+//                                            runs in this process
 //
 // A thin client: each NBD connection negotiates with the gateway (Open) and
 // carries its requests on its own Io stream; nbdkit's worker threads block
@@ -21,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "nbdkit-plugin/embedded_volume.h"
 #include "nbdkit-plugin/errno_map.h"
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/common/checksum.h"
@@ -32,7 +35,11 @@
 namespace {
 
 std::string g_gateway;
+std::string g_config;  // config=: the embedded mode
 std::string g_volume;
+// The embedded mode's volume, made in .after_fork and never released (its
+// replicas' gRPC channels, as g_channel below).
+dst::EmbeddedVolume* g_embedded = nullptr;
 // How long a request waits for the gateway to come back (timeout=).
 int g_timeout_seconds = 60;
 // Never released: dropping gRPC's last object at unload runs its global
@@ -51,6 +58,8 @@ std::shared_ptr<dst::Tls>* g_tls = nullptr;  // made in .after_fork, leaked
 int DstConfig(const char* key, const char* value) {
   if (std::strcmp(key, "gateway") == 0) {
     g_gateway = value;
+  } else if (std::strcmp(key, "config") == 0) {
+    g_config = value;
   } else if (std::strcmp(key, "volume") == 0) {
     g_volume = value;
   } else if (std::strcmp(key, "timeout") == 0) {
@@ -73,8 +82,8 @@ int DstConfig(const char* key, const char* value) {
     g_tls_options.server_name = value;
   } else {
     nbdkit_error(
-        "unknown parameter '%s' (known: gateway, volume, timeout, tls, "
-        "tls-cert, tls-key, tls-ca, tls-server-name)",
+        "unknown parameter '%s' (known: gateway, config, volume, timeout, "
+        "tls, tls-cert, tls-key, tls-ca, tls-server-name)",
         key);
     errno = EINVAL;
     return -1;
@@ -92,8 +101,19 @@ int DstConfigComplete() {
     return -1;
   }
   g_tls_options.mode = *mode;
-  if (g_gateway.empty() || g_volume.empty()) {
-    nbdkit_error("gateway=ADDR and volume=NAME are required");
+  if (g_gateway.empty() == g_config.empty() || g_volume.empty()) {
+    nbdkit_error(
+        "volume=NAME and one of gateway=ADDR or config=FILE (embedded) are "
+        "required");
+    errno = EINVAL;
+    return -1;
+  }
+  if (!g_config.empty() &&
+      (!g_tls_mode.empty() || !g_tls_options.cert.empty() ||
+       !g_tls_options.ca.empty())) {
+    nbdkit_error(
+        "tls parameters are for gateway=; with config=, TLS to the exporters "
+        "is the configuration's tls section");
     errno = EINVAL;
     return -1;
   }
@@ -104,6 +124,7 @@ int DstConfigComplete() {
 // staged copies of the TLS files go.
 void DstUnload() {
   if (g_tls != nullptr) (*g_tls)->RemoveStagedFiles();
+  if (g_embedded != nullptr) g_embedded->Shutdown();
 }
 
 int DstAfterFork() {
@@ -123,6 +144,24 @@ int DstAfterFork() {
     return -1;
   }
   g_tls = new std::shared_ptr<dst::Tls>(*std::move(tls));
+  std::random_device random;
+  g_lease_token = absl::StrCat(absl::Hex(random()), absl::Hex(random()),
+                               absl::Hex(random()), absl::Hex(random()));
+  char host[256] = "?";
+  gethostname(host, sizeof(host) - 1);
+  g_client_id = absl::StrCat("nbdkit pid ", getpid(), " on ", host);
+  if (!g_config.empty()) {
+    absl::StatusOr<std::unique_ptr<dst::EmbeddedVolume>> embedded =
+        dst::EmbeddedVolume::Start(g_config, g_volume, g_client_id);
+    if (!embedded.ok()) {
+      nbdkit_error("config=%s: %s", g_config.c_str(),
+                   std::string(embedded.status().message()).c_str());
+      errno = EINVAL;
+      return -1;
+    }
+    g_embedded = embedded->release();
+    return 0;
+  }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
       dst::GatewayChannel(g_gateway, 64 << 20, *g_tls);
   if (!channel.ok()) {
@@ -132,16 +171,26 @@ int DstAfterFork() {
     return -1;
   }
   g_channel = new std::shared_ptr<grpc::Channel>(*std::move(channel));
-  std::random_device random;
-  g_lease_token = absl::StrCat(absl::Hex(random()), absl::Hex(random()),
-                               absl::Hex(random()), absl::Hex(random()));
-  char host[256] = "?";
-  gethostname(host, sizeof(host) - 1);
-  g_client_id = absl::StrCat("nbdkit pid ", getpid(), " on ", host);
   return 0;
 }
 
 void* DstOpen(int readonly) {
+  if (g_embedded != nullptr) {
+    dst::EmbeddedClientOptions options;
+    options.read_only = readonly != 0;
+    options.client_id = g_client_id;
+    options.lease_token = g_lease_token;
+    options.open_timeout = absl::Seconds(g_timeout_seconds);
+    absl::StatusOr<std::unique_ptr<dst::EmbeddedClient>> client =
+        dst::EmbeddedClient::Open(&g_embedded->volume(), options);
+    if (!client.ok()) {
+      nbdkit_error("cannot open volume '%s': %s", g_volume.c_str(),
+                   client.status().ToString().c_str());
+      errno = EIO;
+      return nullptr;
+    }
+    return static_cast<dst::VolumeClient*>(client->release());
+  }
   dst::GatewayClientOptions options;
   options.volume = g_volume;
   options.read_only = readonly != 0;
@@ -157,13 +206,13 @@ void* DstOpen(int readonly) {
         client.status().code() == absl::StatusCode::kNotFound ? ENOENT : EIO;
     return nullptr;
   }
-  return client->release();
+  return static_cast<dst::VolumeClient*>(client->release());
 }
 
-void DstClose(void* handle) { delete static_cast<dst::GatewayClient*>(handle); }
+void DstClose(void* handle) { delete static_cast<dst::VolumeClient*>(handle); }
 
-dst::GatewayClient* Client(void* handle) {
-  return static_cast<dst::GatewayClient*>(handle);
+dst::VolumeClient* Client(void* handle) {
+  return static_cast<dst::VolumeClient*>(handle);
 }
 
 int64_t DstGetSize(void* handle) {
@@ -307,11 +356,14 @@ nbdkit_plugin MakePlugin() {
   plugin.config = DstConfig;
   plugin.config_complete = DstConfigComplete;
   plugin.config_help =
-      "gateway=ADDR   (required) gateway address: host:port, [v6]:port or "
-      "unix:/path\n"
+      "gateway=ADDR   gateway address: host:port, [v6]:port or unix:/path\n"
+      "config=FILE    embedded mode, instead of gateway=: run the gateway "
+      "engine\n"
+      "               here, with this gateway configuration file\n"
       "volume=NAME    (required) the volume to serve\n"
-      "timeout=SECS   how long a request waits for a restarting gateway "
-      "(default 60)\n"
+      "timeout=SECS   how long a request waits for a restarting gateway, or "
+      "an\n"
+      "               embedded volume's open for its replicas (default 60)\n"
       "tls=MODE       off, on (TLS on TCP) or require (default: on with "
       "tls-cert/tls-ca)\n"
       "tls-cert=FILE  client certificate (mutual TLS), with tls-key=FILE\n"

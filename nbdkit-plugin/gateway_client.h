@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
+#include "nbdkit-plugin/volume_client.h"
 #include "services/common/transaction_session.h"
 
 namespace dst {
@@ -40,7 +41,7 @@ struct GatewayClientOptions {
   int max_message_bytes = 64 << 20;
 };
 
-class GatewayClient {
+class GatewayClient : public VolumeClient {
  public:
   // Negotiates and opens the Io stream. NotFound: no such volume;
   // Unavailable: the gateway cannot be reached or the volume is not ready.
@@ -48,9 +49,9 @@ class GatewayClient {
       const std::shared_ptr<grpc::Channel>& channel,
       const GatewayClientOptions& options);
 
-  const v1::Geometry& geometry() const { return geometry_; }
+  const v1::Geometry& geometry() const override { return geometry_; }
   // One transaction, blocking.
-  v1::Reply Call(v1::Request request) {
+  v1::Reply Call(v1::Request request) override {
     return session_->Call(std::move(request));
   }
   const TransactionSession& session() const { return *session_; }

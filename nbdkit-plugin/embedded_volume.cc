@@ -1,0 +1,109 @@
+// The embedded mode: see embedded_volume.h.
+#include "nbdkit-plugin/embedded_volume.h"
+
+#include <filesystem>
+#include <future>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+#include "services/common/request_validation.h"
+#include "services/common/status.h"
+#include "services/common/tls.h"
+#include "services/gateway/config.h"
+
+namespace dst {
+
+EmbeddedVolume::~EmbeddedVolume() = default;
+
+void EmbeddedVolume::Shutdown() {
+  volume_->Save();
+  tls_->RemoveStagedFiles();
+}
+
+absl::StatusOr<std::unique_ptr<EmbeddedVolume>> EmbeddedVolume::Start(
+    const std::string& config_path, const std::string& name,
+    const std::string& id) {
+  ASSIGN_OR_RETURN(v1::GatewayConfig config, LoadGatewayConfig(config_path));
+  const v1::VolumeConfig* volume_config = nullptr;
+  for (const v1::VolumeConfig& v : config.volumes()) {
+    if (v.name() == name) volume_config = &v;
+  }
+  if (volume_config == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat(config_path, ": no volume '", name, "'"));
+  }
+  std::unique_ptr<EmbeddedVolume> embedded(new EmbeddedVolume());
+  embedded->registry_ = std::make_shared<prometheus::Registry>();
+  if (!config.metrics().empty()) {
+    ASSIGN_OR_RETURN(
+        embedded->metrics_,
+        MetricsServer::Start(config.metrics(), embedded->registry_));
+  }
+  // The exporters see this process as a gateway: the same TLS settings,
+  // presented as a client.
+  TlsOptions tls_options;
+  tls_options.cert = config.tls().cert();
+  tls_options.key = config.tls().key();
+  tls_options.ca = config.tls().ca();
+  tls_options.server_name = config.tls().server_name();
+  ASSIGN_OR_RETURN(tls_options.mode,
+                   TlsModeOrDefault(config.tls().mode(), tls_options,
+                                    /*server=*/false));
+  VolumeOptions options;
+  ASSIGN_OR_RETURN(embedded->tls_, Tls::Load(tls_options, /*server=*/false));
+  options.tls = embedded->tls_;
+  options.gateway_id = id;
+  options.state_dir = config.state_dir();
+  if (volume_config->replicas_size() > 1) {
+    std::error_code error;
+    std::filesystem::create_directories(options.state_dir, error);
+    if (error) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("state_dir ", options.state_dir, ": ", error.message()));
+    }
+  }
+  embedded->volume_ =
+      MakeVolume(*volume_config, options, 64 << 20, *embedded->registry_);
+  RETURN_IF_ERROR(embedded->volume_->Init());
+  embedded->volume_->Start();
+  return embedded;
+}
+
+absl::StatusOr<std::unique_ptr<EmbeddedClient>> EmbeddedClient::Open(
+    Volume* volume, const EmbeddedClientOptions& options) {
+  // The volume answers UNAVAILABLE until enough replicas have negotiated.
+  const absl::Time deadline = absl::Now() + options.open_timeout;
+  absl::StatusOr<v1::Geometry> geometry;
+  for (;;) {
+    geometry =
+        volume->Open(options.read_only, options.lease_token, options.client_id);
+    if (geometry.ok() ||
+        geometry.status().code() != absl::StatusCode::kUnavailable ||
+        absl::Now() >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!geometry.ok()) return geometry.status();
+  RETURN_IF_ERROR(ValidateGeometry(*geometry));
+  const bool read_only = geometry->read_only();
+  if (!read_only) RETURN_IF_ERROR(volume->AttachWriter(options.lease_token));
+  return std::unique_ptr<EmbeddedClient>(
+      new EmbeddedClient(volume, read_only, *std::move(geometry)));
+}
+
+EmbeddedClient::~EmbeddedClient() {
+  if (!read_only_) volume_->DetachWriter();
+}
+
+v1::Reply EmbeddedClient::Call(v1::Request request) {
+  std::promise<v1::Reply> reply;
+  std::future<v1::Reply> future = reply.get_future();
+  volume_->Submit(std::move(request), read_only_,
+                  [&reply](v1::Reply&& r) { reply.set_value(std::move(r)); });
+  return future.get();
+}
+
+}  // namespace dst

@@ -1,0 +1,81 @@
+// The embedded mode: the nbdkit plugin runs dst's gateway engine itself
+// (plugin parameter config=FILE instead of gateway=ADDR), so a request goes
+// nbdkit -> exporters with one gRPC hop and one process fewer. The
+// configuration file is the gateway's (same keys and checks); the volume
+// named by volume= is built from it, with its mirror state in state_dir,
+// exactly as dst-gateway would run it. What a gateway serves over gRPC
+// (other NBD servers, dstctl) is not there: one nbdkit process owns the
+// volume, and its fencing epoch keeps any other writer off the exporters.
+#ifndef DST_NBDKIT_PLUGIN_EMBEDDED_VOLUME_H_
+#define DST_NBDKIT_PLUGIN_EMBEDDED_VOLUME_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "prometheus/registry.h"
+
+#include "nbdkit-plugin/volume_client.h"
+#include "services/common/metrics.h"
+#include "services/gateway/volume.h"
+
+namespace dst {
+
+class EmbeddedVolume {
+ public:
+  // Loads and checks the configuration, builds volume `name` and starts
+  // it (replicas connect in the background). `id` names this process as
+  // the owner of the fencing epoch on the exporters.
+  static absl::StatusOr<std::unique_ptr<EmbeddedVolume>> Start(
+      const std::string& config_path, const std::string& name,
+      const std::string& id);
+  ~EmbeddedVolume();
+
+  Volume& volume() { return *volume_; }
+  // At unload: writes the mirror state and removes the staged TLS files.
+  void Shutdown();
+
+ private:
+  EmbeddedVolume() = default;
+  std::shared_ptr<Tls> tls_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<MetricsServer> metrics_;  // the config's `metrics`, if any
+  std::unique_ptr<Volume> volume_;
+};
+
+struct EmbeddedClientOptions {
+  bool read_only = false;
+  std::string client_id = "nbdkit";
+  // The write lease token (shared by one nbdkit's connections).
+  std::string lease_token;
+  // How long Open waits for the replicas needed to decide who is up to
+  // date. Default 60 s.
+  absl::Duration open_timeout = absl::Seconds(60);
+};
+
+// One NBD connection's client of an embedded volume.
+class EmbeddedClient : public VolumeClient {
+ public:
+  // UNAVAILABLE at the timeout; FAILED_PRECONDITION when the volume is
+  // diverged, fenced, or another writer holds the lease.
+  static absl::StatusOr<std::unique_ptr<EmbeddedClient>> Open(
+      Volume* volume, const EmbeddedClientOptions& options);
+  ~EmbeddedClient() override;
+
+  const v1::Geometry& geometry() const override { return geometry_; }
+  v1::Reply Call(v1::Request request) override;
+
+ private:
+  EmbeddedClient(Volume* volume, bool read_only, v1::Geometry geometry)
+      : volume_(volume),
+        read_only_(read_only),
+        geometry_(std::move(geometry)) {}
+  Volume* const volume_;
+  const bool read_only_;
+  const v1::Geometry geometry_;
+};
+
+}  // namespace dst
+
+#endif  // DST_NBDKIT_PLUGIN_EMBEDDED_VOLUME_H_
