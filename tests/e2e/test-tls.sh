@@ -160,11 +160,14 @@ printf -- '- uid: 0\n  access: read-write\n- uid: 65534\n  access: read\n' >"$tm
 pids+=($!)
 wait_for_socket "$tmp/e4.sock"
 chmod 666 "$tmp/e4.sock"
+# The probe is copied beside its modules: the test tree may sit where other
+# users cannot read (a Bazel sandbox under /root).
+cp "$root/tests/e2e/grpc_probe.py" "$tmp/py/"
 chmod o+x "$tmp"
 chmod -R o+rX "$tmp/py"
 probe_as() {  # probe_as UID ACTION ADDRESS: the probe run as user UID
   setpriv --reuid="$1" --regid="$1" --clear-groups \
-    env PYTHONPATH="$tmp/py" $PYTHON "$root/tests/e2e/grpc_probe.py" "${@:2}"
+    env PYTHONPATH="$tmp/py" $PYTHON "$tmp/py/grpc_probe.py" "${@:2}"
 }
 [ "$(probe write "unix:$tmp/e4.sock")" = ok ] || fail "uid 0 could not write"
 [ "$(probe_as 65534 negotiate "unix:$tmp/e4.sock")" = "ok read_only=true" ] ||

@@ -77,7 +77,9 @@ TEST(AclTest, FirstMatchWinsAndNoMatchIsDenied) {
 // A connection accepted by a UnixListener is "fd:N" to gRPC; its uid comes
 // from the listener's record of SO_PEERCRED, here a real socket pair.
 TEST(AclTest, UnixPeerUids) {
-  auto dir = std::string(::testing::TempDir()) + "/acl-uid-XXXXXX";
+  // Under /tmp: a Unix socket path has at most 107 bytes, and test
+  // runners' temporary directories can be longer.
+  std::string dir = "/tmp/dst-acl-uid-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
   const std::string path = dir + "/s.sock";
   absl::StatusOr<std::unique_ptr<UnixListener>> listener =
@@ -131,6 +133,7 @@ TEST(AclTest, UnixPeerUids) {
   (*listener)->Stop();
   server->Shutdown(std::chrono::system_clock::now());
   EXPECT_NE(::access(path.c_str(), F_OK), 0) << "Stop removes the socket file";
+  ::rmdir(dir.c_str());
 }
 
 TEST(AclTest, HostAddressesAndPrefixes) {
