@@ -98,14 +98,18 @@ TEST(AclTest, UnixPeerUids) {
   ASSERT_EQ(
       ::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
       0);
-  // The accepted fd is the lowest free number above the client's, at the
-  // moment the listener took it; look for the record among the next few.
+  // The listener accepted the connection on some descriptor of this
+  // process (which one depends on what else is open): this test's
+  // connection is the only one a UnixListener accepted here, so look at
+  // every descriptor the process may have.
   std::optional<uint32_t> uid;
-  for (int attempt = 0; attempt < 200 && !uid.has_value(); ++attempt) {
-    for (int fd = client + 1; fd < client + 16 && !uid.has_value(); ++fd) {
-      Peer peer = PeerFromString("fd:" + std::to_string(fd));
-      if (peer.uid.has_value()) {
+  for (int attempt = 0; attempt < 500 && !uid.has_value(); ++attempt) {
+    for (int fd = 0; fd < 65536 && !uid.has_value(); ++fd) {
+      if (std::optional<UnixCredentials> found = UnixPeerOf(fd)) {
+        Peer peer = PeerFromString("fd:" + std::to_string(fd));
         EXPECT_TRUE(peer.local);
+        EXPECT_EQ(peer.uid, found->uid);
+        EXPECT_EQ(found->pid, ::getpid());
         uid = peer.uid;
       }
     }
