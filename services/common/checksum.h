@@ -24,6 +24,8 @@ uint32_t ChecksumFeature(v1::ChecksumAlgorithm algorithm);
 std::string ChecksumName(v1::ChecksumAlgorithm algorithm);
 
 uint32_t Crc32c(absl::string_view data, uint32_t crc = 0);
+// The same, always by table (what CPUs without SSE4.2 run); for tests.
+uint32_t Crc32cPortable(absl::string_view data, uint32_t crc = 0);
 std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
                             absl::string_view data);
 // DataLoss naming `what` when `expected` is not the digest of `data`.
