@@ -121,8 +121,14 @@ bool TransactionStream::AdmitAndFillLocked() {
     if (out_.requests_size() > 0 && bytes + size > options_.max_batch_bytes) {
       break;
     }
-    // A copy: the transaction keeps its request until the reply comes.
-    *out_.add_requests() = transaction->request;
+    // The transaction keeps its request until the reply comes; its payload
+    // is lent to the write (moved, not copied) and given back when the
+    // write is done (ReturnPayloadsLocked).
+    std::string payload;
+    payload.swap(*transaction->request.mutable_data());
+    v1::Request* sent = out_.add_requests();
+    *sent = transaction->request;
+    sent->mutable_data()->swap(payload);
     transaction->sent = now;
     ++transaction->sends;
     bytes += size;
@@ -131,6 +137,17 @@ bool TransactionStream::AdmitAndFillLocked() {
   if (out_.requests_size() == 0) return false;
   writing_ = true;
   return true;
+}
+
+void TransactionStream::ReturnPayloadsLocked() {
+  for (v1::Request& sent : *out_.mutable_requests()) {
+    // Not found: answered meanwhile (or failed); the payload is not needed.
+    Transaction* transaction = table_.Find(sent.id());
+    if (transaction != nullptr) {
+      transaction->request.mutable_data()->swap(*sent.mutable_data());
+    }
+  }
+  out_.Clear();
 }
 
 bool TransactionStream::TakeHoldLocked() {
@@ -163,6 +180,7 @@ void TransactionStream::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
+    ReturnPayloadsLocked();
     // !ok: the stream is broken; the read side ends too and OnDone fails
     // what is left.
     if (ok) {

@@ -4,7 +4,8 @@
 //
 // Submit() gives each request an id from a pre-sized TransactionTable and
 // queues it; a pump coalesces queued requests into batches, one write in
-// flight at a time; each reply is matched to its transaction by id and its
+// flight at a time (payloads are moved into the write and back, never
+// copied); each reply is matched to its transaction by id and its
 // callback run. A reply whose id is unknown (late, duplicated, forged) is
 // counted and dropped. When the table is full, requests wait in a FIFO
 // until a slot frees (callers bound how much they submit). When the stream
@@ -116,6 +117,9 @@ class TransactionStream : private ClientStreamReactor {
   // Admits waiting requests into free slots. True: the caller must start
   // the write of out_ after releasing the lock.
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives the payloads lent to the finished write back to their
+  // transactions, for a resend on another stream.
+  void ReturnPayloadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True when the caller must RemoveHold() (once) after releasing the lock.
   bool TakeHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartOps(bool write, bool writes_done, bool remove_hold);
