@@ -6,7 +6,9 @@
 #   dst-2     dst with a two-way mirror (the path `scripts/up.sh` uses);
 #   embedded-2  the two-way mirror in the embedded mode: nbdkit runs the
 #             gateway engine itself (config=), no gateway process;
-# all on tmpfs, so the software path is what is measured. Workloads:
+# all on tmpfs, so the software path is what is measured. Every nbdkit,
+# the baseline's too, runs with --threads=64, as the README tells users to
+# (nbdkit's default of 16 would cap queue depth 32 at 16). Workloads:
 # sequential 1 MiB read and write at queue depth 8, 4 KiB random read and
 # write at queue depth 1 and 32, and a 70/30 random mix at queue depth 32.
 # For each: IOPS, MB/s, p50/p99/p99.9 completion latency, CPU seconds per GiB
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
 done
 bin=${DST_BIN:-$DST_ROOT/build/bin}
 exporter_flags=${DST_EXPORTER_FLAGS:-}
+nbdkit_flags=(--threads=64)
 for tool in nbdkit fio python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
@@ -63,7 +66,7 @@ start_config() {
   case "$name" in
     baseline)
       truncate -s "$size" "$dir/base.img"
-      nbdkit -f -U "$dir/nbd.sock" file file="$dir/base.img" 2>"$dir/nbdkit.log" &
+      nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" file file="$dir/base.img" 2>"$dir/nbdkit.log" &
       pids+=($!)
       echo "nbdkit $!" >>"$dir/pids"
       ;;
@@ -80,7 +83,7 @@ start_config() {
       printf 'state_dir: "%s"\nvolumes:\n  - name: vol0\n    replicas:\n%s' \
         "$dir/state" "$replicas" >"$dir/gateway.yaml"
       if [ "$name" = embedded-2 ]; then
-        nbdkit -f -U "$dir/nbd.sock" "$bin/nbdkit-dst-plugin.so" \
+        nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" "$bin/nbdkit-dst-plugin.so" \
           config="$dir/gateway.yaml" volume=vol0 2>"$dir/nbdkit.log" &
         pids+=($!)
         echo "nbdkit $!" >>"$dir/pids"
@@ -98,7 +101,7 @@ start_config() {
           grep -q " ready " && break
         sleep 0.05
       done
-      nbdkit -f -U "$dir/nbd.sock" "$bin/nbdkit-dst-plugin.so" \
+      nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" "$bin/nbdkit-dst-plugin.so" \
         gateway="unix:$dir/gateway.sock" volume=vol0 2>"$dir/nbdkit.log" &
       pids+=($!)
       echo "nbdkit $!" >>"$dir/pids"
@@ -149,7 +152,8 @@ done
 
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
-python3 - "$work" "$out/bench-$stamp" "$runtime" "$size" "$(getconf CLK_TCK)" \
+BENCH_NBDKIT_FLAGS="${nbdkit_flags[*]}" BENCH_EXPORTER_FLAGS="$exporter_flags" \
+  python3 - "$work" "$out/bench-$stamp" "$runtime" "$size" "$(getconf CLK_TCK)" \
   "${workloads[@]%% *}" <<'PY'
 import json, os, platform, sys
 work, prefix, runtime, size, hz = sys.argv[1:6]
@@ -166,6 +170,8 @@ def read_pairs(path):
 
 results = {"runtime_s": int(runtime), "size": size,
            "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+           "nbdkit_flags": os.environ.get("BENCH_NBDKIT_FLAGS", ""),
+           "exporter_flags": os.environ.get("BENCH_EXPORTER_FLAGS", ""),
            "configs": {}}
 for config in configs:
     d = os.path.join(work, config)
@@ -199,7 +205,9 @@ for config in configs[1:]:
 
 json.dump(results, open(prefix + ".json", "w"), indent=2)
 lines = [f"fio --ioengine=nbd, {runtime} s per workload on {size} tmpfs files, "
-         f"{os.cpu_count()} CPUs. Ratio: dst IOPS / baseline IOPS (p50: dst / baseline).",
+         f"{os.cpu_count()} CPUs, nbdkit {results['nbdkit_flags']}"
+         + (f", exporters {results['exporter_flags']}" if results["exporter_flags"] else "")
+         + ". Ratio: dst IOPS / baseline IOPS (p50: dst / baseline).",
          "",
          "| workload | baseline IOPS | baseline MB/s | baseline p50/p99 µs | dst-1 IOPS (ratio) | dst-1 p50/p99 µs (p50 ratio) | dst-2 mirror IOPS (ratio) | dst-2 p50/p99 µs | dst-2 CPU s/GiB (nbdkit+gateway+exporters) | embedded-2 mirror IOPS (ratio) | embedded-2 p50/p99 µs |",
          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -96,7 +96,7 @@ for _ in $(seq 1 100); do
   "$bin/dstctl" --gateway=127.0.0.1:7000 $ctl_tls volumes 2>/dev/null | grep -q " ready " && break
   sleep 0.1
 done
-nbdkit -f -i 127.0.0.1 -p "$nbd_port" "$bin/nbdkit-dst-plugin.so" \
+nbdkit -f -i 127.0.0.1 -p "$nbd_port" --threads=64 "$bin/nbdkit-dst-plugin.so" \
   gateway="unix:$data/gateway.sock" volume=vol0 "${nbdkit_tls[@]}" 2>"$data/nbdkit.log" &
 pids+=($!)
 wait_tcp "$nbd_port" nbdkit
