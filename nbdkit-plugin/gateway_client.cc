@@ -87,11 +87,11 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> GatewayClient::Connect(
   auto stub = stub_;
   return std::make_unique<TransactionStream>(
       [stub, volume, access, lease](grpc::ClientContext* ctx,
-                                    ClientStreamReactor* reactor) {
+                                    grpc::CompletionQueue* cq) {
         ctx->AddMetadata("dst-volume", volume);
         ctx->AddMetadata("dst-access", access);
         if (access == "rw") ctx->AddMetadata("dst-lease", lease);
-        stub->async()->Io(ctx, reactor);
+        return stub->PrepareAsyncIo(ctx, cq);
       },
       stream_options);
 }

@@ -217,7 +217,7 @@ void TransactionSession::Run() {
     backoff = options_.min_backoff;
     {
       absl::MutexLock lock(&mu_);
-      stream_ = std::shared_ptr<TransactionStream>(std::move(*stream));
+      stream_ = TransactionStream::Share(*std::move(stream));
       if (ever_connected_) reconnects_.fetch_add(1);
       ever_connected_ = true;
       last_error_.clear();

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -23,21 +24,65 @@ v1::Reply ErrorReply(uint64_t id, const absl::Status& status) {
 TransactionStream::TransactionStream(const StartFn& start,
                                      const TransactionStreamOptions& options)
     : options_(options),
+      loop_(CompletionLoop::Shared()),
       table_(options.max_in_flight),
       done_future_(done_promise_.get_future().share()) {
-  start(&context_, this);
-  // Writes start outside reactions (from Submit), so hold the reactor open
-  // until no more can come: Close(), or the server ending the stream.
-  AddHold();
+  call_ = start(&context_, loop_.cq());
+  {
+    absl::MutexLock lock(&mu_);
+    BeginOpLocked();
+  }
   DST_TSAN_BEFORE_GRPC(this);
-  StartRead(&in_);
-  DST_TSAN_BEFORE_GRPC(this);
-  StartCall();
+  call_->StartCall(&start_tag_);
 }
 
 TransactionStream::~TransactionStream() {
   Close();
   done_future_.wait();
+}
+
+std::shared_ptr<TransactionStream> TransactionStream::Share(
+    std::unique_ptr<TransactionStream> stream) {
+  return std::shared_ptr<TransactionStream>(
+      stream.release(), [](TransactionStream* s) {
+        if (s->loop_.OnLoopThread()) {
+          std::thread([s] { delete s; }).detach();
+        } else {
+          delete s;
+        }
+      });
+}
+
+void TransactionStream::Proceed(Op op, bool ok) {
+  DST_TSAN_AFTER_GRPC(this);
+  switch (op) {
+    case Op::kStart:
+      OnStarted(ok);
+      break;
+    case Op::kRead:
+      OnReadDone(ok);
+      break;
+    case Op::kWrite:
+      OnWriteDone(ok);
+      break;
+    case Op::kWritesDone:
+      OnWritesDoneDone();
+      break;
+    case Op::kFinish:
+      OnFinished();
+      break;
+  }
+  EndOp();
+}
+
+void TransactionStream::EndOp() {
+  {
+    absl::MutexLock lock(&mu_);
+    --pending_ops_;
+    if (!finished_ || pending_ops_ > 0 || over_) return;
+    over_ = true;
+  }
+  done_promise_.set_value();  // last: `this` may be freed from here on
 }
 
 void TransactionStream::Submit(v1::Request request, TransactionDone done) {
@@ -47,14 +92,14 @@ void TransactionStream::Submit(v1::Request request, TransactionDone done) {
     done(ErrorReply(request.id(), refused));
     return;
   }
-  StartOps(write, false, false);
+  StartOps(write, false);
 }
 
 bool TransactionStream::TrySubmit(v1::Request& request, TransactionDone& done,
                                   int sends, absl::Time submitted) {
   bool write = false;
   if (!Enqueue(request, done, sends, submitted, &write).ok()) return false;
-  StartOps(write, false, false);
+  StartOps(write, false);
   return true;
 }
 
@@ -67,6 +112,7 @@ absl::Status TransactionStream::Enqueue(v1::Request& request,
   waiting_.push_back(
       OrphanTransaction{std::move(request), std::move(done), sends, submitted});
   *write = AdmitAndFillLocked();
+  if (*write) BeginOpLocked();
   return absl::OkStatus();
 }
 
@@ -107,7 +153,7 @@ bool TransactionStream::AdmitAndFillLocked() {
     waiting_.pop_front();
     unsent_.push_back(transaction->id);
   }
-  if (writing_ || unsent_.empty() || read_ended_) return false;
+  if (!started_ || writing_ || unsent_.empty() || read_ended_) return false;
   out_.Clear();
   size_t bytes = 0;
   absl::Time now = absl::Now();
@@ -150,63 +196,88 @@ void TransactionStream::ReturnPayloadsLocked() {
   out_.Clear();
 }
 
-bool TransactionStream::TakeHoldLocked() {
-  if (hold_removed_) return false;
-  hold_removed_ = true;
-  return true;
-}
-
-void TransactionStream::StartOps(bool write, bool writes_done,
-                                 bool remove_hold) {
+void TransactionStream::StartOps(bool write, bool writes_done) {
   if (write) {
     DST_TSAN_BEFORE_GRPC(this);
-    StartWrite(&out_);
+    call_->Write(out_, &write_tag_);
   }
   if (writes_done) {
     DST_TSAN_BEFORE_GRPC(this);
-    StartWritesDone();
-  }
-  if (remove_hold) {
-    DST_TSAN_BEFORE_GRPC(this);
-    RemoveHold();
+    call_->WritesDone(&writes_done_tag_);
   }
 }
 
+void TransactionStream::OnStarted(bool ok) {
+  bool write = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ok) {
+      // The call never started; Finish says why.
+      read_ended_ = true;
+      BeginOpLocked();
+    } else {
+      started_ = true;
+      BeginOpLocked();  // the first read
+      write = AdmitAndFillLocked();
+      if (write) BeginOpLocked();
+    }
+  }
+  DST_TSAN_BEFORE_GRPC(this);
+  if (!ok) {
+    call_->Finish(&final_status_, &finish_tag_);
+    return;
+  }
+  call_->Read(&in_, &read_tag_);
+  StartOps(write, false);
+  // A Close() before the start may be waiting for the writes to drain.
+  bool writes_done = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!write && closing_ && !writes_done_sent_ && unsent_.empty()) {
+      writes_done = writes_done_sent_ = true;
+      BeginOpLocked();
+    }
+  }
+  StartOps(false, writes_done);
+}
+
 void TransactionStream::OnWriteDone(bool ok) {
-  DST_TSAN_AFTER_GRPC(this);
   bool write = false;
   bool writes_done = false;
-  bool remove_hold = false;
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     ReturnPayloadsLocked();
-    // !ok: the stream is broken; the read side ends too and OnDone fails
-    // what is left.
+    // !ok: the stream is broken; the read side ends too and OnFinished
+    // fails what is left.
     if (ok) {
       write = AdmitAndFillLocked();
-      if (!write && closing_ && !writes_done_sent_ && unsent_.empty() &&
-          !read_ended_) {
+      if (write) {
+        BeginOpLocked();
+      } else if (closing_ && !writes_done_sent_ && unsent_.empty() &&
+                 !read_ended_) {
         writes_done = writes_done_sent_ = true;
-        remove_hold = TakeHoldLocked();
+        BeginOpLocked();
       }
     }
   }
-  StartOps(write, writes_done, remove_hold);
+  StartOps(write, writes_done);
 }
 
+void TransactionStream::OnWritesDoneDone() {}
+
 void TransactionStream::OnReadDone(bool ok) {
-  DST_TSAN_AFTER_GRPC(this);
   if (!ok) {
-    // The stream is over. No write may start from now on; let OnDone come.
-    bool remove_hold;
+    // No more replies: the call is over. Finish says how; no write may
+    // start from now on.
     {
       absl::MutexLock lock(&mu_);
       read_ended_ = true;
       if (status_.ok()) status_ = absl::UnavailableError("stream ended");
-      remove_hold = TakeHoldLocked();
+      BeginOpLocked();
     }
-    StartOps(false, false, remove_hold);
+    DST_TSAN_BEFORE_GRPC(this);
+    call_->Finish(&final_status_, &finish_tag_);
     return;
   }
   std::vector<std::pair<TransactionDone, v1::Reply>> completed;
@@ -224,20 +295,23 @@ void TransactionStream::OnReadDone(bool ok) {
       table_.Release(transaction);
     }
     write = AdmitAndFillLocked();
+    BeginOpLocked();  // the next read
+    if (write) BeginOpLocked();
   }
   in_.Clear();
   DST_TSAN_BEFORE_GRPC(this);
-  StartRead(&in_);
-  StartOps(write, false, false);
+  call_->Read(&in_, &read_tag_);
+  StartOps(write, false);
   for (auto& [done, reply] : completed) done(std::move(reply));
 }
 
-void TransactionStream::OnDone(const grpc::Status& status) {
-  DST_TSAN_AFTER_GRPC(this);
+void TransactionStream::OnFinished() {
+  const grpc::Status& status = final_status_;
   std::vector<OrphanTransaction> unfinished;
   absl::Status why;
   {
     absl::MutexLock lock(&mu_);
+    finished_ = true;
     read_ended_ = true;
     if (!status.ok()) {
       status_ = FromGrpcStatus(status);
@@ -272,33 +346,25 @@ void TransactionStream::OnDone(const grpc::Status& status) {
       t.done(ErrorReply(t.request.id(), failure));
     }
   }
-  done_promise_.set_value();  // last: `this` may be freed from here on
 }
 
 void TransactionStream::Close(absl::Duration timeout) {
   bool writes_done = false;
-  bool remove_hold = false;
   {
     absl::MutexLock lock(&mu_);
     if (!closing_) {
       closing_ = true;
-      if (!writing_ && unsent_.empty() && !writes_done_sent_ && !read_ended_) {
+      if (started_ && !writing_ && unsent_.empty() && !writes_done_sent_ &&
+          !read_ended_) {
         writes_done = writes_done_sent_ = true;
-        remove_hold = TakeHoldLocked();
+        BeginOpLocked();
       }
     }
   }
-  StartOps(false, writes_done, remove_hold);
+  StartOps(false, writes_done);
   if (done_future_.wait_for(absl::ToChronoSeconds(timeout)) !=
       std::future_status::ready) {
     context_.TryCancel();
-    // A cancelled stream fails its writes; make sure the hold goes too.
-    bool remove;
-    {
-      absl::MutexLock lock(&mu_);
-      remove = TakeHoldLocked();
-    }
-    StartOps(false, false, remove);
   }
 }
 

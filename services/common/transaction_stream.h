@@ -11,7 +11,9 @@
 // until a slot frees (callers bound how much they submit). When the stream
 // ends, every transaction still in flight completes with UNAVAILABLE.
 //
-// Thread-safe. Callbacks run on gRPC threads (or inside Submit when the
+// The stream's operations complete on the process's CompletionLoop.
+//
+// Thread-safe. Callbacks run on the loop thread (or inside Submit when the
 // stream is already broken) and must not block.
 #ifndef DST_SERVICES_COMMON_TRANSACTION_STREAM_H_
 #define DST_SERVICES_COMMON_TRANSACTION_STREAM_H_
@@ -26,7 +28,8 @@
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/support/client_callback.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/async_stream.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -34,12 +37,13 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/exporter.pb.h"
+#include "services/common/completion_loop.h"
 #include "services/common/transaction_table.h"
 
 namespace dst {
 
-using ClientStreamReactor =
-    grpc::ClientBidiReactor<v1::RequestBatch, v1::ReplyBatch>;
+using AsyncClientStream =
+    grpc::ClientAsyncReaderWriter<v1::RequestBatch, v1::ReplyBatch>;
 
 // A transaction a stream could not finish (it ended first), handed back for
 // replay on another stream.
@@ -62,17 +66,24 @@ struct TransactionStreamOptions {
   OrphanHandler on_orphans;
 };
 
-class TransactionStream : private ClientStreamReactor {
+class TransactionStream {
  public:
-  // Begins the RPC: add metadata to `context`, then call e.g.
-  // `stub->async()->Stream(context, reactor)`.
-  using StartFn =
-      std::function<void(grpc::ClientContext* context, ClientStreamReactor*)>;
+  // Prepares the RPC: add metadata to `context`, then return e.g.
+  // `stub->PrepareAsyncStream(context, cq)` (not started).
+  using StartFn = std::function<std::unique_ptr<AsyncClientStream>(
+      grpc::ClientContext* context, grpc::CompletionQueue* cq)>;
 
   TransactionStream(const StartFn& start,
                     const TransactionStreamOptions& options);
-  // Closes the stream (see Close) and waits for it to end.
-  ~TransactionStream() override;
+  // Closes the stream (see Close) and waits for it to end, so it must not
+  // run on the loop thread: see Share().
+  ~TransactionStream();
+
+  // Shared ownership whose last release, should it happen on the loop
+  // thread (a callback dropping the last reference), deletes the stream on
+  // a thread of its own instead of waiting for the loop from inside it.
+  static std::shared_ptr<TransactionStream> Share(
+      std::unique_ptr<TransactionStream> stream);
   TransactionStream(const TransactionStream&) = delete;
   TransactionStream& operator=(const TransactionStream&) = delete;
 
@@ -106,9 +117,26 @@ class TransactionStream : private ClientStreamReactor {
   uint64_t late_replies() const { return late_replies_.load(); }
 
  private:
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
+  // What a tag on the completion queue stands for.
+  enum class Op { kStart, kRead, kWrite, kWritesDone, kFinish };
+  struct Tag final : CompletionLoop::Tag {
+    Tag(TransactionStream* s, Op o) : stream(s), op(o) {}
+    void Proceed(bool ok) override { stream->Proceed(op, ok); }
+    TransactionStream* stream;
+    Op op;
+  };
+  void Proceed(Op op, bool ok);
+
+  void OnStarted(bool ok);
+  void OnReadDone(bool ok);
+  void OnWriteDone(bool ok);
+  void OnWritesDoneDone();
+  void OnFinished();
+  // Counts an operation handed to gRPC (its tag will come back once).
+  void BeginOpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pending_ops_; }
+  // Runs after each tag: once the call is over and no tag is left, tells
+  // the destructor.
+  void EndOp();
 
   // Queues the request (moving from both arguments) unless the stream
   // refuses it; `write` says whether the caller must start a write.
@@ -120,12 +148,19 @@ class TransactionStream : private ClientStreamReactor {
   // Gives the payloads lent to the finished write back to their
   // transactions, for a resend on another stream.
   void ReturnPayloadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // True when the caller must RemoveHold() (once) after releasing the lock.
-  bool TakeHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartOps(bool write, bool writes_done, bool remove_hold);
+  // Starts the write of out_ and/or WritesDone, as decided under the lock.
+  void StartOps(bool write, bool writes_done);
 
   const TransactionStreamOptions options_;
+  CompletionLoop& loop_;
   grpc::ClientContext context_;
+  std::unique_ptr<AsyncClientStream> call_;
+  grpc::Status final_status_;  // filled by Finish
+  Tag start_tag_{this, Op::kStart};
+  Tag read_tag_{this, Op::kRead};
+  Tag write_tag_{this, Op::kWrite};
+  Tag writes_done_tag_{this, Op::kWritesDone};
+  Tag finish_tag_{this, Op::kFinish};
   v1::RequestBatch out_;  // owned by the write in flight
   v1::ReplyBatch in_;     // owned by the read in flight
   std::atomic<uint64_t> late_replies_{0};
@@ -136,14 +171,18 @@ class TransactionStream : private ClientStreamReactor {
   std::deque<OrphanTransaction> waiting_ ABSL_GUARDED_BY(mu_);
   // Ids admitted to the table and not yet written.
   std::deque<uint64_t> unsent_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool writes_done_sent_ ABSL_GUARDED_BY(mu_) = false;
-  bool hold_removed_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish's tag came back
+  bool over_ ABSL_GUARDED_BY(mu_) = false;      // done_promise_ is set
+  int pending_ops_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
-  // Set at the end of OnDone; the destructor waits for it. (A promise, not
-  // the mutex: the waiter may free `this` as soon as it is told.)
+  // Set once the call is over and every tag is back; the destructor waits
+  // for it. (A promise, not the mutex: the waiter may free `this` as soon
+  // as it is told.)
   std::promise<void> done_promise_;
   std::shared_future<void> done_future_;
 };

@@ -154,10 +154,10 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> Replica::Connect(
   const std::string access = options_.read_only ? "ro" : "rw";
   auto stream = std::make_unique<TransactionStream>(
       [stub, access, epoch](grpc::ClientContext* ctx,
-                            ClientStreamReactor* reactor) {
+                            grpc::CompletionQueue* cq) {
         ctx->AddMetadata("dst-access", access);
         if (epoch != 0) ctx->AddMetadata("dst-epoch", absl::StrCat(epoch));
-        stub->async()->Stream(ctx, reactor);
+        return stub->PrepareAsyncStream(ctx, cq);
       },
       options);
   absl::MutexLock lock(&mu_);

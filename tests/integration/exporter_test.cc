@@ -30,10 +30,10 @@ std::unique_ptr<TransactionStream> OpenStream(
     const std::string& access = "rw", const std::string& epoch = "") {
   return std::make_unique<TransactionStream>(
       [stub, access, epoch](grpc::ClientContext* ctx,
-                            ClientStreamReactor* reactor) {
+                            grpc::CompletionQueue* cq) {
         ctx->AddMetadata("dst-access", access);
         if (!epoch.empty()) ctx->AddMetadata("dst-epoch", epoch);
-        stub->async()->Stream(ctx, reactor);
+        return stub->PrepareAsyncStream(ctx, cq);
       },
       TransactionStreamOptions());
 }

@@ -1,0 +1,56 @@
+// The process's data-path completion queue: one gRPC CompletionQueue and the
+// one thread that drains it. Every transaction stream (client and server
+// side) runs its reads, writes and finishes through it.
+//
+// Why not gRPC's callback API: in gRPC 1.51 it delivers each event through
+// a pair of shared threads that wake each other for every completion. On a
+// 2-core machine those wake-ups were most of a 4 KiB request's cost (15
+// context switches per request in the gateway at queue depth 1); one
+// thread that polls and handles its own events does not hand off at all
+// (bench/results/2026-11-25-data-path.md).
+//
+// Handlers run on the loop thread and must not block: a blocked handler
+// stalls every stream of the process.
+#ifndef DST_SERVICES_COMMON_COMPLETION_LOOP_H_
+#define DST_SERVICES_COMMON_COMPLETION_LOOP_H_
+
+#include <memory>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+namespace dst {
+
+class CompletionLoop {
+ public:
+  // What a tag handed to gRPC stands for: its Proceed runs on the loop
+  // thread with the operation's outcome.
+  class Tag {
+   public:
+    virtual void Proceed(bool ok) = 0;
+
+   protected:
+    ~Tag() = default;
+  };
+
+  // The process's loop, started on first use and never ended (like gRPC's
+  // own threads: a service leaves by ExitNow, nbdkit by exit).
+  static CompletionLoop& Shared();
+
+  grpc::CompletionQueue* cq() { return &cq_; }
+  // True on the loop's own thread.
+  bool OnLoopThread() const {
+    return std::this_thread::get_id() == thread_.get_id();
+  }
+
+ private:
+  CompletionLoop();
+  void Run();
+
+  grpc::CompletionQueue cq_;
+  std::thread thread_;
+};
+
+}  // namespace dst
+
+#endif  // DST_SERVICES_COMMON_COMPLETION_LOOP_H_
