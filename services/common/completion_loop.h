@@ -3,11 +3,15 @@
 // side) runs its reads, writes and finishes through it.
 //
 // Why not gRPC's callback API: in gRPC 1.51 it delivers each event through
-// a pair of shared threads that wake each other for every completion. On a
-// 2-core machine those wake-ups were most of a 4 KiB request's cost (15
-// context switches per request in the gateway at queue depth 1); one
-// thread that polls and handles its own events does not hand off at all
-// (bench/results/2026-11-25-data-path.md).
+// a pair of shared "nexting" threads that wake each other for every
+// completion, and on a 2-core VM those wake-ups were most of a 4 KiB
+// request's cost. The plugin's process uses no other callback API, so its
+// data path has one gRPC thread; measured: nbdkit's CPU per request down
+// from 31-36 to 24 us, and 4 KiB writes at queue depth 32 through one
+// replica up 25% (bench/results/2026-11-25-data-path.md). The services'
+// server side stays on the callback API: moving it here too gained nothing
+// while their unary methods keep the nexting threads, which (epoll1 polls
+// every descriptor from whichever thread polls) still carry its events.
 //
 // Handlers run on the loop thread and must not block: a blocked handler
 // stalls every stream of the process.
