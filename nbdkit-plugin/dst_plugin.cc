@@ -134,6 +134,11 @@ int DstAfterFork() {
   // process is nbdkit serving dst alone.
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // nbdkit runs a thread per request in flight (64 with --threads=64); with
+  // an arena each, every one would keep its own freed 1 MiB buffers (peak
+  // RSS 224-330 MiB against 69 for nbdkit's file plugin). A few arenas
+  // share them.
+  mallopt(M_ARENA_MAX, 4);
   // Validates and stages the TLS files (a temporary directory: after the
   // fork, so that the daemon owns it).
   absl::StatusOr<std::shared_ptr<dst::Tls>> tls =
