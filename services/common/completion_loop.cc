@@ -8,7 +8,10 @@ CompletionLoop::CompletionLoop() : thread_([this] { Run(); }) {}
 void CompletionLoop::Run() {
   void* tag = nullptr;
   bool ok = false;
-  while (cq_.Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
+  while (cq_.Next(&tag, &ok)) {
+    DST_TSAN_AFTER_GRPC(tag);
+    static_cast<Tag*>(tag)->Proceed(ok);
+  }
 }
 
 CompletionLoop& CompletionLoop::Shared() {

@@ -33,7 +33,7 @@ TransactionStream::TransactionStream(const StartFn& start,
     BeginOpLocked();
   }
   DST_TSAN_BEFORE_GRPC(this);
-  call_->StartCall(&start_tag_);
+  call_->StartCall(CompletionLoop::Hand(&start_tag_));
 }
 
 TransactionStream::~TransactionStream() {
@@ -199,11 +199,11 @@ void TransactionStream::ReturnPayloadsLocked() {
 void TransactionStream::StartOps(bool write, bool writes_done) {
   if (write) {
     DST_TSAN_BEFORE_GRPC(this);
-    call_->Write(out_, &write_tag_);
+    call_->Write(out_, CompletionLoop::Hand(&write_tag_));
   }
   if (writes_done) {
     DST_TSAN_BEFORE_GRPC(this);
-    call_->WritesDone(&writes_done_tag_);
+    call_->WritesDone(CompletionLoop::Hand(&writes_done_tag_));
   }
 }
 
@@ -224,10 +224,10 @@ void TransactionStream::OnStarted(bool ok) {
   }
   DST_TSAN_BEFORE_GRPC(this);
   if (!ok) {
-    call_->Finish(&final_status_, &finish_tag_);
+    call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
     return;
   }
-  call_->Read(&in_, &read_tag_);
+  call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
   StartOps(write, false);
   // A Close() before the start may be waiting for the writes to drain.
   bool writes_done = false;
@@ -277,7 +277,7 @@ void TransactionStream::OnReadDone(bool ok) {
       BeginOpLocked();
     }
     DST_TSAN_BEFORE_GRPC(this);
-    call_->Finish(&final_status_, &finish_tag_);
+    call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
     return;
   }
   std::vector<std::pair<TransactionDone, v1::Reply>> completed;
@@ -300,7 +300,7 @@ void TransactionStream::OnReadDone(bool ok) {
   }
   in_.Clear();
   DST_TSAN_BEFORE_GRPC(this);
-  call_->Read(&in_, &read_tag_);
+  call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
   StartOps(write, false);
   for (auto& [done, reply] : completed) done(std::move(reply));
 }
