@@ -116,7 +116,7 @@ run_fio() {
   local name=$1
   shift
   fio --name="$name" --ioengine=nbd --uri="$uri" --rw=randwrite --bs=64k \
-    --iodepth=8 --size=48M --rate=8m --verify=crc32c --verify_fatal=1 \
+    --iodepth=8 --size=48M --rate=8m --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
     --do_verify=1 --randrepeat=0 --output-format=json \
     --output="$tmp/$name.json" "$@" 2>"$tmp/$name.err"
 }

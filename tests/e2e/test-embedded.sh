@@ -38,7 +38,7 @@ uri="nbd+unix:///?socket=$tmp/nbd.sock"
 [ "$(nbdinfo --size "$uri")" = $((128 << 20)) ] || fail "export size"
 
 fio --name=randrw --ioengine=nbd --uri="$uri" --rw=randrw --rwmixread=50 \
-  --bs=4k --iodepth=32 --size=64M --verify=crc32c --verify_fatal=1 \
+  --bs=4k --iodepth=32 --size=64M --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
   --do_verify=1 --randrepeat=0 --output="$tmp/fio-randrw.txt" ||
   { cat "$tmp/fio-randrw.txt"; fail "fio randrw verify failed"; }
 

@@ -6,11 +6,11 @@ requires nbdkit fio
 
 start_stack 128M 2
 fio --name=randrw --ioengine=nbd --uri="$uri" --rw=randrw --rwmixread=50 \
-  --bs=4k --iodepth=32 --size=64M --verify=crc32c --verify_fatal=1 \
+  --bs=4k --iodepth=32 --size=64M --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
   --do_verify=1 --randrepeat=0 --output="$tmp/fio-randrw.txt" ||
   { cat "$tmp/fio-randrw.txt"; fail "fio randrw verify failed"; }
 fio --name=seq --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
-  --size=128M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+  --size=128M --verify=crc32c --verify_fatal=1 --verify_state_save=0 --do_verify=1 \
   --output="$tmp/fio-seq.txt" ||
   { cat "$tmp/fio-seq.txt"; fail "fio sequential verify failed"; }
 grep -E "err= *0" "$tmp/fio-randrw.txt" >/dev/null || fail "fio reported errors"
