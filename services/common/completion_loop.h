@@ -1,6 +1,6 @@
 // The process's data-path completion queue: one gRPC CompletionQueue and the
-// one thread that drains it. Every transaction stream (client and server
-// side) runs its reads, writes and finishes through it.
+// one thread that drains it. Every client transaction stream
+// (TransactionStream) runs its reads, writes and finishes through it.
 //
 // Why not gRPC's callback API: in gRPC 1.51 it delivers each event through
 // a pair of shared "nexting" threads that wake each other for every

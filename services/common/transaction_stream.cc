@@ -66,8 +66,7 @@ void TransactionStream::Proceed(Op op, bool ok) {
       OnWriteDone(ok);
       break;
     case Op::kWritesDone:
-      OnWritesDoneDone();
-      break;
+      break;  // nothing follows it but the end of the call
     case Op::kFinish:
       OnFinished();
       break;
@@ -112,7 +111,6 @@ absl::Status TransactionStream::Enqueue(v1::Request& request,
   waiting_.push_back(
       OrphanTransaction{std::move(request), std::move(done), sends, submitted});
   *write = AdmitAndFillLocked();
-  if (*write) BeginOpLocked();
   return absl::OkStatus();
 }
 
@@ -182,6 +180,17 @@ bool TransactionStream::AdmitAndFillLocked() {
   }
   if (out_.requests_size() == 0) return false;
   writing_ = true;
+  BeginOpLocked();
+  return true;
+}
+
+bool TransactionStream::WritesDoneDueLocked() {
+  if (!closing_ || !started_ || writing_ || !unsent_.empty() ||
+      writes_done_sent_ || read_ended_) {
+    return false;
+  }
+  writes_done_sent_ = true;
+  BeginOpLocked();
   return true;
 }
 
@@ -209,17 +218,17 @@ void TransactionStream::StartOps(bool write, bool writes_done) {
 
 void TransactionStream::OnStarted(bool ok) {
   bool write = false;
+  bool writes_done = false;
   {
     absl::MutexLock lock(&mu_);
+    BeginOpLocked();  // the first read, or the Finish that says why not
     if (!ok) {
-      // The call never started; Finish says why.
-      read_ended_ = true;
-      BeginOpLocked();
+      read_ended_ = true;  // the call never started
     } else {
       started_ = true;
-      BeginOpLocked();  // the first read
       write = AdmitAndFillLocked();
-      if (write) BeginOpLocked();
+      // A Close() before the start waits for this.
+      writes_done = WritesDoneDueLocked();
     }
   }
   DST_TSAN_BEFORE_GRPC(this);
@@ -228,17 +237,7 @@ void TransactionStream::OnStarted(bool ok) {
     return;
   }
   call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
-  StartOps(write, false);
-  // A Close() before the start may be waiting for the writes to drain.
-  bool writes_done = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!write && closing_ && !writes_done_sent_ && unsent_.empty()) {
-      writes_done = writes_done_sent_ = true;
-      BeginOpLocked();
-    }
-  }
-  StartOps(false, writes_done);
+  StartOps(write, writes_done);
 }
 
 void TransactionStream::OnWriteDone(bool ok) {
@@ -252,19 +251,11 @@ void TransactionStream::OnWriteDone(bool ok) {
     // fails what is left.
     if (ok) {
       write = AdmitAndFillLocked();
-      if (write) {
-        BeginOpLocked();
-      } else if (closing_ && !writes_done_sent_ && unsent_.empty() &&
-                 !read_ended_) {
-        writes_done = writes_done_sent_ = true;
-        BeginOpLocked();
-      }
+      writes_done = WritesDoneDueLocked();
     }
   }
   StartOps(write, writes_done);
 }
-
-void TransactionStream::OnWritesDoneDone() {}
 
 void TransactionStream::OnReadDone(bool ok) {
   if (!ok) {
@@ -296,7 +287,6 @@ void TransactionStream::OnReadDone(bool ok) {
     }
     write = AdmitAndFillLocked();
     BeginOpLocked();  // the next read
-    if (write) BeginOpLocked();
   }
   in_.Clear();
   DST_TSAN_BEFORE_GRPC(this);
@@ -354,11 +344,7 @@ void TransactionStream::Close(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     if (!closing_) {
       closing_ = true;
-      if (started_ && !writing_ && unsent_.empty() && !writes_done_sent_ &&
-          !read_ended_) {
-        writes_done = writes_done_sent_ = true;
-        BeginOpLocked();
-      }
+      writes_done = WritesDoneDueLocked();
     }
   }
   StartOps(false, writes_done);

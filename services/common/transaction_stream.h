@@ -130,7 +130,6 @@ class TransactionStream {
   void OnStarted(bool ok);
   void OnReadDone(bool ok);
   void OnWriteDone(bool ok);
-  void OnWritesDoneDone();
   void OnFinished();
   // Counts an operation handed to gRPC (its tag will come back once).
   void BeginOpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pending_ops_; }
@@ -143,8 +142,11 @@ class TransactionStream {
   absl::Status Enqueue(v1::Request& request, TransactionDone& done, int sends,
                        absl::Time submitted, bool* write);
   // Admits waiting requests into free slots. True: the caller must start
-  // the write of out_ after releasing the lock.
+  // the write of out_ after releasing the lock (counted as an operation).
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True (once): the stream is closing and every request is written, so
+  // the caller must send WritesDone after releasing the lock (counted).
+  bool WritesDoneDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives the payloads lent to the finished write back to their
   // transactions, for a resend on another stream.
   void ReturnPayloadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
