@@ -64,6 +64,31 @@ TEST_F(ExporterTest, NegotiateReportsGeometry) {
   EXPECT_TRUE(reply.geometry().features() & v1::FEATURE_FLUSH);
 }
 
+// A callback (run on the completion loop) that drops the last reference to
+// its own stream: the stream must be deleted off the loop, since its
+// destructor waits for the loop to finish the call. Deleted inline, the
+// callback would never return and the reply below would not come.
+TEST_F(ExporterTest, AStreamReleasedByItsOwnCallbackIsDeletedOffTheLoop) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  std::shared_ptr<TransactionStream> stream =
+      TransactionStream::Share(OpenStream(Stub(exporter.address())));
+  std::promise<int> replied;
+  TransactionStream* raw = stream.get();
+  raw->Submit(Op(v1::OP_PING),
+              [&replied, held = std::move(stream)](v1::Reply&& reply) mutable {
+                const int status = reply.status();
+                held.reset();  // the last reference, on the loop thread
+                replied.set_value(status);
+              });
+  std::future<int> status = replied.get_future();
+  ASSERT_EQ(status.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  EXPECT_EQ(status.get(), 0);
+  // The loop still serves other streams.
+  EXPECT_EQ(
+      OpenStream(Stub(exporter.address()))->Call(Op(v1::OP_PING)).status(), 0);
+}
+
 // 500 writes then 500 reads in flight at once on one stream; every reply
 // matches its request.
 void ExpectManyInFlightMatch(const TestExporter& exporter) {
