@@ -1,20 +1,19 @@
-// The process's data-path completion queue: one gRPC CompletionQueue and the
-// one thread that drains it. Every client transaction stream
-// (TransactionStream) runs its reads, writes and finishes through it.
+// A completion loop: one gRPC CompletionQueue and the one thread that
+// drains it, running each tag's Proceed. The process-wide Shared() loop
+// carries every client transaction stream (TransactionStream); each server
+// has a loop of its own over its server queue (async_service.h), so that a
+// server's only gRPC thread is its loop's.
 //
 // Why not gRPC's callback API: in gRPC 1.51 it delivers each event through
 // a pair of shared "nexting" threads that wake each other for every
 // completion, and on a 2-core VM those wake-ups were most of a 4 KiB
-// request's cost. The plugin's process uses no other callback API, so its
-// data path has one gRPC thread; measured: nbdkit's CPU per request down
-// from 31-36 to 24 us, and 4 KiB writes at queue depth 32 through one
-// replica up 25% (bench/results/2026-11-25-data-path.md). The services'
-// server side stays on the callback API: moving it here too gained nothing
-// while their unary methods keep the nexting threads, which (epoll1 polls
-// every descriptor from whichever thread polls) still carry its events.
+// request's cost. Measured on the plugin's side: nbdkit's CPU per request
+// down from 31-36 to 24 us, and 4 KiB writes at queue depth 32 through one
+// replica up 25% (bench/results/2026-11-25-data-path.md); on the servers'
+// side see bench/results/2026-11-25-server-loop.md.
 //
 // Handlers run on the loop thread and must not block: a blocked handler
-// stalls every stream of the process.
+// stalls every call on the loop.
 #ifndef DST_SERVICES_COMMON_COMPLETION_LOOP_H_
 #define DST_SERVICES_COMMON_COMPLETION_LOOP_H_
 
@@ -39,6 +38,19 @@ class CompletionLoop {
     ~Tag() = default;
   };
 
+  // The tag of one kind of operation of an object that has several in
+  // flight: runs owner->Proceed(op, ok) (the owner befriends it).
+  template <class Owner, class Op>
+  class OpTag final : public Tag {
+   public:
+    OpTag(Owner* owner, Op op) : owner_(owner), op_(op) {}
+    void Proceed(bool ok) override { owner_->Proceed(op_, ok); }
+
+   private:
+    Owner* const owner_;
+    const Op op_;
+  };
+
   // What to pass to gRPC as the tag of an operation: `tag` itself, with
   // the hand-off made visible to ThreadSanitizer (gRPC is not built with
   // it; see tsan.h).
@@ -47,21 +59,33 @@ class CompletionLoop {
     return tag;
   }
 
-  // The process's loop, started on first use and never ended (like gRPC's
-  // own threads: a service leaves by ExitNow, nbdkit by exit).
+  // The process's loop for client streams, started on first use and never
+  // ended (like gRPC's own threads: a service leaves by ExitNow, nbdkit by
+  // exit).
   static CompletionLoop& Shared();
+  // Makes a loop over `cq` (a server's queue) the process's Shared() loop,
+  // so that a server process with client streams (the gateway) has one
+  // gRPC thread. Null (`cq` left as it is) when Shared() was used already.
+  static CompletionLoop* ShareQueue(std::unique_ptr<grpc::CompletionQueue>* cq);
 
-  grpc::CompletionQueue* cq() { return &cq_; }
+  // A loop of its own over `cq` (a server's queue), running from now on.
+  explicit CompletionLoop(std::unique_ptr<grpc::CompletionQueue> cq);
+  // Shuts the queue down and waits until the thread has drained it: every
+  // operation on it must be over (for a server: after its Shutdown).
+  ~CompletionLoop();
+  CompletionLoop(const CompletionLoop&) = delete;
+  CompletionLoop& operator=(const CompletionLoop&) = delete;
+
+  grpc::CompletionQueue* cq() { return cq_.get(); }
   // True on the loop's own thread.
   bool OnLoopThread() const {
     return std::this_thread::get_id() == thread_.get_id();
   }
 
  private:
-  CompletionLoop();
   void Run();
 
-  grpc::CompletionQueue cq_;
+  const std::unique_ptr<grpc::CompletionQueue> cq_;
   std::thread thread_;
 };
 

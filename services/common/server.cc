@@ -6,9 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
@@ -16,15 +15,15 @@
 
 #include "services/common/acl.h"
 #include "services/common/address.h"
+#include "services/common/completion_loop.h"
 #include "services/common/log.h"
 #include "services/common/status.h"
+#include "services/common/stream_reactor.h"
 #include "services/common/tls.h"
 
 namespace dst {
 
 absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::vector<Address> addresses;
   std::vector<int> ports(spec.listen.size(), 0);
@@ -53,7 +52,19 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
                                  : grpc::InsecureServerCredentials(),
                              &ports[i]);
   }
-  for (grpc::Service* service : spec.services) builder.RegisterService(service);
+  running.health = std::make_unique<HealthService>();
+  builder.RegisterService(running.health.get());
+  std::vector<AsyncService*> services = {running.health.get()};
+  for (grpc::Service* service : spec.services) {
+    builder.RegisterService(service);
+    if (auto* async = dynamic_cast<AsyncService*>(service)) {
+      services.push_back(async);
+    }
+  }
+  std::unique_ptr<grpc::ServerCompletionQueue> server_cq =
+      builder.AddCompletionQueue();
+  ServerQueue queue{server_cq.get(), nullptr};
+  std::unique_ptr<grpc::CompletionQueue> cq = std::move(server_cq);
   builder.SetMaxReceiveMessageSize(spec.max_message_bytes);
   builder.SetMaxSendMessageSize(spec.max_message_bytes);
   // Clients ping every keepalive interval (ClientChannelArguments, at
@@ -68,6 +79,11 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
         absl::StrCat("cannot listen on ", absl::StrJoin(spec.listen, ", "),
                      " (address in use or not permitted?)"));
   }
+  if (spec.share_loop) running.loop = CompletionLoop::ShareQueue(&cq);
+  if (running.loop == nullptr) {
+    running.own_loop = std::make_unique<CompletionLoop>(std::move(cq));
+    running.loop = running.own_loop.get();
+  }
   for (size_t i = 0; i < addresses.size(); ++i) {
     if (addresses[i].kind == Address::Kind::kTcp) {
       if (ports[i] == 0) {
@@ -78,10 +94,26 @@ absl::StatusOr<RunningServer> StartServer(const ServerSpec& spec) {
     }
     running.bound.push_back(addresses[i].GrpcTarget());
   }
+  running.unary_pool = std::make_unique<ThreadPool>(kUnaryThreads);
+  queue.unary_pool = running.unary_pool.get();
+  for (AsyncService* service : services) service->StartServing(queue);
   for (const std::unique_ptr<UnixListener>& listener : running.unix_listeners) {
     listener->Accept(running.server.get());
   }
   return running;
+}
+
+RunningServer::~RunningServer() { Shutdown(absl::Now()); }
+
+void RunningServer::Shutdown(absl::Time deadline) {
+  StopListening();
+  // Returns once every call is over; the loop and the pool run them to
+  // their end meanwhile. The requests still waiting for a call come back
+  // cancelled on the loop, and they touch the server: it must outlive the
+  // loop.
+  if (server != nullptr) server->Shutdown(absl::ToChronoTime(deadline));
+  unary_pool.reset();
+  own_loop.reset();
 }
 
 void RunningServer::StopListening() {

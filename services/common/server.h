@@ -1,6 +1,7 @@
 // Building and running a dst gRPC server: listeners on TCP and Unix
-// sockets, gRPC health checking and reflection, message limits, keepalive
-// enforcement, and the wait for SIGTERM / SIGINT.
+// sockets, gRPC health checking, message limits, keepalive enforcement,
+// the server's completion loop (every method async: see async_service.h),
+// and the wait for SIGTERM / SIGINT.
 #ifndef DST_SERVICES_COMMON_SERVER_H_
 #define DST_SERVICES_COMMON_SERVER_H_
 
@@ -12,7 +13,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
+#include "services/common/async_service.h"
+#include "services/common/completion_loop.h"
+#include "services/common/health_service.h"
+#include "services/common/thread_pool.h"
 #include "services/common/unix_listener.h"
 
 namespace dst {
@@ -20,22 +26,50 @@ namespace dst {
 class Tls;
 
 struct ServerSpec {
-  std::vector<std::string> listen;       // addresses (see address.h)
-  std::shared_ptr<Tls> tls;              // credentials per listener; null: off
-  std::vector<grpc::Service*> services;  // not owned; outlive the server
+  std::vector<std::string> listen;  // addresses (see address.h)
+  std::shared_ptr<Tls> tls;         // credentials per listener; null: off
+  // Not owned; outlive the server. dst's are AsyncServices, every method
+  // async; any other (a test's fake) is served by gRPC's own threads.
+  std::vector<grpc::Service*> services;
   // Largest message accepted, in bytes. Default 64 MiB.
   int max_message_bytes = 64 << 20;
+  // The server's loop also becomes the process's CompletionLoop::Shared(),
+  // for its client streams (the gateway's to its exporters): one gRPC
+  // thread in all. Then the loop outlives the server, to the process's
+  // end. Ignored when Shared() was used before. Default false.
+  bool share_loop = false;
 };
 
+// Threads answering unary calls (admin, negotiation, health); streams run
+// on the loop, long calls (verify) on threads of their own.
+inline constexpr int kUnaryThreads = 2;
+
 struct RunningServer {
+  RunningServer() = default;
+  RunningServer(RunningServer&&) = default;
+  RunningServer& operator=(RunningServer&&) = default;
+  // Shutdown(now) unless done already.
+  ~RunningServer();
+
+  // grpc.health.v1: "" is SERVING from the start.
+  std::unique_ptr<HealthService> health;
   std::unique_ptr<grpc::Server> server;
   std::vector<std::string> bound;  // the listen addresses, ports resolved
   // Plaintext Unix listeners, accepted by dst to learn peer uids (see
   // unix_listener.h); stopped before the server shuts down.
   std::vector<std::unique_ptr<UnixListener>> unix_listeners;
+  // The server's queue and its thread: every call of every method.
+  CompletionLoop* loop = nullptr;
+  std::unique_ptr<CompletionLoop> own_loop;  // unless share_loop
+  // Where unary handlers run (kUnaryThreads).
+  std::unique_ptr<ThreadPool> unary_pool;
 
   // Stops accepting on the Unix listeners (gRPC's own stop with Shutdown).
   void StopListening();
+  // Stops listening, shuts the server down (calls still running at
+  // `deadline` are cancelled), then its pool and loop; the server may be
+  // destroyed afterwards. Idempotent.
+  void Shutdown(absl::Time deadline);
 };
 
 // Starts the server; InvalidArgument for a bad address, Unavailable when an

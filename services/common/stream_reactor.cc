@@ -1,22 +1,32 @@
-// Server-side transaction stream reactor: see stream_reactor.h.
+// Server-side transaction streams: see stream_reactor.h.
 #include "services/common/stream_reactor.h"
 
+#include <deque>
 #include <utility>
 
+#include "services/common/completion_loop.h"
 #include "services/common/tsan.h"
 
 namespace dst {
 
-class TransactionStreamReactor : public ServerStreamReactor {
+// One call of a stream method, from its request to the server until every
+// operation on it has come back; then it deletes itself.
+class ServerStream {
  public:
-  TransactionStreamReactor(std::unique_ptr<StreamHandler> handler,
-                           const StreamOptions& options,
-                           StreamRegistry* registry)
-      : handler_(std::move(handler)), options_(options), registry_(registry) {
-    if (options_.max_in_flight < 1) options_.max_in_flight = 1;
-    reading_ = true;
+  explicit ServerStream(StreamAcceptor* acceptor)
+      : acceptor_(acceptor), stream_(&context_) {}
+
+  // Asks the server for the next call of the method.
+  void Request() {
+    {
+      absl::MutexLock lock(&mu_);
+      ops_ = 1;   // the done tag, which comes once a call that began is over
+      refs_ = 1;  // OnNewCall's, so that nothing deletes us under it
+    }
     DST_TSAN_BEFORE_GRPC(this);
-    StartRead(&in_);
+    context_.AsyncNotifyWhenDone(&done_tag_);  // must precede the request
+    acceptor_->request_(&context_, &stream_, acceptor_->cq_, acceptor_->cq_,
+                        CompletionLoop::Hand(&new_call_tag_));
   }
 
   void Drain() {
@@ -29,11 +39,106 @@ class TransactionStreamReactor : public ServerStreamReactor {
     if (finish) DoFinish();
   }
 
+  // Keeps the stream alive while the registry drains it outside its lock.
+  void Ref() {
+    absl::MutexLock lock(&mu_);
+    ++refs_;
+  }
+  void Unref() {
+    bool destroy;
+    {
+      absl::MutexLock lock(&mu_);
+      --refs_;
+      destroy = CanDestroyLocked();
+    }
+    if (destroy) Destroy();
+  }
+
+ private:
+  enum class Op { kNewCall, kRead, kWrite, kFinish, kDone };
+  using Tag = CompletionLoop::OpTag<ServerStream, Op>;
+  friend Tag;
+
+  void Proceed(Op op, bool ok) {
+    DST_TSAN_AFTER_GRPC(this);
+    switch (op) {
+      case Op::kNewCall:
+        OnNewCall(ok);
+        return;  // counted apart: no operation was open before it
+      case Op::kRead:
+        OnReadDone(ok);
+        break;
+      case Op::kWrite:
+        OnWriteDone(ok);
+        break;
+      case Op::kFinish:
+        break;
+      case Op::kDone:
+        OnDone();
+        break;
+    }
+    bool destroy;
+    {
+      absl::MutexLock lock(&mu_);
+      --ops_;
+      destroy = CanDestroyLocked();
+    }
+    if (destroy) Destroy();
+  }
+
+  // Runs on the server's loop, as does everything else of the call; the
+  // reference taken in Request() and `admitted_` (may OnDone leave the
+  // registry yet?) would also hold were the done tag to come on another
+  // thread.
+  void OnNewCall(bool ok) {
+    if (!ok) {  // the server is shutting down; no call began
+      delete this;
+      return;
+    }
+    // The next call may come while this one runs.
+    acceptor_->RequestNext();
+    StreamStart start = acceptor_->admit_(&context_);
+    if (!start.refused.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        admitted_ = true;
+        finished_ = true;
+        ++ops_;
+      }
+      DST_TSAN_BEFORE_GRPC(this);
+      stream_.Finish(start.refused, &finish_tag_);
+      Unref();
+      return;
+    }
+    handler_ = std::move(start.handler);
+    options_ = start.options;
+    if (options_.max_in_flight < 1) options_.max_in_flight = 1;
+    const bool accepted = acceptor_->registry_->Add(this);
+    bool over;
+    bool read;
+    {
+      absl::MutexLock lock(&mu_);
+      admitted_ = true;
+      registered_ = true;
+      over = done_;  // OnDone came first and left the registry to us
+      if (!accepted) draining_ = true;  // the service is draining
+      read = reading_ = !draining_ && !done_;
+      if (read) ++ops_;
+    }
+    if (over) acceptor_->registry_->Remove(this);
+    if (read) {
+      DST_TSAN_BEFORE_GRPC(this);
+      stream_.Read(&in_, &read_tag_);
+    } else if (!over) {
+      Drain();  // refused at once with UNAVAILABLE
+    }
+    Unref();
+  }
+
   // The analyzer cannot see that refs_ (taken below) keeps `this` alive
   // through Complete() calls, and reports a use after free.
   // NOLINTBEGIN(clang-analyzer-cplusplus.NewDelete)
-  void OnReadDone(bool ok) override {
-    DST_TSAN_AFTER_GRPC(this);
+  void OnReadDone(bool ok) {
     if (!ok) {
       bool finish;
       {
@@ -47,10 +152,10 @@ class TransactionStreamReactor : public ServerStreamReactor {
     }
     bool draining;
     {
-      // reading_ stays true until the end of this reaction, so completions
+      // reading_ stays true until the end of this function, so completions
       // arriving meanwhile never start a second read. The reference keeps
       // us alive through the loop below even if every request completes
-      // at once (gRPC runs OnDone after this reaction, but say so here).
+      // at once.
       absl::MutexLock lock(&mu_);
       outstanding_ += in_.requests_size();
       for (const v1::Request& request : in_.requests()) {
@@ -59,7 +164,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
       draining = draining_;
       ++refs_;
     }
-    registry_->in_flight_ += in_.requests_size();
+    acceptor_->registry_->in_flight_ += in_.requests_size();
     for (v1::Request& request : *in_.mutable_requests()) {
       if (draining) {
         v1::Reply reply;
@@ -85,17 +190,17 @@ class TransactionStreamReactor : public ServerStreamReactor {
              outstanding_ < options_.max_in_flight &&
              outstanding_bytes_ < options_.max_in_flight_bytes;
       reading_ = read;
+      if (read) ++ops_;
     }
     if (read) {
       DST_TSAN_BEFORE_GRPC(this);
-      StartRead(&in_);
+      stream_.Read(&in_, &read_tag_);
     }
     Unref();
   }
   // NOLINTEND(clang-analyzer-cplusplus.NewDelete)
 
-  void OnWriteDone(bool ok) override {
-    DST_TSAN_AFTER_GRPC(this);
+  void OnWriteDone(bool ok) {
     bool write;
     bool finish;
     {
@@ -110,56 +215,28 @@ class TransactionStreamReactor : public ServerStreamReactor {
     }
     if (write) {
       DST_TSAN_BEFORE_GRPC(this);
-      StartWrite(&out_);
+      stream_.Write(out_, &write_tag_);
     }
     if (finish) DoFinish();
   }
 
-  void OnCancel() override {
-    DST_TSAN_AFTER_GRPC(this);
-    bool finish;
-    {
-      absl::MutexLock lock(&mu_);
-      queue_.clear();
-      finish = !finished_;
-      finished_ = true;
-    }
-    if (finish) {
-      DST_TSAN_BEFORE_GRPC(this);
-      Finish(grpc::Status::CANCELLED);
-    }
-  }
-
-  void OnDone() override {
-    DST_TSAN_AFTER_GRPC(this);
+  // The call is over: finished, or cancelled by the client or a deadline.
+  void OnDone() {
     // Leave the registry first: DrainAll then either holds a reference
     // already (and destruction waits for its Unref) or cannot find us.
-    registry_->Remove(this);
-    bool destroy;
+    bool leave;
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
-      destroy = CanDestroyLocked();
+      leave = admitted_ && registered_;
+      if (context_.IsCancelled()) {
+        queue_.clear();
+        finished_ = true;  // no Finish on a cancelled call
+      }
     }
-    if (destroy) Destroy();
+    if (leave) acceptor_->registry_->Remove(this);
   }
 
-  // Keeps the reactor alive while the registry drains it outside its lock.
-  void Ref() {
-    absl::MutexLock lock(&mu_);
-    ++refs_;
-  }
-  void Unref() {
-    bool destroy;
-    {
-      absl::MutexLock lock(&mu_);
-      --refs_;
-      destroy = CanDestroyLocked();
-    }
-    if (destroy) Destroy();
-  }
-
- private:
   // What a request holds in memory until answered: its data, or the data
   // its reply will carry.
   static int64_t Weight(const v1::Request& request) {
@@ -168,7 +245,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
   }
 
   void Complete(v1::Reply&& reply, int64_t weight) {
-    registry_->in_flight_ -= 1;
+    acceptor_->registry_->in_flight_ -= 1;
     bool read = false;
     bool write = false;
     bool finish = false;
@@ -185,6 +262,7 @@ class TransactionStreamReactor : public ServerStreamReactor {
             outstanding_ <= options_.max_in_flight / 2 &&
             outstanding_bytes_ <= options_.max_in_flight_bytes / 2) {
           reading_ = read = true;
+          ++ops_;
         }
         write = FillBatchLocked();
         finish = !write && ShouldFinishLocked();
@@ -196,17 +274,17 @@ class TransactionStreamReactor : public ServerStreamReactor {
     }
     if (read) {
       DST_TSAN_BEFORE_GRPC(this);
-      StartRead(&in_);
+      stream_.Read(&in_, &read_tag_);
     }
     if (write) {
       DST_TSAN_BEFORE_GRPC(this);
-      StartWrite(&out_);
+      stream_.Write(out_, &write_tag_);
     }
     if (finish) DoFinish();
   }
 
   // Moves queued replies into out_ if no write is in flight. True: the
-  // caller must StartWrite(&out_) (after releasing the lock).
+  // caller must write out_ (after releasing the lock).
   bool FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || queue_.empty() || finished_) return false;
     out_.Clear();
@@ -219,15 +297,18 @@ class TransactionStreamReactor : public ServerStreamReactor {
       queue_.pop_front();
     }
     writing_ = true;
+    ++ops_;
     return true;
   }
 
+  // True (once) when the caller must DoFinish().
   bool ShouldFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || writing_ || !queue_.empty() || outstanding_ > 0) {
       return false;
     }
     if (!reads_done_ && !draining_ && !write_failed_) return false;
     finished_ = true;
+    ++ops_;  // the Finish
     return true;
   }
 
@@ -238,31 +319,40 @@ class TransactionStreamReactor : public ServerStreamReactor {
       draining = draining_ && !reads_done_;
     }
     DST_TSAN_BEFORE_GRPC(this);
-    Finish(draining ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                   "server is shutting down")
-                    : grpc::Status::OK);
+    stream_.Finish(draining ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           "server is shutting down")
+                            : grpc::Status::OK,
+                   &finish_tag_);
   }
 
   bool CanDestroyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return done_ && outstanding_ == 0 && refs_ == 0;
+    return done_ && ops_ == 0 && outstanding_ == 0 && refs_ == 0;
   }
 
-  // The registry counts the reactor until it is gone (its handler with it),
+  // The registry counts the stream until it is gone (its handler with it),
   // so WaitEmpty() returns only when nothing of a stream is left.
-  void Destroy() {
-    StreamRegistry* registry = registry_;
+  void Destroy() ABSL_NO_THREAD_SAFETY_ANALYSIS {  // the last one here
+    StreamRegistry* registry = registered_ ? acceptor_->registry_ : nullptr;
     delete this;
-    registry->Deleted();
+    if (registry != nullptr) registry->Deleted();
   }
 
+  StreamAcceptor* const acceptor_;
+  grpc::ServerContext context_;
+  AsyncServerStream stream_;
+  Tag new_call_tag_{this, Op::kNewCall};
+  Tag read_tag_{this, Op::kRead};
+  Tag write_tag_{this, Op::kWrite};
+  Tag finish_tag_{this, Op::kFinish};
+  Tag done_tag_{this, Op::kDone};
   std::unique_ptr<StreamHandler> handler_;
   StreamOptions options_;
-  StreamRegistry* const registry_;
   v1::RequestBatch in_;  // owned by the read in flight
   v1::ReplyBatch out_;   // owned by the write in flight
 
   absl::Mutex mu_;
   std::deque<v1::Reply> queue_ ABSL_GUARDED_BY(mu_);
+  int ops_ ABSL_GUARDED_BY(mu_) = 0;  // operations handed to gRPC, not back
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // handed to handler, unanswered
   int64_t outstanding_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their Weight()s
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
@@ -272,36 +362,35 @@ class TransactionStreamReactor : public ServerStreamReactor {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  int refs_ ABSL_GUARDED_BY(mu_) = 0;  // DrainAll's and OnReadDone's
+  bool admitted_ ABSL_GUARDED_BY(mu_) = false;    // OnNewCall decided
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;  // Add()ed to the registry
+  int refs_ ABSL_GUARDED_BY(mu_) = 0;  // OnNewCall's, DrainAll's, OnReadDone's
 };
 
-namespace {
-
-class RejectingReactor : public ServerStreamReactor {
- public:
-  explicit RejectingReactor(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
-}  // namespace
-
-ServerStreamReactor* RejectStream(const grpc::Status& status) {
-  return new RejectingReactor(status);
+void StreamAcceptor::Start(const ServerQueue& queue) {
+  cq_ = queue.cq;
+  RequestNext();
 }
 
-ServerStreamReactor* ServeStream(std::unique_ptr<StreamHandler> handler,
-                                 const StreamOptions& options,
-                                 StreamRegistry* registry) {
-  auto* reactor =
-      new TransactionStreamReactor(std::move(handler), options, registry);
-  if (!registry->Add(reactor)) {
-    // Registered before any read can complete, so a drain cannot miss it.
-    reactor->Drain();
-  }
-  return reactor;
+void StreamAcceptor::RequestNext() { (new ServerStream(this))->Request(); }
+
+StreamStart RejectStream(const grpc::Status& status) {
+  StreamStart start;
+  start.refused = status.ok() ? grpc::Status(grpc::StatusCode::INTERNAL,
+                                             "stream refused without a reason")
+                              : status;
+  return start;
 }
 
-std::string ClientMetadata(const grpc::CallbackServerContext* context,
+StreamStart ServeStream(std::unique_ptr<StreamHandler> handler,
+                        const StreamOptions& options) {
+  StreamStart start;
+  start.handler = std::move(handler);
+  start.options = options;
+  return start;
+}
+
+std::string ClientMetadata(const grpc::ServerContextBase* context,
                            const char* key) {
   const auto& metadata = context->client_metadata();
   auto it = metadata.find(key);
@@ -309,9 +398,9 @@ std::string ClientMetadata(const grpc::CallbackServerContext* context,
   return std::string(it->second.data(), it->second.size());
 }
 
-bool StreamRegistry::Add(TransactionStreamReactor* reactor) {
+bool StreamRegistry::Add(ServerStream* stream) {
   absl::MutexLock lock(&mu_);
-  live_.insert(reactor);
+  live_.insert(stream);
   ++existing_;
   return !draining_;
 }
@@ -321,24 +410,24 @@ void StreamRegistry::Deleted() {
   --existing_;
 }
 
-void StreamRegistry::Remove(TransactionStreamReactor* reactor) {
+void StreamRegistry::Remove(ServerStream* stream) {
   absl::MutexLock lock(&mu_);
-  live_.erase(reactor);
+  live_.erase(stream);
 }
 
 void StreamRegistry::DrainAll() {
-  std::set<TransactionStreamReactor*> live;
+  std::set<ServerStream*> live;
   {
     absl::MutexLock lock(&mu_);
     draining_ = true;
     live = live_;
-    // A reactor leaves live_ before it is deleted, so each one here is
+    // A stream leaves live_ before it is deleted, so each one here is
     // alive; the reference keeps it so once the lock is released.
-    for (TransactionStreamReactor* reactor : live) reactor->Ref();
+    for (ServerStream* stream : live) stream->Ref();
   }
-  for (TransactionStreamReactor* reactor : live) {
-    reactor->Drain();
-    reactor->Unref();
+  for (ServerStream* stream : live) {
+    stream->Drain();
+    stream->Unref();
   }
 }
 

@@ -1,44 +1,53 @@
 // The server side of a transaction stream (Exporter.Stream, Gateway.Io):
-// one self-deleting gRPC callback reactor per stream.
+// one ServerStream per call, its operations completing on the server's
+// loop (see async_service.h for why not the callback API).
 //
 // Requests are read in batches and handed to a StreamHandler; the handler
 // completes each one (from any thread) and the replies are coalesced into
 // batches and written, one write in flight at a time. At `max_in_flight`
-// unanswered requests the reactor stops reading, so HTTP/2 flow control
+// unanswered requests the stream stops reading, so HTTP/2 flow control
 // pushes back on the client; it reads again at half that (hysteresis).
 // Drain() stops reading and finishes the stream once every request read so
 // far is answered.
 //
-// Thread-safe. A StreamRegistry tracks live reactors so a service can drain
+// A service (an AsyncService) owns a StreamAcceptor for its stream method
+// and starts it in StartServing. The acceptor asks the service what to do
+// with each new call (Admit: serve it with a handler, or refuse it with a
+// status).
+//
+// Thread-safe. A StreamRegistry tracks live streams so a service can drain
 // them all at shutdown; it must outlive them (StreamRegistry::WaitEmpty).
 #ifndef DST_SERVICES_COMMON_STREAM_REACTOR_H_
 #define DST_SERVICES_COMMON_STREAM_REACTOR_H_
 
 #include <atomic>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <set>
+#include <string>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/async_stream.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 #include "dst/v1/exporter.pb.h"
+#include "services/common/async_service.h"
 
 namespace dst {
 
-// Handles the requests of one stream. Owned by the stream's reactor.
+// Handles the requests of one stream. Owned by the stream.
 class StreamHandler {
  public:
   using Done = std::function<void(v1::Reply&&)>;
   virtual ~StreamHandler() = default;
   // Handles `request`; must call `done` exactly once, from any thread,
   // possibly before returning. Must not block for long (no disk I/O): it
-  // runs on a gRPC thread.
+  // runs on the loop thread.
   virtual void Handle(v1::Request&& request, Done done) = 0;
 };
 
@@ -52,50 +61,98 @@ struct StreamOptions {
   size_t max_batch_bytes = 4u << 20;
 };
 
-class TransactionStreamReactor;
-using ServerStreamReactor =
-    grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>;
+// What a service decides for a new stream.
+struct StreamStart {
+  grpc::Status refused;  // not OK: the stream ends at once with it
+  std::unique_ptr<StreamHandler> handler;  // otherwise: serves the stream
+  StreamOptions options;
+};
+StreamStart RejectStream(const grpc::Status& status);
+StreamStart ServeStream(std::unique_ptr<StreamHandler> handler,
+                        const StreamOptions& options);
 
-// The live reactors of a service, for draining at shutdown.
+class ServerStream;
+
+// The live streams of a service, for draining at shutdown.
 class StreamRegistry {
  public:
-  // Drains every live stream and refuses new ones (Admit() is false).
+  // Drains every live stream and refuses new ones.
   void DrainAll();
-  // True once every stream has ended and its reactor (with its handler) is
-  // deleted, false at the deadline.
+  // True once every stream has ended and is deleted (its handler with it),
+  // false at the deadline.
   bool WaitEmpty(absl::Time deadline);
   // Requests read from all streams and not yet answered.
   int64_t in_flight() const { return in_flight_.load(); }
 
  private:
-  friend class TransactionStreamReactor;
-  using ServerStreamReactor =
-      grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>;
-  friend ServerStreamReactor* ServeStream(std::unique_ptr<StreamHandler>,
-                                          const StreamOptions&,
-                                          StreamRegistry*);
-  bool Add(TransactionStreamReactor* reactor);
-  void Remove(TransactionStreamReactor* reactor);
-  void Deleted();  // a reactor Add()ed is deleted
+  friend class ServerStream;
+  bool Add(ServerStream* stream);  // false while draining
+  void Remove(ServerStream* stream);
+  void Deleted();  // a stream Add()ed is deleted
 
   mutable absl::Mutex mu_;
-  std::set<TransactionStreamReactor*> live_ ABSL_GUARDED_BY(mu_);
+  std::set<ServerStream*> live_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int existing_ ABSL_GUARDED_BY(mu_) = 0;  // Add()ed and not yet deleted
   std::atomic<int64_t> in_flight_{0};
 };
 
-// Returns a reactor for a stream that is refused outright with `status`.
-ServerStreamReactor* RejectStream(const grpc::Status& status);
+using AsyncServerStream =
+    grpc::ServerAsyncReaderWriter<v1::ReplyBatch, v1::RequestBatch>;
 
-// Returns the reactor serving a stream with `handler`, or a rejecting one if
-// the registry is draining.
-ServerStreamReactor* ServeStream(std::unique_ptr<StreamHandler> handler,
-                                 const StreamOptions& options,
-                                 StreamRegistry* registry);
+// Accepts the calls of one stream method: keeps one call requested from
+// the server at a time and runs each call that arrives as a ServerStream.
+class StreamAcceptor {
+ public:
+  // Requests the next call: e.g. `service->RequestStream(context, stream,
+  // call_cq, notify_cq, tag)`.
+  using RequestFn = std::function<void(
+      grpc::ServerContext* context, AsyncServerStream* stream,
+      grpc::CompletionQueue* call_cq, grpc::ServerCompletionQueue* notify_cq,
+      void* tag)>;
+  // Decides what to do with a call, from its metadata and peer.
+  using AdmitFn = std::function<StreamStart(grpc::ServerContext* context)>;
+
+  StreamAcceptor(RequestFn request, AdmitFn admit, StreamRegistry* registry)
+      : request_(std::move(request)),
+        admit_(std::move(admit)),
+        registry_(registry) {}
+  // The acceptor of `service`'s stream method: `request` is its generated
+  // RequestX, `admit` the member deciding each call.
+  template <class Base, class Service>
+  StreamAcceptor(Service* service,
+                 void (Base::*request)(grpc::ServerContext*, AsyncServerStream*,
+                                       grpc::CompletionQueue*,
+                                       grpc::ServerCompletionQueue*, void*),
+                 StreamStart (Service::*admit)(grpc::ServerContext*),
+                 StreamRegistry* registry)
+      : StreamAcceptor(
+            [service, request](
+                grpc::ServerContext* context, AsyncServerStream* stream,
+                grpc::CompletionQueue* call_cq,
+                grpc::ServerCompletionQueue* notify_cq, void* tag) {
+              (service->*request)(context, stream, call_cq, notify_cq, tag);
+            },
+            [service, admit](grpc::ServerContext* context) {
+              return (service->*admit)(context);
+            },
+            registry) {}
+
+  // Starts accepting on the server's queue. Once.
+  void Start(const ServerQueue& queue);
+
+ private:
+  friend class ServerStream;
+  void RequestNext();
+
+  const RequestFn request_;
+  const AdmitFn admit_;
+  StreamRegistry* const registry_;
+  grpc::ServerCompletionQueue* cq_ = nullptr;
+};
 
 // Reads the value of metadata `key` sent by the client ("" if absent).
-std::string ClientMetadata(const grpc::CallbackServerContext* context,
+std::string ClientMetadata(const grpc::ServerContextBase* context,
                            const char* key);
 
 }  // namespace dst

@@ -119,12 +119,8 @@ class TransactionStream {
  private:
   // What a tag on the completion queue stands for.
   enum class Op { kStart, kRead, kWrite, kWritesDone, kFinish };
-  struct Tag final : CompletionLoop::Tag {
-    Tag(TransactionStream* s, Op o) : stream(s), op(o) {}
-    void Proceed(bool ok) override { stream->Proceed(op, ok); }
-    TransactionStream* stream;
-    Op op;
-  };
+  using Tag = CompletionLoop::OpTag<TransactionStream, Op>;
+  friend Tag;
   void Proceed(Op op, bool ok);
 
   void OnStarted(bool ok);

@@ -92,7 +92,10 @@ class ExporterService::Handler : public StreamHandler {
 
 ExporterService::ExporterService(Storage* storage,
                                  const ExporterOptions& options)
-    : storage_(storage), options_(options) {}
+    : storage_(storage),
+      options_(options),
+      acceptor_(this, &ExporterService::RequestStream, &ExporterService::Admit,
+                &streams_) {}
 
 ExporterService::~ExporterService() {
   streams_.DrainAll();
@@ -158,33 +161,29 @@ bool ExporterService::Drain(absl::Time deadline) {
   return streams_.WaitEmpty(deadline);
 }
 
-grpc::ServerUnaryReactor* ExporterService::Negotiate(
-    grpc::CallbackServerContext* context, const v1::NegotiateRequest* request,
-    v1::NegotiateReply* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+grpc::Status ExporterService::Negotiate(grpc::ServerContext* context,
+                                        const v1::NegotiateRequest& request,
+                                        v1::NegotiateReply* reply) {
   const Peer peer = PeerOf(*context);
   const Access access = AccessOf(peer);
   if (access == Access::kNone) {
-    reactor->Finish(ToGrpcStatus(RefusedPeer(peer, access, "connect")));
-    return reactor;
+    return ToGrpcStatus(RefusedPeer(peer, access, "connect"));
   }
   *reply->mutable_geometry() = geometry_;
-  if (request->read_only() || access == Access::kRead) {
+  if (request.read_only() || access == Access::kRead) {
     reply->mutable_geometry()->set_read_only(true);
   }
   if (options_.metadata != nullptr) {
     *reply->mutable_metadata() = options_.metadata->Get();
   }
   DST_LOG(Info, "exporter: negotiated with %s (%s) from %s",
-          request->client_id().empty() ? "?" : request->client_id(),
+          request.client_id().empty() ? "?" : request.client_id(),
           reply->geometry().read_only() ? "read-only" : "read-write",
           peer.text);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
-grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>*
-ExporterService::Stream(grpc::CallbackServerContext* context) {
+StreamStart ExporterService::Admit(grpc::ServerContext* context) {
   std::string access = ClientMetadata(context, "dst-access");
   if (!access.empty() && access != "ro" && access != "rw") {
     return RejectStream(grpc::Status(
@@ -214,16 +213,24 @@ ExporterService::Stream(grpc::CallbackServerContext* context) {
   return ServeStream(
       std::make_unique<Handler>(this, read_only, epoch, std::move(peer),
                                 *std::move(slot)),
-      options_.stream, &streams_);
+      options_.stream);
 }
 
-grpc::ServerUnaryReactor* ExporterService::Ping(
-    grpc::CallbackServerContext* context, const v1::PingRequest* request,
-    v1::PingReply* reply) {
-  reply->set_nonce(request->nonce());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+void ExporterService::StartServing(const ServerQueue& queue) {
+  ServeUnary(queue, this, &ExporterService::RequestNegotiate,
+             &ExporterService::Negotiate);
+  ServeUnary(queue, this, &ExporterService::RequestPing,
+             &ExporterService::Ping);
+  ServeUnary(queue, this, &ExporterService::RequestClaim,
+             &ExporterService::Claim);
+  acceptor_.Start(queue);
+}
+
+grpc::Status ExporterService::Ping(grpc::ServerContext* context,
+                                   const v1::PingRequest& request,
+                                   v1::PingReply* reply) {
+  reply->set_nonce(request.nonce());
+  return grpc::Status::OK;
 }
 
 Access ExporterService::AccessOf(const Peer& peer) const {
@@ -246,30 +253,25 @@ absl::Status ExporterService::RefusedPeer(const Peer& peer, Access have,
                          ")"));
 }
 
-grpc::ServerUnaryReactor* ExporterService::Claim(
-    grpc::CallbackServerContext* context, const v1::ClaimRequest* request,
-    v1::ClaimReply* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+grpc::Status ExporterService::Claim(grpc::ServerContext* context,
+                                    const v1::ClaimRequest& request,
+                                    v1::ClaimReply* reply) {
   if (options_.metadata == nullptr) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                 "this exporter keeps no metadata"));
-    return reactor;
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this exporter keeps no metadata");
   }
   if (options_.read_only) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "the export is read-only"));
-    return reactor;
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the export is read-only");
   }
   const Peer peer = PeerOf(*context);
   if (const Access access = AccessOf(peer); access != Access::kReadWrite) {
-    reactor->Finish(ToGrpcStatus(RefusedPeer(peer, access, "claim an epoch")));
-    return reactor;
+    return ToGrpcStatus(RefusedPeer(peer, access, "claim an epoch"));
   }
   absl::StatusOr<v1::ReplicaMetadata> claimed =
-      options_.metadata->Claim(*request);
+      options_.metadata->Claim(request);
   if (claimed.ok()) *reply->mutable_metadata() = *claimed;
-  reactor->Finish(ToGrpcStatus(claimed.status()));
-  return reactor;
+  return ToGrpcStatus(claimed.status());
 }
 
 v1::Reply ExporterService::Execute(const v1::Request& request) {

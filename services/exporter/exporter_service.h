@@ -1,6 +1,7 @@
 // The Exporter gRPC service: negotiation, the transaction stream and ping,
 // over one Storage. Disk I/O runs on a bounded pool of I/O threads, never on
-// gRPC's threads; each stream stops reading at its in-flight window.
+// the server's loop (unless --io-threads=0); each stream stops reading at
+// its in-flight window.
 //
 // Thread-safe. The Storage must outlive the service; Shutdown() before
 // destroying it.
@@ -58,7 +59,10 @@ struct ExporterOptions {
   std::shared_ptr<prometheus::Registry> metrics;
 };
 
-class ExporterService final : public v1::Exporter::CallbackService {
+// Every method is async, on the server's loop (async_service.h): Stream
+// through a StreamAcceptor, the unary methods on the server's unary pool.
+class ExporterService final : public v1::Exporter::AsyncService,
+                              public AsyncService {
  public:
   ExporterService(Storage* storage, const ExporterOptions& options);
   ~ExporterService() override;
@@ -74,17 +78,16 @@ class ExporterService final : public v1::Exporter::CallbackService {
   // at the deadline (false).
   bool Drain(absl::Time deadline);
 
-  grpc::ServerUnaryReactor* Negotiate(grpc::CallbackServerContext* context,
-                                      const v1::NegotiateRequest* request,
-                                      v1::NegotiateReply* reply) override;
-  grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* Stream(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
-                                 const v1::PingRequest* request,
-                                 v1::PingReply* reply) override;
-  grpc::ServerUnaryReactor* Claim(grpc::CallbackServerContext* context,
-                                  const v1::ClaimRequest* request,
-                                  v1::ClaimReply* reply) override;
+  void StartServing(const ServerQueue& queue) override;
+  grpc::Status Negotiate(grpc::ServerContext* context,
+                         const v1::NegotiateRequest& request,
+                         v1::NegotiateReply* reply);
+  // Decides what to do with a new Stream call (metadata, ACL, limits).
+  StreamStart Admit(grpc::ServerContext* context);
+  grpc::Status Ping(grpc::ServerContext* context,
+                    const v1::PingRequest& request, v1::PingReply* reply);
+  grpc::Status Claim(grpc::ServerContext* context,
+                     const v1::ClaimRequest& request, v1::ClaimReply* reply);
 
   // Executes a validated request on the storage (blocking). Public for tests.
   v1::Reply Execute(const v1::Request& request);
@@ -96,6 +99,7 @@ class ExporterService final : public v1::Exporter::CallbackService {
   ExporterOptions options_;  // stream batch size set by Init()
   v1::Geometry geometry_;
   StreamRegistry streams_;
+  StreamAcceptor acceptor_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<OpMetrics> op_metrics_;
   prometheus::Counter* checksum_mismatches_ = nullptr;

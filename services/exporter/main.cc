@@ -243,10 +243,9 @@ int Main(int argc, char** argv) {
       WaitForTerminationSignal(ReloadOnHangup(*tls, &acl, "exporter"),
                                ReloadableFiles(tls->get(), &acl));
   DST_LOG(Info, "exporter: signal %d, draining in-flight work", signal_number);
-  server->server->GetHealthCheckService()->SetServingStatus(false);
+  server->health->SetServingStatus(false);
   bool drained = service.Drain(absl::Now() + absl::Seconds(drain_seconds));
-  server->StopListening();
-  server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  server->Shutdown(absl::Now() + absl::Seconds(1));
   if (absl::Status s = (*storage)->Flush(); !s.ok() && !options.read_only) {
     DST_LOG(Error, "exporter: final flush failed: %s", s.ToString());
     (*tls)->RemoveStagedFiles();

@@ -1,7 +1,6 @@
 // The Gateway gRPC service: see gateway_service.h.
 #include "services/gateway/gateway_service.h"
 
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -57,7 +56,9 @@ GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
                                int max_streams_per_client)
     : volumes_(std::move(volumes)),
       acl_(acl),
-      limiter_(max_streams_per_client) {
+      limiter_(max_streams_per_client),
+      acceptor_(this, &GatewayService::RequestIo, &GatewayService::Admit,
+                &streams_) {
   if (registry != nullptr) {
     acl_refusals_ = &prometheus::BuildCounter()
                          .Name("dst_gateway_acl_refusals_total")
@@ -91,19 +92,16 @@ void GatewayService::SaveState() {
 
 namespace {
 
-grpc::Status UnknownVolume(const std::string& name) {
-  return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                      absl::StrCat("no volume named '", name, "'"));
+absl::Status UnknownVolume(const std::string& name) {
+  return absl::NotFoundError(absl::StrCat("no volume named '", name, "'"));
 }
 
 }  // namespace
 
-Volume* GatewayService::FindOrFinish(const std::string& name,
-                                     grpc::ServerUnaryReactor* reactor) const {
+absl::StatusOr<Volume*> GatewayService::FindVolume(
+    const std::string& name) const {
   Volume* volume = Find(name);
-  if (volume == nullptr) {
-    reactor->Finish(UnknownVolume(name));
-  }
+  if (volume == nullptr) return UnknownVolume(name);
   return volume;
 }
 
@@ -128,38 +126,34 @@ Volume* GatewayService::Find(const std::string& name) const {
   return it == by_name_.end() ? nullptr : it->second;
 }
 
-grpc::ServerUnaryReactor* GatewayService::Open(
-    grpc::CallbackServerContext* context, const v1::OpenRequest* request,
-    v1::OpenReply* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+grpc::Status GatewayService::Open(grpc::ServerContext* context,
+                                  const v1::OpenRequest& request,
+                                  v1::OpenReply* reply) {
   absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "open");
   if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed.status()));
-    return reactor;
+    return ToGrpcStatus(allowed.status());
   }
-  Volume* volume = FindOrFinish(request->volume(), reactor);
-  if (volume == nullptr) return reactor;
+  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Volume* volume = *found;
   absl::StatusOr<v1::Geometry> geometry =
-      volume->Open(request->read_only() || *allowed == Access::kRead,
-                   request->lease_token(), request->client_id());
+      volume->Open(request.read_only() || *allowed == Access::kRead,
+                   request.lease_token(), request.client_id());
   if (!geometry.ok()) {
-    reactor->Finish(ToGrpcStatus(geometry.status()));
-    return reactor;
+    return ToGrpcStatus(geometry.status());
   }
   *reply->mutable_geometry() = *geometry;
   DST_LOG(Info, "gateway: volume %s opened %s by %s (%s)", volume->name(),
           geometry->read_only() ? "read-only" : "read-write",
-          request->client_id().empty() ? "?" : request->client_id(),
+          request.client_id().empty() ? "?" : request.client_id(),
           PeerOf(*context).text);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
-grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* GatewayService::Io(
-    grpc::CallbackServerContext* context) {
+StreamStart GatewayService::Admit(grpc::ServerContext* context) {
   std::string name = ClientMetadata(context, "dst-volume");
   Volume* volume = Find(name);
-  if (volume == nullptr) return RejectStream(UnknownVolume(name));
+  if (volume == nullptr) return RejectStream(ToGrpcStatus(UnknownVolume(name)));
   std::string access = ClientMetadata(context, "dst-access");
   if (!access.empty() && access != "ro" && access != "rw") {
     return RejectStream(grpc::Status(
@@ -186,118 +180,116 @@ grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* GatewayService::Io(
   return ServeStream(
       std::make_unique<Handler>(this, volume, read_only, std::move(peer),
                                 *std::move(slot)),
-      options, &streams_);
+      options);
 }
 
-grpc::ServerUnaryReactor* GatewayService::ListVolumes(
-    grpc::CallbackServerContext* context, const v1::ListVolumesRequest*,
-    v1::ListVolumesReply* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+void GatewayService::StartServing(const ServerQueue& queue) {
+  ServeUnary(queue, this, &GatewayService::RequestOpen, &GatewayService::Open);
+  ServeUnary(queue, this, &GatewayService::RequestListVolumes,
+             &GatewayService::ListVolumes);
+  ServeUnary(queue, this, &GatewayService::RequestStatus,
+             &GatewayService::Status);
+  ServeUnary(queue, this, &GatewayService::RequestResync,
+             &GatewayService::Resync);
+  ServeUnary(queue, this, &GatewayService::RequestVerify,
+             &GatewayService::Verify, UnaryRunsOn::kOwnThread);
+  ServeUnary(queue, this, &GatewayService::RequestResolve,
+             &GatewayService::Resolve);
+  acceptor_.Start(queue);
+}
+
+grpc::Status GatewayService::ListVolumes(grpc::ServerContext* context,
+                                         const v1::ListVolumesRequest&,
+                                         v1::ListVolumesReply* reply) {
   absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "status");
   if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed.status()));
-    return reactor;
+    return ToGrpcStatus(allowed.status());
   }
   for (const auto& volume : volumes_) *reply->add_volumes() = volume->Status();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* GatewayService::Status(
-    grpc::CallbackServerContext* context, const v1::StatusRequest* request,
-    v1::StatusReply* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+grpc::Status GatewayService::Status(grpc::ServerContext* context,
+                                    const v1::StatusRequest& request,
+                                    v1::StatusReply* reply) {
   absl::StatusOr<Access> allowed = Allowed(*context, Access::kRead, "status");
   if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed.status()));
-    return reactor;
+    return ToGrpcStatus(allowed.status());
   }
   reply->set_version(DST_VERSION);
   reply->set_uptime_seconds(
       static_cast<uint64_t>(absl::ToInt64Seconds(absl::Now() - started_)));
-  if (!request->volume().empty()) {
-    Volume* volume = Find(request->volume());
+  if (!request.volume().empty()) {
+    Volume* volume = Find(request.volume());
     if (volume == nullptr) {
-      reactor->Finish(UnknownVolume(request->volume()));
-      return reactor;
+      return ToGrpcStatus(UnknownVolume(request.volume()));
     }
     *reply->add_volumes() = volume->Status();
   } else {
     for (const auto& volume : volumes_)
       *reply->add_volumes() = volume->Status();
   }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* GatewayService::Resync(
-    grpc::CallbackServerContext* context, const v1::ResyncRequest* request,
-    v1::VolumeStatus* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+grpc::Status GatewayService::Resync(grpc::ServerContext* context,
+                                    const v1::ResyncRequest& request,
+                                    v1::VolumeStatus* reply) {
   absl::StatusOr<Access> allowed =
       Allowed(*context, Access::kReadWrite, "resync");
   if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed.status()));
-    return reactor;
+    return ToGrpcStatus(allowed.status());
   }
-  Volume* volume = FindOrFinish(request->volume(), reactor);
-  if (volume == nullptr) return reactor;
-  absl::Status status = volume->Resync(*request);
+  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Volume* volume = *found;
+  absl::Status status = volume->Resync(request);
   if (status.ok()) {
     *reply = volume->Status();
     DST_LOG(Info, "gateway: volume %s: resync %s%s%s by %s", volume->name(),
-            request->stop() ? "stopped" : "started",
-            request->full()
-                ? absl::StrCat(", full copy to ", request->replica())
-                : "",
-            request->has_rate_bytes()
-                ? absl::StrCat(", rate ", request->rate_bytes(), " bytes/s")
+            request.stop() ? "stopped" : "started",
+            request.full() ? absl::StrCat(", full copy to ", request.replica())
+                           : "",
+            request.has_rate_bytes()
+                ? absl::StrCat(", rate ", request.rate_bytes(), " bytes/s")
                 : "",
             PeerOf(*context).text);
   }
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+  return ToGrpcStatus(status);
 }
 
-grpc::ServerUnaryReactor* GatewayService::Verify(
-    grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
-    v1::VerifyReply* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+grpc::Status GatewayService::Verify(grpc::ServerContext* context,
+                                    const v1::VerifyRequest& request,
+                                    v1::VerifyReply* reply) {
   absl::StatusOr<Access> allowed =
       Allowed(*context, Access::kReadWrite, "verify");
   if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed.status()));
-    return reactor;
+    return ToGrpcStatus(allowed.status());
   }
 
-  Volume* volume = FindOrFinish(request->volume(), reactor);
-  if (volume == nullptr) return reactor;
-  // A verify reads the whole volume: off gRPC's callback threads.
-  std::thread([volume, request, reply, reactor] {
-    absl::StatusOr<v1::VerifyReply> verified = volume->Verify(*request);
-    const grpc::Status status = ToGrpcStatus(verified.status());
-    if (verified.ok()) *reply = *std::move(verified);
-    reactor->Finish(status);
-  }).detach();
-  return reactor;
+  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Volume* volume = *found;
+  // Runs on a thread of its own (StartServing): it reads the whole volume.
+  absl::StatusOr<v1::VerifyReply> verified = volume->Verify(request);
+  if (verified.ok()) *reply = *std::move(verified);
+  return ToGrpcStatus(verified.status());
 }
 
-grpc::ServerUnaryReactor* GatewayService::Resolve(
-    grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
-    v1::VolumeStatus* reply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+grpc::Status GatewayService::Resolve(grpc::ServerContext* context,
+                                     const v1::ResolveRequest& request,
+                                     v1::VolumeStatus* reply) {
   absl::StatusOr<Access> allowed =
       Allowed(*context, Access::kReadWrite, "resolve");
   if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed.status()));
-    return reactor;
+    return ToGrpcStatus(allowed.status());
   }
-  Volume* volume = FindOrFinish(request->volume(), reactor);
-  if (volume == nullptr) return reactor;
-  absl::Status status = volume->Resolve(request->source());
+  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Volume* volume = *found;
+  absl::Status status = volume->Resolve(request.source());
   if (status.ok()) *reply = volume->Status();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+  return ToGrpcStatus(status);
 }
 
 }  // namespace dst

@@ -20,7 +20,11 @@
 
 namespace dst {
 
-class GatewayService final : public v1::Gateway::CallbackService {
+// Every method is async, on the server's loop (async_service.h): Io
+// through a StreamAcceptor, the unary methods on the server's unary pool
+// (Verify, which reads the whole volume, on a thread of its own).
+class GatewayService final : public v1::Gateway::AsyncService,
+                             public AsyncService {
  public:
   // `acl` (not owned; null: everyone may do everything) decides who may
   // read (open read-only, status) and who may write (read-write opens,
@@ -38,26 +42,24 @@ class GatewayService final : public v1::Gateway::CallbackService {
   // Saves every mirror's state now (at exit).
   void SaveState();
 
-  grpc::ServerUnaryReactor* Open(grpc::CallbackServerContext* context,
-                                 const v1::OpenRequest* request,
-                                 v1::OpenReply* reply) override;
-  grpc::ServerBidiReactor<v1::RequestBatch, v1::ReplyBatch>* Io(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerUnaryReactor* ListVolumes(grpc::CallbackServerContext* context,
-                                        const v1::ListVolumesRequest* request,
-                                        v1::ListVolumesReply* reply) override;
-  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
-                                   const v1::StatusRequest* request,
-                                   v1::StatusReply* reply) override;
-  grpc::ServerUnaryReactor* Resync(grpc::CallbackServerContext* context,
-                                   const v1::ResyncRequest* request,
-                                   v1::VolumeStatus* reply) override;
-  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context,
-                                   const v1::VerifyRequest* request,
-                                   v1::VerifyReply* reply) override;
-  grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* context,
-                                    const v1::ResolveRequest* request,
-                                    v1::VolumeStatus* reply) override;
+  void StartServing(const ServerQueue& queue) override;
+  // Decides what to do with a new Io call (volume, ACL, lease, limits).
+  StreamStart Admit(grpc::ServerContext* context);
+  grpc::Status Open(grpc::ServerContext* context,
+                    const v1::OpenRequest& request, v1::OpenReply* reply);
+  grpc::Status ListVolumes(grpc::ServerContext* context,
+                           const v1::ListVolumesRequest& request,
+                           v1::ListVolumesReply* reply);
+  grpc::Status Status(grpc::ServerContext* context,
+                      const v1::StatusRequest& request, v1::StatusReply* reply);
+  grpc::Status Resync(grpc::ServerContext* context,
+                      const v1::ResyncRequest& request,
+                      v1::VolumeStatus* reply);
+  grpc::Status Verify(grpc::ServerContext* context,
+                      const v1::VerifyRequest& request, v1::VerifyReply* reply);
+  grpc::Status Resolve(grpc::ServerContext* context,
+                       const v1::ResolveRequest& request,
+                       v1::VolumeStatus* reply);
 
  private:
   class Handler;
@@ -66,9 +68,8 @@ class GatewayService final : public v1::Gateway::CallbackService {
   absl::StatusOr<Access> Allowed(const grpc::ServerContextBase& context,
                                  Access wanted, const std::string& what) const;
   Access AccessOf(const Peer& peer) const;
-  // The volume, or nullptr after finishing `reactor` with NOT_FOUND.
-  Volume* FindOrFinish(const std::string& name,
-                       grpc::ServerUnaryReactor* reactor) const;
+  // The volume, or NOT_FOUND.
+  absl::StatusOr<Volume*> FindVolume(const std::string& name) const;
 
   const absl::Time started_ = absl::Now();
   std::vector<std::unique_ptr<Volume>> volumes_;
@@ -80,6 +81,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
     if (acl_refusals_ != nullptr) acl_refusals_->Increment();
   }
   StreamRegistry streams_;
+  StreamAcceptor acceptor_;
 };
 
 }  // namespace dst

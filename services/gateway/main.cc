@@ -10,8 +10,6 @@
 #include <optional>
 #include <thread>
 
-#include <grpcpp/health_check_service_interface.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -145,6 +143,7 @@ int Main(int argc, char** argv) {
   spec.tls = *tls;
   (*tls)->CountRefusalsIn(*registry, "dst_gateway");
   spec.max_message_bytes = kMaxMessageBytes;
+  spec.share_loop = true;  // the streams to the exporters run on it too
   absl::StatusOr<RunningServer> server = StartServer(spec);
   if (!server.ok()) return Fail(server.status().ToString());
   service.Start();
@@ -152,8 +151,7 @@ int Main(int argc, char** argv) {
   // (readiness) only while every volume serves I/O (ready or degraded). A
   // gateway waiting for its exporters is alive but not ready: restarting it
   // would not bring them back.
-  grpc::HealthCheckServiceInterface* health =
-      server->server->GetHealthCheckService();
+  HealthService* health = server->health.get();
   std::atomic<bool> draining{false};
   std::thread([&service, health, &draining] {
     bool last = true;
@@ -180,8 +178,7 @@ int Main(int argc, char** argv) {
   health->SetServingStatus("dst.v1.Gateway", false);
   bool drained =
       service.Drain(absl::Now() + absl::Seconds(config->drain_seconds()));
-  server->StopListening();
-  server->server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  server->Shutdown(absl::Now() + absl::Seconds(1));
   service.SaveState();
   DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");
   (*tls)->RemoveStagedFiles();

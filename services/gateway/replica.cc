@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "services/common/address.h"
+#include "services/common/completion_loop.h"
 #include "services/common/request_validation.h"
 #include "services/common/server.h"
 #include "services/common/status.h"
@@ -37,20 +38,32 @@ void Replica::Ping(std::function<void(absl::Duration)> done) {
     stub = stub_;
   }
   if (stub == nullptr) return;
-  struct Call {
+  // On the process's loop, like the streams (a callback-API call would
+  // bring gRPC's callback threads, which poll beside the loop).
+  struct Call final : CompletionLoop::Tag {
+    void Proceed(bool /*ok*/) override {
+      DST_TSAN_AFTER_GRPC(this);
+      if (status.ok()) done(absl::Now() - start);
+      delete this;
+    }
     grpc::ClientContext context;
     v1::PingRequest request;
     v1::PingReply reply;
+    grpc::Status status;
     absl::Time start = absl::Now();
+    std::function<void(absl::Duration)> done;
+    std::shared_ptr<v1::Exporter::Stub> stub;  // keeps the channel
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::PingReply>> reader;
   };
-  auto call = std::make_shared<Call>();
+  auto* call = new Call;
+  call->done = std::move(done);
+  call->stub = stub;
   call->context.set_deadline(
       absl::ToChronoTime(absl::Now() + options_.keepalive_timeout));
-  stub->async()->Ping(
-      &call->context, &call->request, &call->reply,
-      [call, stub, done = std::move(done)](const grpc::Status& status) {
-        if (status.ok()) done(absl::Now() - call->start);
-      });
+  call->reader = stub->PrepareAsyncPing(&call->context, call->request,
+                                        CompletionLoop::Shared().cq());
+  call->reader->StartCall();
+  call->reader->Finish(&call->reply, &call->status, CompletionLoop::Hand(call));
 }
 
 absl::StatusOr<v1::ReplicaMetadata> Replica::Claim(

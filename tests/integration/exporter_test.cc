@@ -288,8 +288,7 @@ TEST_F(ExporterTest, UnknownAndDuplicateRepliesAreCountedAndDropped) {
     EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
   stream->Close();
   EXPECT_EQ(stream->late_replies(), 20u);
-  server->StopListening();
-  server->server->Shutdown(std::chrono::system_clock::now());
+  server->Shutdown(absl::Now());
 }
 
 TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {

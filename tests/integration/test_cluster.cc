@@ -122,8 +122,7 @@ TestExporter::~TestExporter() { Stop(); }
 void TestExporter::Stop() {
   if (server_.server == nullptr) return;
   service_->Drain(absl::Now() + absl::Seconds(5));
-  server_.StopListening();
-  server_.server->Shutdown(std::chrono::system_clock::now());
+  server_.Shutdown(absl::Now());
   server_.server->Wait();
   server_.server.reset();
 }
@@ -160,8 +159,7 @@ TestGateway::TestGateway(const std::string& dir,
 
 TestGateway::~TestGateway() {
   service_->Drain(absl::Now() + absl::Seconds(5));
-  server_.StopListening();
-  server_.server->Shutdown(std::chrono::system_clock::now());
+  server_.Shutdown(absl::Now());
   server_.server->Wait();
   server_.server.reset();
   service_.reset();
