@@ -2,13 +2,18 @@
 // volumes, read failover, write ordering, refusals, readiness and
 // reconnection (mirror degradation and resync: mirror_test.cc).
 #include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "nbdkit-plugin/gateway_client.h"
+#include "services/gateway/replica.h"
 #include "tests/integration/test_cluster.h"
 
 namespace dst {
@@ -361,6 +366,82 @@ TEST_F(GatewayTest, ConcurrentMaxSizeWritesStayUnderMessageLimits) {
   std::string data = ReadFile(e1.path());
   for (int i = 0; i < 12; ++i)
     EXPECT_EQ(data[uint64_t(i) * max + max - 1], char('A' + i));
+}
+
+// gRPC 1.51's callback API and sync methods bring threads of their own
+// that poll beside the loops (services/common/async_service.h); dst's
+// services and the gateway's calls to its exporters use neither. A callback
+// or sync method, or a callback-API call, added on these paths fails this.
+TEST_F(GatewayTest, ServingAndPingingStartNoCallbackOrSyncThreads) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto client = Open(gateway, "vol0");
+  EXPECT_EQ(client->Call(ReadRequest(0, 512)).status(), 0);
+  EXPECT_EQ(gateway.Status().volumes_size(), 1);
+  ReplicaOptions options;
+  options.address = e1.address();
+  Replica replica(options);
+  replica.Start([] {});
+  for (int i = 0; i < 200 && !replica.connected(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(replica.connected());
+  std::promise<void> pinged;
+  replica.Ping([&pinged](absl::Duration) { pinged.set_value(); });
+  ASSERT_EQ(pinged.get_future().wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  replica.Stop();
+  std::vector<std::string> names;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.push_back(name);
+  }
+  ASSERT_GT(names.size(), 3u);
+  for (const std::string& name : names) {
+    EXPECT_NE(name, "nexting_thread") << "a gRPC callback-API thread";
+    EXPECT_NE(name.rfind("grpcpp_sync", 0), 0u) << "a gRPC sync-server thread";
+  }
+}
+
+TEST_F(GatewayTest, HealthCheckAnswersKnownServicesOnly) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  auto channel = GatewayChannel(gateway.address());
+  ASSERT_TRUE(channel.ok());
+  auto stub = grpc::health::v1::Health::NewStub(*channel);
+  using grpc::health::v1::HealthCheckResponse;
+  auto check = [&stub](const std::string& service,
+                       HealthCheckResponse::ServingStatus* status) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse reply;
+    grpc::Status result = stub->Check(&context, request, &reply);
+    *status = reply.status();
+    return result.error_code();
+  };
+  HealthCheckResponse::ServingStatus status;
+  EXPECT_EQ(check("", &status), grpc::StatusCode::OK);
+  EXPECT_EQ(status, HealthCheckResponse::SERVING);
+  EXPECT_EQ(check("dst.v1.Gateway", &status), grpc::StatusCode::NOT_FOUND)
+      << "a service whose status was never set";
+  gateway.health().SetServingStatus("dst.v1.Gateway", false);
+  EXPECT_EQ(check("dst.v1.Gateway", &status), grpc::StatusCode::OK);
+  EXPECT_EQ(status, HealthCheckResponse::NOT_SERVING);
+  gateway.health().SetServingStatus("dst.v1.Gateway", true);
+  EXPECT_EQ(check("dst.v1.Gateway", &status), grpc::StatusCode::OK);
+  EXPECT_EQ(status, HealthCheckResponse::SERVING);
+  gateway.health().SetServingStatus(false);  // the drain: every service
+  EXPECT_EQ(check("", &status), grpc::StatusCode::OK);
+  EXPECT_EQ(status, HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(check("dst.v1.Gateway", &status), grpc::StatusCode::OK);
+  EXPECT_EQ(status, HealthCheckResponse::NOT_SERVING);
 }
 
 }  // namespace

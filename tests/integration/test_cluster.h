@@ -105,6 +105,8 @@ class TestGateway {
   grpc::Status Resync(const v1::ResyncRequest& request);
   grpc::Status Resolve(const std::string& volume, const std::string& source);
   grpc::Status Verify(const v1::VerifyRequest& request, v1::VerifyReply* reply);
+  // The server's grpc.health.v1 service.
+  HealthService& health() { return *server_.health; }
 
  private:
   std::string address_;
