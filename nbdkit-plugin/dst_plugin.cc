@@ -27,6 +27,7 @@
 #include "nbdkit-plugin/errno_map.h"
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/common/checksum.h"
+#include "services/common/process_tuning.h"
 #include "services/common/tls.h"
 #include "services/common/transaction_stream.h"
 
@@ -128,12 +129,9 @@ void DstUnload() {
 }
 
 int DstAfterFork() {
-  // Large reads arrive as gRPC messages of up to 4 MiB; glibc would mmap and
-  // unmap a fresh buffer for each (measured: 10-22% of sequential
-  // throughput). Keep such buffers on the heap, as the services do. This
-  // process is nbdkit serving dst alone.
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // Large reads arrive as gRPC messages of up to 4 MiB, kept on the heap as
+  // in the services. This process is nbdkit serving dst alone.
+  dst::TuneProcessForDataPath();
   // nbdkit runs a thread per request in flight (64 with --threads=64); with
   // an arena each, every one would keep its own freed 1 MiB buffers (peak
   // RSS 224-330 MiB against 69 for nbdkit's file plugin). A few arenas

@@ -1,6 +1,5 @@
 // dst-gateway: turns exporters into volumes and serves them to NBD servers.
 // Wiring only: flags -> config -> volumes -> service -> server -> drain.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +17,7 @@
 #include "services/common/flags.h"
 #include "services/common/log.h"
 #include "services/common/metrics.h"
+#include "services/common/process_tuning.h"
 #include "services/common/server.h"
 #include "services/common/tls.h"
 #include "services/gateway/config.h"
@@ -190,7 +190,6 @@ int Main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   dst::BlockTerminationSignals();
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  dst::TuneProcessForDataPath();
   return dst::Main(argc, argv);
 }
