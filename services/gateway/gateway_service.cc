@@ -272,8 +272,9 @@ grpc::Status GatewayService::Verify(grpc::ServerContext* context,
   Volume* volume = *found;
   // Runs on a thread of its own (StartServing): it reads the whole volume.
   absl::StatusOr<v1::VerifyReply> verified = volume->Verify(request);
-  if (verified.ok()) *reply = *std::move(verified);
-  return ToGrpcStatus(verified.status());
+  if (!verified.ok()) return ToGrpcStatus(verified.status());
+  *reply = *std::move(verified);
+  return grpc::Status::OK;
 }
 
 grpc::Status GatewayService::Resolve(grpc::ServerContext* context,
