@@ -1,7 +1,6 @@
 // The embedded mode: see embedded_volume.h.
 #include "nbdkit-plugin/embedded_volume.h"
 
-#include <filesystem>
 #include <future>
 #include <thread>
 #include <utility>
@@ -43,30 +42,15 @@ absl::StatusOr<std::unique_ptr<EmbeddedVolume>> EmbeddedVolume::Start(
   }
   // The exporters see this process as a gateway: the same TLS settings,
   // presented as a client.
-  TlsOptions tls_options;
-  tls_options.cert = config.tls().cert();
-  tls_options.key = config.tls().key();
-  tls_options.ca = config.tls().ca();
-  tls_options.server_name = config.tls().server_name();
-  ASSIGN_OR_RETURN(tls_options.mode,
-                   TlsModeOrDefault(config.tls().mode(), tls_options,
-                                    /*server=*/false));
   VolumeOptions options;
-  ASSIGN_OR_RETURN(embedded->tls_, Tls::Load(tls_options, /*server=*/false));
+  ASSIGN_OR_RETURN(embedded->tls_,
+                   Tls::Load(GatewayTlsOptions(config), /*server=*/false));
   options.tls = embedded->tls_;
   options.gateway_id = id;
   options.state_dir = config.state_dir();
-  if (volume_config->replicas_size() > 1) {
-    std::error_code error;
-    std::filesystem::create_directories(options.state_dir, error);
-    if (error) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("state_dir ", options.state_dir, ": ", error.message()));
-    }
-  }
-  embedded->volume_ =
-      MakeVolume(*volume_config, options, 64 << 20, *embedded->registry_);
-  RETURN_IF_ERROR(embedded->volume_->Init());
+  ASSIGN_OR_RETURN(
+      embedded->volume_,
+      BuildVolume(*volume_config, options, 64 << 20, *embedded->registry_));
   embedded->volume_->Start();
   return embedded;
 }

@@ -356,4 +356,14 @@ absl::StatusOr<v1::GatewayConfig> LoadGatewayConfig(const std::string& path) {
   return config;
 }
 
+TlsOptions GatewayTlsOptions(const v1::GatewayConfig& config) {
+  TlsOptions options;
+  options.mode = *ParseTlsMode(config.tls().mode());  // the parser checked it
+  options.cert = config.tls().cert();
+  options.key = config.tls().key();
+  options.ca = config.tls().ca();
+  options.server_name = config.tls().server_name();
+  return options;
+}
+
 }  // namespace dst

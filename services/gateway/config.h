@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 
 #include "dst/v1/config.pb.h"
+#include "services/common/tls.h"
 
 namespace dst {
 
@@ -35,6 +36,11 @@ absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text);
 
 // Reads `path` and parses it; NotFound / PermissionDenied for the file.
 absl::StatusOr<v1::GatewayConfig> LoadGatewayConfig(const std::string& path);
+
+// The TLS settings of a parsed config's `tls` section (its mode validated
+// and defaulted by the parser): for the gateway's listeners and, the same
+// files, for its connections to exporters.
+TlsOptions GatewayTlsOptions(const v1::GatewayConfig& config);
 
 }  // namespace dst
 

@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -100,14 +99,8 @@ int Main(int argc, char** argv) {
     metrics = std::move(*started);
   }
   if (flags.Has("state-dir")) config->set_state_dir(flags.Get("state-dir"));
-  TlsOptions tls_options;
-  tls_options.mode = *ParseTlsMode(config->tls().mode());  // validated
-  tls_options.cert = config->tls().cert();
-  tls_options.key = config->tls().key();
-  tls_options.ca = config->tls().ca();
-  tls_options.server_name = config->tls().server_name();
   absl::StatusOr<std::shared_ptr<Tls>> tls =
-      Tls::Load(tls_options, /*server=*/true);
+      Tls::Load(GatewayTlsOptions(*config), /*server=*/true);
   if (!tls.ok()) return Fail(absl::StrCat("tls: ", tls.status().message()));
   AclHolder acl(config->acl_file());
   if (absl::Status s = acl.Reload(); !s.ok()) {
@@ -119,19 +112,10 @@ int Main(int argc, char** argv) {
   volume_options.state_dir = config->state_dir();
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config->volumes()) {
-    if (volume.replicas_size() > 1 && !volume_options.state_dir.empty()) {
-      std::error_code error;
-      std::filesystem::create_directories(volume_options.state_dir, error);
-      if (error) {
-        return Fail(absl::StrCat("state_dir ", volume_options.state_dir, ": ",
-                                 error.message()));
-      }
-    }
-    volumes.push_back(
-        MakeVolume(volume, volume_options, kMaxMessageBytes, *registry));
-    if (absl::Status s = volumes.back()->Init(); !s.ok()) {
-      return Fail(absl::StrCat("volume ", volume.name(), ": ", s.message()));
-    }
+    absl::StatusOr<std::unique_ptr<Volume>> built =
+        BuildVolume(volume, volume_options, kMaxMessageBytes, *registry);
+    if (!built.ok()) return Fail(std::string(built.status().message()));
+    volumes.push_back(*std::move(built));
   }
   GatewayService service(std::move(volumes), acl.enabled() ? &acl : nullptr,
                          registry.get(),

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <random>
 #include <set>
 #include <utility>
@@ -1718,6 +1719,26 @@ std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
   }
   return std::make_unique<Volume>(config, options, std::move(replicas),
                                   registry);
+}
+
+absl::StatusOr<std::unique_ptr<Volume>> BuildVolume(
+    const v1::VolumeConfig& config, const VolumeOptions& options,
+    int max_message_bytes, prometheus::Registry& registry) {
+  if (config.replicas_size() > 1 && !options.state_dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(options.state_dir, error);
+    if (error) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("state_dir ", options.state_dir, ": ", error.message()));
+    }
+  }
+  std::unique_ptr<Volume> volume =
+      MakeVolume(config, options, max_message_bytes, registry);
+  if (absl::Status s = volume->Init(); !s.ok()) {
+    return absl::Status(
+        s.code(), absl::StrCat("volume ", config.name(), ": ", s.message()));
+  }
+  return volume;
 }
 
 }  // namespace dst

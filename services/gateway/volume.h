@@ -244,6 +244,13 @@ std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
                                    int max_message_bytes,
                                    prometheus::Registry& registry);
 
+// MakeVolume and Init, as the gateway and the embedded mode do it: a
+// mirror's state_dir is made first. Errors name the state_dir or the
+// volume.
+absl::StatusOr<std::unique_ptr<Volume>> BuildVolume(
+    const v1::VolumeConfig& config, const VolumeOptions& options,
+    int max_message_bytes, prometheus::Registry& registry);
+
 }  // namespace dst
 
 #endif  // DST_SERVICES_GATEWAY_VOLUME_H_

@@ -444,5 +444,31 @@ TEST_F(GatewayTest, HealthCheckAnswersKnownServicesOnly) {
   EXPECT_EQ(status, HealthCheckResponse::NOT_SERVING);
 }
 
+// The gateway and the embedded mode build their volumes with BuildVolume.
+TEST_F(GatewayTest, BuildVolumeMakesAMirrorsStateDirOrSaysWhyNot) {
+  const v1::GatewayConfig config = OneVolume(
+      "m", {"unix:/nonexistent/e1.sock", "unix:/nonexistent/e2.sock"});
+  VolumeOptions options;
+  options.gateway_id = "gateway";
+  const std::string file = dir_.path() + "/a-file";
+  std::ofstream(file) << "not a directory";
+  options.state_dir = file + "/state";
+  prometheus::Registry refused_registry;
+  absl::StatusOr<std::unique_ptr<Volume>> refused =
+      BuildVolume(config.volumes(0), options, 64 << 20, refused_registry);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("state_dir " + options.state_dir),
+            std::string::npos)
+      << refused.status();
+  options.state_dir = dir_.path() + "/new/state";
+  prometheus::Registry registry;
+  absl::StatusOr<std::unique_ptr<Volume>> built =
+      BuildVolume(config.volumes(0), options, 64 << 20, registry);
+  ASSERT_TRUE(built.ok()) << built.status();
+  EXPECT_TRUE(std::filesystem::is_directory(options.state_dir));
+  EXPECT_EQ((*built)->name(), "m");
+}
+
 }  // namespace
 }  // namespace dst
