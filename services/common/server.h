@@ -36,7 +36,9 @@ struct ServerSpec {
   // The server's loop also becomes the process's CompletionLoop::Shared(),
   // for its client streams (the gateway's to its exporters): one gRPC
   // thread in all. Then the loop outlives the server, to the process's
-  // end. Ignored when Shared() was used before. Default false.
+  // end, and the server must not be destroyed before it (requests it
+  // cancels at shutdown come back on the loop later): the process ends by
+  // ExitNow. Ignored when Shared() was used before. Default false.
   bool share_loop = false;
 };
 
