@@ -87,7 +87,6 @@ class UnaryCall final : public CompletionLoop::Tag {
   }
 
   void Proceed(bool ok) override {
-    DST_TSAN_AFTER_GRPC(this);
     // Not ok before a call arrived: the server is shutting down. After
     // the answer: the Finish is done (sent, or the client is gone).
     if (!ok || answered_) {

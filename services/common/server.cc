@@ -18,7 +18,6 @@
 #include "services/common/completion_loop.h"
 #include "services/common/log.h"
 #include "services/common/status.h"
-#include "services/common/stream_reactor.h"
 #include "services/common/tls.h"
 
 namespace dst {

@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "services/common/completion_loop.h"
-#include "services/common/tsan.h"
 
 namespace dst {
 
@@ -23,8 +22,8 @@ class ServerStream {
       ops_ = 1;   // the done tag, which comes once a call that began is over
       refs_ = 1;  // OnNewCall's, so that nothing deletes us under it
     }
-    DST_TSAN_BEFORE_GRPC(this);
-    context_.AsyncNotifyWhenDone(&done_tag_);  // must precede the request
+    context_.AsyncNotifyWhenDone(
+        CompletionLoop::Hand(&done_tag_));  // must precede the request
     acceptor_->request_(&context_, &stream_, acceptor_->cq_, acceptor_->cq_,
                         CompletionLoop::Hand(&new_call_tag_));
   }
@@ -60,7 +59,6 @@ class ServerStream {
   friend Tag;
 
   void Proceed(Op op, bool ok) {
-    DST_TSAN_AFTER_GRPC(this);
     switch (op) {
       case Op::kNewCall:
         OnNewCall(ok);
@@ -105,8 +103,7 @@ class ServerStream {
         finished_ = true;
         ++ops_;
       }
-      DST_TSAN_BEFORE_GRPC(this);
-      stream_.Finish(start.refused, &finish_tag_);
+      stream_.Finish(start.refused, CompletionLoop::Hand(&finish_tag_));
       Unref();
       return;
     }
@@ -127,8 +124,7 @@ class ServerStream {
     }
     if (over) acceptor_->registry_->Remove(this);
     if (read) {
-      DST_TSAN_BEFORE_GRPC(this);
-      stream_.Read(&in_, &read_tag_);
+      stream_.Read(&in_, CompletionLoop::Hand(&read_tag_));
     } else if (!over) {
       Drain();  // refused at once with UNAVAILABLE
     }
@@ -193,8 +189,7 @@ class ServerStream {
       if (read) ++ops_;
     }
     if (read) {
-      DST_TSAN_BEFORE_GRPC(this);
-      stream_.Read(&in_, &read_tag_);
+      stream_.Read(&in_, CompletionLoop::Hand(&read_tag_));
     }
     Unref();
   }
@@ -214,8 +209,7 @@ class ServerStream {
       finish = !write && ShouldFinishLocked();
     }
     if (write) {
-      DST_TSAN_BEFORE_GRPC(this);
-      stream_.Write(out_, &write_tag_);
+      stream_.Write(out_, CompletionLoop::Hand(&write_tag_));
     }
     if (finish) DoFinish();
   }
@@ -273,12 +267,10 @@ class ServerStream {
       return;
     }
     if (read) {
-      DST_TSAN_BEFORE_GRPC(this);
-      stream_.Read(&in_, &read_tag_);
+      stream_.Read(&in_, CompletionLoop::Hand(&read_tag_));
     }
     if (write) {
-      DST_TSAN_BEFORE_GRPC(this);
-      stream_.Write(out_, &write_tag_);
+      stream_.Write(out_, CompletionLoop::Hand(&write_tag_));
     }
     if (finish) DoFinish();
   }
@@ -318,11 +310,10 @@ class ServerStream {
       absl::MutexLock lock(&mu_);
       draining = draining_ && !reads_done_;
     }
-    DST_TSAN_BEFORE_GRPC(this);
     stream_.Finish(draining ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                            "server is shutting down")
                             : grpc::Status::OK,
-                   &finish_tag_);
+                   CompletionLoop::Hand(&finish_tag_));
   }
 
   bool CanDestroyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 
 #include "services/common/status.h"
-#include "services/common/tsan.h"
 
 namespace dst {
 
@@ -32,7 +31,6 @@ TransactionStream::TransactionStream(const StartFn& start,
     absl::MutexLock lock(&mu_);
     BeginOpLocked();
   }
-  DST_TSAN_BEFORE_GRPC(this);
   call_->StartCall(CompletionLoop::Hand(&start_tag_));
 }
 
@@ -54,7 +52,6 @@ std::shared_ptr<TransactionStream> TransactionStream::Share(
 }
 
 void TransactionStream::Proceed(Op op, bool ok) {
-  DST_TSAN_AFTER_GRPC(this);
   switch (op) {
     case Op::kStart:
       OnStarted(ok);
@@ -207,11 +204,9 @@ void TransactionStream::ReturnPayloadsLocked() {
 
 void TransactionStream::StartOps(bool write, bool writes_done) {
   if (write) {
-    DST_TSAN_BEFORE_GRPC(this);
     call_->Write(out_, CompletionLoop::Hand(&write_tag_));
   }
   if (writes_done) {
-    DST_TSAN_BEFORE_GRPC(this);
     call_->WritesDone(CompletionLoop::Hand(&writes_done_tag_));
   }
 }
@@ -231,7 +226,6 @@ void TransactionStream::OnStarted(bool ok) {
       writes_done = WritesDoneDueLocked();
     }
   }
-  DST_TSAN_BEFORE_GRPC(this);
   if (!ok) {
     call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
     return;
@@ -267,7 +261,6 @@ void TransactionStream::OnReadDone(bool ok) {
       if (status_.ok()) status_ = absl::UnavailableError("stream ended");
       BeginOpLocked();
     }
-    DST_TSAN_BEFORE_GRPC(this);
     call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
     return;
   }
@@ -289,7 +282,6 @@ void TransactionStream::OnReadDone(bool ok) {
     BeginOpLocked();  // the next read
   }
   in_.Clear();
-  DST_TSAN_BEFORE_GRPC(this);
   call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
   StartOps(write, false);
   for (auto& [done, reply] : completed) done(std::move(reply));

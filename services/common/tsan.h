@@ -1,11 +1,11 @@
 // ThreadSanitizer annotations for the order gRPC guarantees but TSan cannot
-// see: Debian's gRPC core is not built with TSan, so the hand-off between a
-// reactor's Start*() call and the callback that completes it (run on
-// another thread) is invisible to it, and every use of the reactor's
-// buffers on both sides would be reported as a race. A reactor calls
-// DST_TSAN_BEFORE_GRPC(this) before each Start*()/Finish() and
-// DST_TSAN_AFTER_GRPC(this) first thing in each On*() callback. No-ops
-// outside a TSan build (DST_SANITIZE=thread).
+// see: Debian's gRPC core is not built with TSan, so the hand-off between
+// starting an operation with a tag and the loop thread that gets the tag
+// back is invisible to it, and every use of the operation's buffers on
+// both sides would be reported as a race. CompletionLoop::Hand(tag) runs
+// DST_TSAN_BEFORE_GRPC(tag) as the operation starts, and the loop
+// DST_TSAN_AFTER_GRPC(tag) before the tag's Proceed; nothing else uses
+// them. No-ops outside a TSan build (DST_SANITIZE=thread).
 #ifndef DST_SERVICES_COMMON_TSAN_H_
 #define DST_SERVICES_COMMON_TSAN_H_
 

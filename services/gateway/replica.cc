@@ -42,7 +42,6 @@ void Replica::Ping(std::function<void(absl::Duration)> done) {
   // bring gRPC's callback threads, which poll beside the loop).
   struct Call final : CompletionLoop::Tag {
     void Proceed(bool /*ok*/) override {
-      DST_TSAN_AFTER_GRPC(this);
       if (status.ok()) done(absl::Now() - start);
       delete this;
     }
