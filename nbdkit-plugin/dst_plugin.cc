@@ -18,10 +18,12 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 
 #include <nbdkit-plugin.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 #include "nbdkit-plugin/embedded_volume.h"
 #include "nbdkit-plugin/errno_map.h"
@@ -255,15 +257,20 @@ int DstCanMultiConn(void* handle) { return DstCanFlush(handle); }
 // gateway, or a read whose checksum does not match here).
 constexpr int kIntegrityAttempts = 3;
 
-// Runs one transaction; returns 0 or -1 with nbdkit's error set.
+// Runs one transaction; returns 0 or -1 with nbdkit's error set. A write
+// passes its data as `write_data` (request.length() bytes, the request's own
+// data left empty): each attempt copies it into the message once, so a 1 MiB
+// write is not also copied by a retry's spare request.
 int Run(void* handle, const dst::v1::Request& request,
-        void* read_into = nullptr) {
+        void* read_into = nullptr, const void* write_data = nullptr) {
   const dst::v1::Op op = request.op();
   const uint64_t offset = request.offset();
   const uint32_t length = request.length();
   dst::v1::Reply reply;
   for (int attempt = 1; attempt <= kIntegrityAttempts; ++attempt) {
-    reply = Client(handle)->Call(request);
+    dst::v1::Request sent = request;
+    if (write_data != nullptr) sent.set_data(write_data, length);
+    reply = Client(handle)->Call(std::move(sent));
     if (reply.status() == 0 && op == dst::v1::OP_READ &&
         request.checksum_algorithm() != dst::v1::CHECKSUM_NONE) {
       absl::Status intact =
@@ -324,13 +331,13 @@ int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
               uint32_t flags) {
   dst::v1::Request request =
       MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
-  request.set_data(buf, count);
   if (Crc32c(handle)) {
     request.set_checksum_algorithm(dst::v1::CHECKSUM_CRC32C);
-    request.set_checksum(
-        dst::ComputeChecksum(dst::v1::CHECKSUM_CRC32C, request.data()));
+    request.set_checksum(dst::ComputeChecksum(
+        dst::v1::CHECKSUM_CRC32C,
+        absl::string_view(static_cast<const char*>(buf), count)));
   }
-  return Run(handle, request);
+  return Run(handle, request, nullptr, buf);
 }
 
 int DstFlush(void* handle, uint32_t flags) {

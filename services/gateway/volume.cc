@@ -94,7 +94,7 @@ struct Volume::Fanout {
     RegionBitmap unflushed;  // flushes: what this flush makes durable
     Target(size_t slot, bool required) : slot(slot), required(required) {}
   };
-  v1::Request request;
+  v1::Request request;        // its data is handed to the replicas when sent
   uint64_t first_region = 0;  // regions the modification touches
   uint64_t last_region = 0;
   absl::Mutex mu;
@@ -975,9 +975,20 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
         ErrorReply(request.id(), absl::UnavailableError("no in-sync replica")));
     return;
   }
+  // The payload leaves the fanout before any replica can answer: the last
+  // target gets it, the others a copy (a 1 MiB write through one replica is
+  // not copied here at all).
+  std::string data;
+  data.swap(*fanout->request.mutable_data());
   for (size_t t = 0; t < fanout->targets.size(); ++t) {
+    v1::Request sent = request;
+    if (t + 1 == fanout->targets.size()) {
+      sent.mutable_data()->swap(data);
+    } else {
+      *sent.mutable_data() = data;
+    }
     Replica* replica = slots_[fanout->targets[t].slot]->replica.get();
-    replica->Submit(request, [this, fanout, t](v1::Reply&& reply) {
+    replica->Submit(std::move(sent), [this, fanout, t](v1::Reply&& reply) {
       OnFanoutReply(fanout, t, std::move(reply));
     });
   }
