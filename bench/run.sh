@@ -2,6 +2,10 @@
 # The side-by-side benchmark: in one run on this machine, fio (--ioengine=nbd)
 # against
 #   baseline  nbdkit's file plugin on a tmpfs file;
+#   floor     nbdkit with bench/floor/handoff_plugin.cc: the file plugin's
+#             I/O done by a worker thread while nbdkit's thread waits, the
+#             most any plugin that waits for another thread (dst's does)
+#             can reach here;
 #   dst-1     dst with one replica: nbdkit + dst plugin -> gateway -> exporter;
 #   dst-2     dst with a two-way mirror (the path `scripts/up.sh` uses);
 #   embedded-2  the two-way mirror in the embedded mode: nbdkit runs the
@@ -41,7 +45,9 @@ nbdkit_flags=(--threads=64)
 for tool in nbdkit fio python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
-[ -x "$bin/dst-gateway" ] || { echo "bench: build first ($bin)" >&2; exit 1; }
+for built in dst-gateway nbdkit-handoff-floor.so; do
+  [ -e "$bin/$built" ] || { echo "bench: $bin/$built is missing: build first" >&2; exit 1; }
+done
 
 work=$(mktemp -d /dev/shm/dst-bench-XXXXXX)  # tmpfs
 pids=()
@@ -67,6 +73,13 @@ start_config() {
     baseline)
       truncate -s "$size" "$dir/base.img"
       nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" file file="$dir/base.img" 2>"$dir/nbdkit.log" &
+      pids+=($!)
+      echo "nbdkit $!" >>"$dir/pids"
+      ;;
+    floor)
+      truncate -s "$size" "$dir/floor.img"
+      nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" "$bin/nbdkit-handoff-floor.so" \
+        file="$dir/floor.img" 2>"$dir/nbdkit.log" &
       pids+=($!)
       echo "nbdkit $!" >>"$dir/pids"
       ;;
@@ -128,7 +141,7 @@ workloads=(
   "mix-70-30-4k-qd32 --rw=randrw --rwmixread=70 --bs=4k --iodepth=32"
 )
 
-for config in baseline dst-1 dst-2 embedded-2; do
+for config in baseline floor dst-1 dst-2 embedded-2; do
   start_config "$config"
   dir="$work/$config"
   # Fill the volume first, so that reads read data.
@@ -159,7 +172,7 @@ import json, os, platform, sys
 work, prefix, runtime, size, hz = sys.argv[1:6]
 workloads = sys.argv[6:]
 hz = float(hz)
-configs = ["baseline", "dst-1", "dst-2", "embedded-2"]
+configs = ["baseline", "floor", "dst-1", "dst-2", "embedded-2"]
 
 def read_pairs(path):
     out = {}
@@ -207,17 +220,21 @@ json.dump(results, open(prefix + ".json", "w"), indent=2)
 lines = [f"fio --ioengine=nbd, {runtime} s per workload on {size} tmpfs files, "
          f"{os.cpu_count()} CPUs, nbdkit {results['nbdkit_flags']}"
          + (f", exporters {results['exporter_flags']}" if results["exporter_flags"] else "")
-         + ". Ratio: dst IOPS / baseline IOPS (p50: dst / baseline).",
+         + ". Ratio: IOPS / baseline IOPS (p50: dst / baseline). Floor: nbdkit's"
+         " file plugin with each request handed to a worker thread (the most"
+         " a plugin that waits for another thread reaches).",
          "",
-         "| workload | baseline IOPS | baseline MB/s | baseline p50/p99 µs | dst-1 IOPS (ratio) | dst-1 p50/p99 µs (p50 ratio) | dst-2 mirror IOPS (ratio) | dst-2 p50/p99 µs | dst-2 CPU s/GiB (nbdkit+gateway+exporters) | embedded-2 mirror IOPS (ratio) | embedded-2 p50/p99 µs |",
-         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+         "| workload | baseline IOPS | baseline MB/s | baseline p50/p99 µs | floor IOPS (ratio) | floor p50 µs | dst-1 IOPS (ratio) | dst-1 p50/p99 µs (p50 ratio) | dst-2 mirror IOPS (ratio) | dst-2 p50/p99 µs | dst-2 CPU s/GiB (nbdkit+gateway+exporters) | embedded-2 mirror IOPS (ratio) | embedded-2 p50/p99 µs |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 for w in workloads:
     b = base[w]
     d1 = results["configs"]["dst-1"]["workloads"][w]
     d2 = results["configs"]["dst-2"]["workloads"][w]
     e2 = results["configs"]["embedded-2"]["workloads"][w]
+    fl = results["configs"]["floor"]["workloads"][w]
     lines.append(
         f"| {w} | {b['iops']} | {b['mb_s']} | {b['p50_us']}/{b['p99_us']} | "
+        f"{fl['iops']} ({fl['ratio_iops']}) | {fl['p50_us']} | "
         f"{d1['iops']} ({d1['ratio_iops']}) | {d1['p50_us']}/{d1['p99_us']} ({d1['ratio_p50']}) | "
         f"{d2['iops']} ({d2['ratio_iops']}) | {d2['p50_us']}/{d2['p99_us']} | "
         f"{round(sum(d2['cpu_s_per_gib'].values()), 2)} | "

@@ -14,16 +14,16 @@ $PYTHON - "$tmp"/results/bench-*.json <<'PY' || fail "benchmark results incomple
 import json, sys
 r = json.load(open(sys.argv[1]))
 configs = r["configs"]
-assert set(configs) == {"baseline", "dst-1", "dst-2", "embedded-2"}, configs.keys()
+assert set(configs) == {"baseline", "floor", "dst-1", "dst-2", "embedded-2"}, configs.keys()
 workloads = configs["baseline"]["workloads"]
 assert len(workloads) == 7, workloads.keys()
-for name in ("dst-1", "dst-2", "embedded-2"):
+for name in ("floor", "dst-1", "dst-2", "embedded-2"):
     for w, v in configs[name]["workloads"].items():
         assert v["iops"] > 0 and workloads[w]["iops"] > 0, (name, w)
         assert v["ratio_iops"] >= 0.01, f"{name} {w}: ratio {v['ratio_iops']}"
         assert all(c >= 0 for c in v["cpu_s_per_gib"].values()), (name, w)
     assert configs[name]["peak_rss_mib"]["nbdkit"] > 0
-    if name != "embedded-2":
+    if name.startswith("dst-"):
         assert configs[name]["peak_rss_mib"]["gateway"] > 0
 print("complete; no collapse")
 PY
