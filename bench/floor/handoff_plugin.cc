@@ -12,6 +12,7 @@
 // handoff=0 does the I/O on the nbdkit thread itself (the file plugin's
 // model), to check that the plugin adds nothing else.
 #include <fcntl.h>
+#include <semaphore.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,9 +38,8 @@ struct Job {
   char* buf = nullptr;
   uint32_t count = 0;
   uint64_t offset = 0;
-  bool done = false;
   int error = 0;
-  std::condition_variable done_cv;
+  sem_t done;  // posted by the worker (no lock on the way back)
   Job* next = nullptr;
 };
 
@@ -87,12 +87,9 @@ void Work() {
       g_head = g_tail = nullptr;
     }
     while (batch != nullptr) {
-      Job* next = batch->next;
-      const int error = DoIo(batch);
-      std::lock_guard<std::mutex> lock(g_mu);
-      batch->error = error;
-      batch->done = true;
-      batch->done_cv.notify_one();
+      Job* next = batch->next;  // read first: the job ends at the post
+      batch->error = DoIo(batch);
+      sem_post(&batch->done);
       batch = next;
     }
   }
@@ -107,11 +104,19 @@ int Run(bool write, void* buf, uint32_t count, uint64_t offset) {
   if (!g_handoff) {
     job.error = DoIo(&job);
   } else {
-    std::unique_lock<std::mutex> lock(g_mu);
-    (g_tail != nullptr ? g_tail->next : g_head) = &job;
-    g_tail = &job;
-    if (g_worker_idle) g_work_cv.notify_one();
-    job.done_cv.wait(lock, [&job] { return job.done; });
+    sem_init(&job.done, 0, 0);
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lock(g_mu);
+      (g_tail != nullptr ? g_tail->next : g_head) = &job;
+      g_tail = &job;
+      wake = g_worker_idle;
+      g_worker_idle = false;
+    }
+    if (wake) g_work_cv.notify_one();
+    while (sem_wait(&job.done) != 0) {
+    }
+    sem_destroy(&job.done);
   }
   if (job.error != 0) {
     nbdkit_set_error(job.error);
