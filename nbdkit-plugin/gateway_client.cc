@@ -48,14 +48,16 @@ absl::StatusOr<std::unique_ptr<GatewayClient>> GatewayClient::Open(
     const GatewayClientOptions& options) {
   auto stub = std::shared_ptr<v1::Gateway::Stub>(v1::Gateway::NewStub(channel));
   ASSIGN_OR_RETURN(v1::Geometry geometry, OpenVolume(*stub, options));
-  return std::unique_ptr<GatewayClient>(
-      new GatewayClient(std::move(stub), options, std::move(geometry)));
+  return std::unique_ptr<GatewayClient>(new GatewayClient(
+      channel, std::move(stub), options, std::move(geometry)));
 }
 
-GatewayClient::GatewayClient(std::shared_ptr<v1::Gateway::Stub> stub,
+GatewayClient::GatewayClient(std::shared_ptr<grpc::Channel> channel,
+                             std::shared_ptr<v1::Gateway::Stub> stub,
                              const GatewayClientOptions& options,
                              v1::Geometry geometry)
-    : stub_(std::move(stub)),
+    : channel_(std::move(channel)),
+      stub_(std::move(stub)),
       options_(options),
       geometry_(std::move(geometry)) {
   TransactionSessionOptions session;
@@ -84,14 +86,15 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> GatewayClient::Connect(
   const std::string volume = options_.volume;
   const std::string access = options_.read_only ? "ro" : "rw";
   const std::string lease = options_.lease_token;
-  auto stub = stub_;
+  auto channel = channel_;
   return std::make_unique<TransactionStream>(
-      [stub, volume, access, lease](grpc::ClientContext* ctx,
-                                    grpc::CompletionQueue* cq) {
+      [channel, volume, access, lease](grpc::ClientContext* ctx,
+                                       grpc::CompletionQueue* cq) {
         ctx->AddMetadata("dst-volume", volume);
         ctx->AddMetadata("dst-access", access);
         if (access == "rw") ctx->AddMetadata("dst-lease", lease);
-        return stub->PrepareAsyncIo(ctx, cq);
+        return PrepareTransactionStream(channel.get(), kGatewayIoMethod, ctx,
+                                        cq);
       },
       stream_options);
 }

@@ -57,12 +57,14 @@ class GatewayClient : public VolumeClient {
   const TransactionSession& session() const { return *session_; }
 
  private:
-  GatewayClient(std::shared_ptr<v1::Gateway::Stub> stub,
+  GatewayClient(std::shared_ptr<grpc::Channel> channel,
+                std::shared_ptr<v1::Gateway::Stub> stub,
                 const GatewayClientOptions& options, v1::Geometry geometry);
   absl::StatusOr<std::unique_ptr<TransactionStream>> Connect(
       const TransactionStreamOptions& stream_options);
 
-  const std::shared_ptr<v1::Gateway::Stub> stub_;
+  const std::shared_ptr<grpc::Channel> channel_;   // the Io streams'
+  const std::shared_ptr<v1::Gateway::Stub> stub_;  // Open
   const GatewayClientOptions options_;
   const v1::Geometry geometry_;
   std::unique_ptr<TransactionSession> session_;  // last: uses the above

@@ -1,10 +1,17 @@
 // Server-side transaction streams: see stream_reactor.h.
 #include "services/common/stream_reactor.h"
 
+#include <cstdlib>
 #include <deque>
+#include <string>
 #include <utility>
 
+#include <google/protobuf/descriptor.h>
+
+#include "absl/strings/string_view.h"
+
 #include "services/common/completion_loop.h"
+#include "services/common/log.h"
 
 namespace dst {
 
@@ -282,10 +289,10 @@ class ServerStream {
     out_.Clear();
     size_t bytes = 0;
     while (!queue_.empty() &&
-           (out_.replies_size() == 0 ||
+           (out_.size() == 0 ||
             bytes + queue_.front().data().size() <= options_.max_batch_bytes)) {
       bytes += queue_.front().data().size() + 32;
-      *out_.add_replies() = std::move(queue_.front());
+      out_.Add(std::move(queue_.front()));
       queue_.pop_front();
     }
     writing_ = true;
@@ -339,7 +346,7 @@ class ServerStream {
   std::unique_ptr<StreamHandler> handler_;
   StreamOptions options_;
   v1::RequestBatch in_;  // owned by the read in flight
-  v1::ReplyBatch out_;   // owned by the write in flight
+  OutgoingReplies out_;  // owned by the write in flight
 
   absl::Mutex mu_;
   std::deque<v1::Reply> queue_ ABSL_GUARDED_BY(mu_);
@@ -379,6 +386,38 @@ StreamStart ServeStream(std::unique_ptr<StreamHandler> handler,
   start.handler = std::move(handler);
   start.options = options;
   return start;
+}
+
+StreamAcceptor::RequestFn StreamAcceptor::RequestStreamFn(
+    grpc::Service* service, const char* method) {
+  // gRPC numbers a service's methods in their .proto order.
+  const absl::string_view name(method);  // "/package.Service/Method"
+  const size_t slash = name.rfind('/');
+  const google::protobuf::ServiceDescriptor* descriptor =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          std::string(name.substr(1, slash - 1)));
+  const google::protobuf::MethodDescriptor* found =
+      descriptor == nullptr
+          ? nullptr
+          : descriptor->FindMethodByName(std::string(name.substr(slash + 1)));
+  if (found == nullptr || !found->client_streaming() ||
+      !found->server_streaming()) {
+    DST_LOG(Error, "no bidirectional stream method %s", method);
+    std::abort();
+  }
+  const int index = found->index();
+  // RequestAsyncBidiStreaming is protected in grpc::Service, for the
+  // generated subclasses: reached through a pointer to it.
+  struct Access : grpc::Service {
+    using grpc::Service::RequestAsyncBidiStreaming;
+  };
+  auto request = &Access::RequestAsyncBidiStreaming;
+  return [service, index, request](
+             grpc::ServerContext* context, AsyncServerStream* stream,
+             grpc::CompletionQueue* call_cq,
+             grpc::ServerCompletionQueue* notify_cq, void* tag) {
+    (service->*request)(index, context, stream, call_cq, notify_cq, tag);
+  };
 }
 
 std::string ClientMetadata(const grpc::ServerContextBase* context,

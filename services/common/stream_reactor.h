@@ -37,6 +37,7 @@
 
 #include "dst/v1/exporter.pb.h"
 #include "services/common/async_service.h"
+#include "services/common/outgoing_batch.h"
 
 namespace dst {
 
@@ -97,8 +98,9 @@ class StreamRegistry {
   std::atomic<int64_t> in_flight_{0};
 };
 
+// Writes ReplyBatch messages (as OutgoingReplies), reads RequestBatch.
 using AsyncServerStream =
-    grpc::ServerAsyncReaderWriter<v1::ReplyBatch, v1::RequestBatch>;
+    grpc::ServerAsyncReaderWriter<OutgoingReplies, v1::RequestBatch>;
 
 // Accepts the calls of one stream method: keeps one call requested from
 // the server at a time and runs each call that arrives as a ServerStream.
@@ -117,22 +119,16 @@ class StreamAcceptor {
       : request_(std::move(request)),
         admit_(std::move(admit)),
         registry_(registry) {}
-  // The acceptor of `service`'s stream method: `request` is its generated
-  // RequestX, `admit` the member deciding each call.
-  template <class Base, class Service>
-  StreamAcceptor(Service* service,
-                 void (Base::*request)(grpc::ServerContext*, AsyncServerStream*,
-                                       grpc::CompletionQueue*,
-                                       grpc::ServerCompletionQueue*, void*),
+  // The acceptor of `service`'s transaction stream `method`
+  // (kExporterStreamMethod or kGatewayIoMethod), with dst's stream type
+  // instead of the generated RequestX's; `admit` is the member deciding
+  // each call.
+  template <class Service>
+  StreamAcceptor(Service* service, const char* method,
                  StreamStart (Service::*admit)(grpc::ServerContext*),
                  StreamRegistry* registry)
       : StreamAcceptor(
-            [service, request](
-                grpc::ServerContext* context, AsyncServerStream* stream,
-                grpc::CompletionQueue* call_cq,
-                grpc::ServerCompletionQueue* notify_cq, void* tag) {
-              (service->*request)(context, stream, call_cq, notify_cq, tag);
-            },
+            RequestStreamFn(service, method),
             [service, admit](grpc::ServerContext* context) {
               return (service->*admit)(context);
             },
@@ -143,6 +139,8 @@ class StreamAcceptor {
 
  private:
   friend class ServerStream;
+  // What the generated RequestX of `method` does, for AsyncServerStream.
+  static RequestFn RequestStreamFn(grpc::Service* service, const char* method);
   void RequestNext();
 
   const RequestFn request_;

@@ -129,6 +129,19 @@ v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit) {
   return future.get();
 }
 
+std::unique_ptr<AsyncClientStream> PrepareTransactionStream(
+    grpc::ChannelInterface* channel, const char* method,
+    grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+  // What the generated PrepareAsyncStream does, with dst's writer type.
+  return std::unique_ptr<AsyncClientStream>(
+      grpc::internal::ClientAsyncReaderWriterFactory<OutgoingRequests,
+                                                     v1::ReplyBatch>::
+          Create(channel, cq,
+                 grpc::internal::RpcMethod(
+                     method, grpc::internal::RpcMethod::BIDI_STREAMING),
+                 context, /*start=*/false, /*tag=*/nullptr));
+}
+
 v1::Reply TransactionStream::Call(v1::Request request) {
   return WaitForReply([&](TransactionDone done) {
     Submit(std::move(request), std::move(done));
@@ -158,24 +171,34 @@ bool TransactionStream::AdmitAndFillLocked() {
       unsent_.pop_front();
       continue;
     }
-    size_t size = transaction->request.data().size() + 32;
-    if (out_.requests_size() > 0 && bytes + size > options_.max_batch_bytes) {
+    v1::Request& request = transaction->request;
+    if (request.data().size() >= kSlicedPayloadBytes) {
+      // Shared from now on by the transaction (for a resend) and the
+      // writes that carry it.
+      transaction->payload =
+          std::make_shared<std::string>(std::move(*request.mutable_data()));
+      request.clear_data();
+    }
+    const size_t size =
+        request.data().size() +
+        (transaction->payload ? transaction->payload->size() : 0) + 32;
+    if (out_.size() > 0 && bytes + size > options_.max_batch_bytes) {
       break;
     }
-    // The transaction keeps its request until the reply comes; its payload
-    // is lent to the write (moved, not copied) and given back when the
-    // write is done (ReturnPayloadsLocked).
+    // The transaction keeps its request until the reply comes; a small
+    // payload is lent to the write (moved, not copied) and given back when
+    // the write is done (ReturnPayloadsLocked).
     std::string payload;
-    payload.swap(*transaction->request.mutable_data());
-    v1::Request* sent = out_.add_requests();
-    *sent = transaction->request;
-    sent->mutable_data()->swap(payload);
+    payload.swap(*request.mutable_data());
+    v1::Request sent = request;
+    sent.mutable_data()->swap(payload);
+    out_.Add(std::move(sent), transaction->payload);
     transaction->sent = now;
     ++transaction->sends;
     bytes += size;
     unsent_.pop_front();
   }
-  if (out_.requests_size() == 0) return false;
+  if (out_.size() == 0) return false;
   writing_ = true;
   BeginOpLocked();
   return true;
@@ -192,7 +215,9 @@ bool TransactionStream::WritesDoneDueLocked() {
 }
 
 void TransactionStream::ReturnPayloadsLocked() {
-  for (v1::Request& sent : *out_.mutable_requests()) {
+  for (size_t i = 0; i < out_.size(); ++i) {
+    v1::Request& sent = out_.mutable_item(i);
+    if (sent.data().empty()) continue;
     // Not found: answered meanwhile (or failed); the payload is not needed.
     Transaction* transaction = table_.Find(sent.id());
     if (transaction != nullptr) {
@@ -310,6 +335,17 @@ void TransactionStream::OnFinished() {
                 return a->id < b->id;
               });
     for (Transaction* t : in_table) {
+      if (t->payload != nullptr) {
+        // Back into the request for the next stream. Held here alone (the
+        // writes that shared it are over), it is moved, else copied.
+        std::string* data = t->request.mutable_data();
+        if (t->payload.use_count() == 1) {
+          *data = std::move(const_cast<std::string&>(*t->payload));
+        } else {
+          *data = *t->payload;
+        }
+        t->payload.reset();
+      }
       unfinished.push_back(OrphanTransaction{
           std::move(t->request), std::move(t->done), t->sends, t->submitted});
       table_.Release(t);

@@ -4,11 +4,11 @@
 //
 // Submit() gives each request an id from a pre-sized TransactionTable and
 // queues it; a pump coalesces queued requests into batches, one write in
-// flight at a time (payloads are moved into the write and back, never
-// copied); each reply is matched to its transaction by id and its
-// callback run. A reply whose id is unknown (late, duplicated, forged) is
-// counted and dropped. When the table is full, requests wait in a FIFO
-// until a slot frees (callers bound how much they submit). When the stream
+// flight at a time (small payloads are moved into the write and back, large
+// ones shared with it: never copied); each reply is matched to its transaction
+// by id and its callback run. A reply whose id is unknown (late, duplicated,
+// forged) is counted and dropped. When the table is full, requests wait in a
+// FIFO until a slot frees (callers bound how much they submit). When the stream
 // ends, every transaction still in flight completes with UNAVAILABLE.
 //
 // The stream's operations complete on the process's CompletionLoop.
@@ -38,12 +38,20 @@
 
 #include "dst/v1/exporter.pb.h"
 #include "services/common/completion_loop.h"
+#include "services/common/outgoing_batch.h"
 #include "services/common/transaction_table.h"
 
 namespace dst {
 
+// Writes RequestBatch messages (as OutgoingRequests), reads ReplyBatch.
 using AsyncClientStream =
-    grpc::ClientAsyncReaderWriter<v1::RequestBatch, v1::ReplyBatch>;
+    grpc::ClientAsyncReaderWriter<OutgoingRequests, v1::ReplyBatch>;
+
+// Prepares (does not start) the transaction stream `method` (one of the
+// above) on `channel`: what a StartFn returns.
+std::unique_ptr<AsyncClientStream> PrepareTransactionStream(
+    grpc::ChannelInterface* channel, const char* method,
+    grpc::ClientContext* context, grpc::CompletionQueue* cq);
 
 // A transaction a stream could not finish (it ended first), handed back for
 // replay on another stream.
@@ -68,8 +76,8 @@ struct TransactionStreamOptions {
 
 class TransactionStream {
  public:
-  // Prepares the RPC: add metadata to `context`, then return e.g.
-  // `stub->PrepareAsyncStream(context, cq)` (not started).
+  // Prepares the RPC: add metadata to `context`, then return
+  // PrepareTransactionStream(...) (not started).
   using StartFn = std::function<std::unique_ptr<AsyncClientStream>(
       grpc::ClientContext* context, grpc::CompletionQueue* cq)>;
 
@@ -143,8 +151,8 @@ class TransactionStream {
   // True (once): the stream is closing and every request is written, so
   // the caller must send WritesDone after releasing the lock (counted).
   bool WritesDoneDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Gives the payloads lent to the finished write back to their
-  // transactions, for a resend on another stream.
+  // Gives the small payloads lent to the finished write back to their
+  // transactions, for a resend on another stream (large ones are shared).
   void ReturnPayloadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts the write of out_ and/or WritesDone, as decided under the lock.
   void StartOps(bool write, bool writes_done);
@@ -159,7 +167,7 @@ class TransactionStream {
   Tag write_tag_{this, Op::kWrite};
   Tag writes_done_tag_{this, Op::kWritesDone};
   Tag finish_tag_{this, Op::kFinish};
-  v1::RequestBatch out_;  // owned by the write in flight
+  OutgoingRequests out_;  // owned by the write in flight
   v1::ReplyBatch in_;     // owned by the read in flight
   std::atomic<uint64_t> late_replies_{0};
 

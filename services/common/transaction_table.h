@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -27,6 +29,9 @@ using TransactionDone = std::function<void(v1::Reply&&)>;
 struct Transaction {
   uint64_t id = 0;  // 0 while the slot is free
   v1::Request request;
+  // A large write's data, once sent: shared with the writes carrying it
+  // (outgoing_batch.h); request.data() is then empty.
+  std::shared_ptr<const std::string> payload;
   TransactionDone done;
   absl::Time submitted;  // when the caller handed it over
   absl::Time sent;       // last time it went on the wire
@@ -44,7 +49,7 @@ class TransactionTable {
   Transaction* Allocate();
   // The in-use transaction with this id, or nullptr (unknown, late, freed).
   Transaction* Find(uint64_t id);
-  // Frees the slot; its request and callback are destroyed.
+  // Frees the slot; its request, payload and callback are destroyed.
   void Release(Transaction* transaction);
 
   size_t in_use() const { return in_use_; }

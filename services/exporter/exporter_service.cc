@@ -94,7 +94,7 @@ ExporterService::ExporterService(Storage* storage,
                                  const ExporterOptions& options)
     : storage_(storage),
       options_(options),
-      acceptor_(this, &ExporterService::RequestStream, &ExporterService::Admit,
+      acceptor_(this, kExporterStreamMethod, &ExporterService::Admit,
                 &streams_) {}
 
 ExporterService::~ExporterService() {

@@ -57,8 +57,7 @@ GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
     : volumes_(std::move(volumes)),
       acl_(acl),
       limiter_(max_streams_per_client),
-      acceptor_(this, &GatewayService::RequestIo, &GatewayService::Admit,
-                &streams_) {
+      acceptor_(this, kGatewayIoMethod, &GatewayService::Admit, &streams_) {
   if (registry != nullptr) {
     acl_refusals_ = &prometheus::BuildCounter()
                          .Name("dst_gateway_acl_refusals_total")

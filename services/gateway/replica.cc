@@ -165,11 +165,12 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> Replica::Connect(
       std::min(options.max_batch_bytes, MaxBatchBytes(geometry));
   const std::string access = options_.read_only ? "ro" : "rw";
   auto stream = std::make_unique<TransactionStream>(
-      [stub, access, epoch](grpc::ClientContext* ctx,
-                            grpc::CompletionQueue* cq) {
+      [channel, access, epoch](grpc::ClientContext* ctx,
+                               grpc::CompletionQueue* cq) {
         ctx->AddMetadata("dst-access", access);
         if (epoch != 0) ctx->AddMetadata("dst-epoch", absl::StrCat(epoch));
-        return stub->PrepareAsyncStream(ctx, cq);
+        return PrepareTransactionStream(channel.get(), kExporterStreamMethod,
+                                        ctx, cq);
       },
       options);
   absl::MutexLock lock(&mu_);

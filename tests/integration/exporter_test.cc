@@ -19,21 +19,30 @@ namespace {
 
 constexpr uint64_t kSize = 8 << 20;
 
+std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   ClientChannelArguments(64 << 20));
+}
+
+std::shared_ptr<v1::Exporter::Stub> Stub(
+    const std::shared_ptr<grpc::Channel>& channel) {
+  return v1::Exporter::NewStub(channel);
+}
+
 std::shared_ptr<v1::Exporter::Stub> Stub(const std::string& address) {
-  return v1::Exporter::NewStub(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                ClientChannelArguments(64 << 20)));
+  return Stub(Channel(address));
 }
 
 std::unique_ptr<TransactionStream> OpenStream(
-    const std::shared_ptr<v1::Exporter::Stub>& stub,
+    const std::shared_ptr<grpc::Channel>& channel,
     const std::string& access = "rw", const std::string& epoch = "") {
   return std::make_unique<TransactionStream>(
-      [stub, access, epoch](grpc::ClientContext* ctx,
-                            grpc::CompletionQueue* cq) {
+      [channel, access, epoch](grpc::ClientContext* ctx,
+                               grpc::CompletionQueue* cq) {
         ctx->AddMetadata("dst-access", access);
         if (!epoch.empty()) ctx->AddMetadata("dst-epoch", epoch);
-        return stub->PrepareAsyncStream(ctx, cq);
+        return PrepareTransactionStream(channel.get(), kExporterStreamMethod,
+                                        ctx, cq);
       },
       TransactionStreamOptions());
 }
@@ -71,7 +80,7 @@ TEST_F(ExporterTest, NegotiateReportsGeometry) {
 TEST_F(ExporterTest, AStreamReleasedByItsOwnCallbackIsDeletedOffTheLoop) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   std::shared_ptr<TransactionStream> stream =
-      TransactionStream::Share(OpenStream(Stub(exporter.address())));
+      TransactionStream::Share(OpenStream(Channel(exporter.address())));
   std::promise<int> replied;
   TransactionStream* raw = stream.get();
   raw->Submit(Op(v1::OP_PING),
@@ -86,13 +95,14 @@ TEST_F(ExporterTest, AStreamReleasedByItsOwnCallbackIsDeletedOffTheLoop) {
   EXPECT_EQ(status.get(), 0);
   // The loop still serves other streams.
   EXPECT_EQ(
-      OpenStream(Stub(exporter.address()))->Call(Op(v1::OP_PING)).status(), 0);
+      OpenStream(Channel(exporter.address()))->Call(Op(v1::OP_PING)).status(),
+      0);
 }
 
 // 500 writes then 500 reads in flight at once on one stream; every reply
 // matches its request.
 void ExpectManyInFlightMatch(const TestExporter& exporter) {
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   constexpr int kCount = 500;
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {
@@ -132,7 +142,7 @@ TEST_F(ExporterTest, InlineIoWithoutAPoolServesTheSame) {
 
 TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {
   TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   EXPECT_EQ(stream->Call(ReadRequest(kSize, 512)).status(),
             grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_EQ(stream->Call(ReadRequest(kSize - 512, 1024)).status(),
@@ -155,7 +165,7 @@ TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {
 
 TEST_F(ExporterTest, ReadOnlyStreamCannotWriteEvenBypassingTheGateway) {
   TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Stub(exporter.address()), "ro");
+  auto stream = OpenStream(Channel(exporter.address()), "ro");
   v1::Request zero = Op(v1::OP_WRITE_ZEROES);
   zero.set_length(512);
   v1::Request trim = Op(v1::OP_TRIM);
@@ -174,11 +184,11 @@ TEST_F(ExporterTest, ReadOnlyExportRefusesReadWriteStreams) {
   ExporterOptions options;
   options.read_only = true;
   TestExporter exporter(dir_.path(), "e1", kSize, options);
-  auto stream = OpenStream(Stub(exporter.address()), "rw");
+  auto stream = OpenStream(Channel(exporter.address()), "rw");
   v1::Reply reply = stream->Call(ReadRequest(0, 512));
   EXPECT_EQ(reply.status(), grpc::StatusCode::FAILED_PRECONDITION)
       << reply.message();
-  auto ro = OpenStream(Stub(exporter.address()), "ro");
+  auto ro = OpenStream(Channel(exporter.address()), "ro");
   EXPECT_EQ(ro->Call(ReadRequest(0, 512)).status(), 0);
   EXPECT_EQ(ro->Call(WriteRequest(0, std::string(512, 'x'))).status(),
             grpc::StatusCode::FAILED_PRECONDITION);
@@ -186,7 +196,7 @@ TEST_F(ExporterTest, ReadOnlyExportRefusesReadWriteStreams) {
 
 TEST_F(ExporterTest, FlushAndFuaReachTheDisk) {
   TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   int before = exporter.storage().flushes;
   EXPECT_EQ(stream->Call(Op(v1::OP_FLUSH)).status(), 0);
   EXPECT_EQ(exporter.storage().flushes, before + 1);
@@ -198,7 +208,7 @@ TEST_F(ExporterTest, FlushAndFuaReachTheDisk) {
 
 TEST_F(ExporterTest, StorageErrorsAreReportedNotHidden) {
   TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   exporter.storage().fail_writes = true;
   v1::Reply reply = stream->Call(WriteRequest(0, std::string(512, 'x')));
   EXPECT_EQ(reply.status(), grpc::StatusCode::INTERNAL);
@@ -212,7 +222,7 @@ TEST_F(ExporterTest, StorageErrorsAreReportedNotHidden) {
 
 TEST_F(ExporterTest, TransactionsFailWithUnavailableWhenTheExporterGoes) {
   auto exporter = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Stub(exporter->address()));
+  auto stream = OpenStream(Channel(exporter->address()));
   EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
   exporter.reset();
   v1::Reply reply = stream->Call(ReadRequest(0, 512));
@@ -223,7 +233,7 @@ TEST_F(ExporterTest, TransactionsFailWithUnavailableWhenTheExporterGoes) {
 TEST_F(ExporterTest, DrainAnswersEverythingInFlightBeforeEnding) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   exporter.storage().Hold();
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   constexpr int kCount = 20;
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {
@@ -283,7 +293,7 @@ TEST_F(ExporterTest, UnknownAndDuplicateRepliesAreCountedAndDropped) {
   spec.services = {&fake};
   auto server = StartServer(spec);
   ASSERT_TRUE(server.ok()) << server.status();
-  auto stream = OpenStream(Stub(spec.listen[0]));
+  auto stream = OpenStream(Channel(spec.listen[0]));
   for (int i = 0; i < 10; ++i)
     EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
   stream->Close();
@@ -293,7 +303,8 @@ TEST_F(ExporterTest, UnknownAndDuplicateRepliesAreCountedAndDropped) {
 
 TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
   TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stub = Stub(exporter.address());
+  auto channel = Channel(exporter.address());
+  auto stub = Stub(channel);
   auto claim = [&stub](uint64_t epoch, const std::string& owner) {
     grpc::ClientContext context;
     v1::ClaimRequest request;
@@ -303,7 +314,7 @@ TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
     return stub->Claim(&context, request, &reply);
   };
   ASSERT_TRUE(claim(1, "old").ok());
-  auto old_stream = OpenStream(stub, "rw", "1");
+  auto old_stream = OpenStream(channel, "rw", "1");
   v1::Request write = Op(v1::OP_WRITE);
   write.set_length(512);
   write.set_data(std::string(512, 'o'));
@@ -318,9 +329,10 @@ TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
   v1::Request read = Op(v1::OP_READ);
   read.set_length(512);
   EXPECT_EQ(old_stream->Call(read).data(), std::string(512, 'o'));
-  EXPECT_EQ(OpenStream(stub)->Call(write).status(), grpc::StatusCode::ABORTED)
+  EXPECT_EQ(OpenStream(channel)->Call(write).status(),
+            grpc::StatusCode::ABORTED)
       << "a stream without an epoch is fenced once one was claimed";
-  auto new_stream = OpenStream(stub, "rw", "2");
+  auto new_stream = OpenStream(channel, "rw", "2");
   EXPECT_EQ(new_stream->Call(write).status(), 0);
   grpc::ClientContext context;
   v1::NegotiateReply negotiated;
@@ -332,7 +344,7 @@ TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
 
 TEST_F(ExporterTest, ChecksumIsTheSha256OfTheRange) {
   TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   v1::Request sum = Op(v1::OP_CHECKSUM);
   sum.set_offset(4096);
   sum.set_length(4096);
@@ -353,7 +365,7 @@ TEST_F(ExporterTest, ChecksumIsTheSha256OfTheRange) {
 
 TEST_F(ExporterTest, WriteWithADamagedChecksumIsRefusedAndReadsCarryOne) {
   TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   v1::Request write = Op(v1::OP_WRITE);
   write.set_length(512);
   write.set_data(std::string(512, 'd'));
@@ -381,19 +393,19 @@ TEST_F(ExporterTest, OneClientCannotOpenMoreThanItsStreams) {
   ExporterOptions options;
   options.max_streams_per_client = 2;
   TestExporter exporter(dir_.path(), "e1", kSize, options);
-  auto stub = Stub(exporter.address());
-  auto first = OpenStream(stub);
-  auto second = OpenStream(stub);
+  auto channel = Channel(exporter.address());
+  auto first = OpenStream(channel);
+  auto second = OpenStream(channel);
   ASSERT_EQ(first->Call(Op(v1::OP_PING)).status(), 0);
   ASSERT_EQ(second->Call(Op(v1::OP_PING)).status(), 0);
-  auto third = OpenStream(stub);
+  auto third = OpenStream(channel);
   v1::Reply refused = third->Call(Op(v1::OP_PING));
   EXPECT_EQ(refused.status(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << refused.message();
   first->Close();
   first.reset();
   for (int i = 0; i < 100; ++i) {  // the server sees the close a bit later
-    auto again = OpenStream(stub);
+    auto again = OpenStream(channel);
     v1::Reply reply = again->Call(Op(v1::OP_PING));
     if (reply.status() == 0) break;
     absl::SleepFor(absl::Milliseconds(20));
@@ -406,7 +418,7 @@ TEST_F(ExporterTest, AStreamStopsReadingPastItsInFlightBytes) {
   options.stream.max_in_flight_bytes = 1 << 20;
   TestExporter exporter(dir_.path(), "e1", kSize, options);
   exporter.storage().Hold();
-  auto stream = OpenStream(Stub(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
   constexpr int kCount = 8;  // 8 MiB: two and more messages
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {

@@ -53,9 +53,12 @@ TEST(TransactionTableTest, ReleaseDropsRequestAndCallback) {
   TransactionTable table(2);
   Transaction* t = table.Allocate();
   t->request.set_data(std::string(1024, 'x'));
+  auto payload = std::make_shared<const std::string>(1024, 'y');
+  t->payload = payload;
   t->done = [](v1::Reply&&) {};
   table.Release(t);
   EXPECT_TRUE(t->request.data().empty());
+  EXPECT_EQ(payload.use_count(), 1) << "a freed slot keeps a payload alive";
   EXPECT_FALSE(t->done);
   int visited = 0;
   table.ForEach([&](Transaction&) { ++visited; });
