@@ -46,7 +46,10 @@ for tool in nbdkit fio python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
 for built in dst-gateway nbdkit-handoff-floor.so; do
-  [ -e "$bin/$built" ] || { echo "bench: $bin/$built is missing: build first" >&2; exit 1; }
+  [ -e "$bin/$built" ] || {
+    echo "bench: $bin/$built is missing: build first (with DST_BUILD_TESTS=ON, the default)" >&2
+    exit 1
+  }
 done
 
 work=$(mktemp -d /dev/shm/dst-bench-XXXXXX)  # tmpfs
