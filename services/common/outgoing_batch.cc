@@ -12,6 +12,8 @@
 
 #include <google/protobuf/io/coded_stream.h>
 
+#include "services/common/tsan.h"
+
 namespace dst {
 namespace {
 
@@ -23,7 +25,9 @@ constexpr uint32_t LengthDelimitedTag(uint32_t field) {
   return (field << 3) | 2;
 }
 
+// Runs on whichever gRPC thread drops the slice's last reference.
 void ReleasePayload(void* payload) {
+  DST_TSAN_AFTER_GRPC(payload);
   delete static_cast<SharedPayload*>(payload);
 }
 
@@ -80,8 +84,10 @@ grpc::Status OutgoingBatch<Item>::Serialize(grpc::ByteBuffer* out) const {
     p = CodedOutputStream::WriteVarint32ToArray(
         static_cast<uint32_t>(payload.size()), p);
     if (!end_run()) break;
+    auto* reference = new SharedPayload(payloads_[i]);
+    DST_TSAN_BEFORE_GRPC(reference);  // released on a gRPC thread
     slices.emplace_back(const_cast<char*>(payload.data()), payload.size(),
-                        ReleasePayload, new SharedPayload(payloads_[i]));
+                        ReleasePayload, reference);
     current = grpc::Slice(run_sizes[++next_run]);
     p = const_cast<uint8_t*>(current.begin());
   }

@@ -4,8 +4,10 @@
 // back is invisible to it, and every use of the operation's buffers on
 // both sides would be reported as a race. CompletionLoop::Hand(tag) runs
 // DST_TSAN_BEFORE_GRPC(tag) as the operation starts, and the loop
-// DST_TSAN_AFTER_GRPC(tag) before the tag's Proceed; nothing else uses
-// them. No-ops outside a TSan build (DST_SANITIZE=thread).
+// DST_TSAN_AFTER_GRPC(tag) before the tag's Proceed. The one other user:
+// a payload handed to gRPC as a slice (outgoing_batch.cc), whose reference
+// gRPC drops on a thread of its own. No-ops outside a TSan build
+// (DST_SANITIZE=thread).
 #ifndef DST_SERVICES_COMMON_TSAN_H_
 #define DST_SERVICES_COMMON_TSAN_H_
 
