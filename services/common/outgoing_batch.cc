@@ -19,8 +19,8 @@ namespace {
 
 using google::protobuf::io::CodedOutputStream;
 
-constexpr uint32_t kItemsField =
-    1;  // RequestBatch.requests, ReplyBatch.replies
+// RequestBatch.requests, ReplyBatch.replies.
+constexpr uint32_t kItemsField = 1;
 constexpr uint32_t LengthDelimitedTag(uint32_t field) {
   return (field << 3) | 2;
 }

@@ -39,16 +39,25 @@ inline constexpr size_t kSlicedPayloadBytes = size_t{64} << 10;
 // that carry it.
 using SharedPayload = std::shared_ptr<const std::string>;
 
+// Moves `item`'s data into a new shared payload when it is large
+// (kSlicedPayloadBytes or more), leaving the item's data empty; null when
+// it is small. The string itself is not const, so an owner left alone with
+// it may move it back out.
+template <class Item>
+SharedPayload TakeLargePayload(Item& item) {
+  if (item.data().size() < kSlicedPayloadBytes) return nullptr;
+  SharedPayload payload =
+      std::make_shared<std::string>(std::move(*item.mutable_data()));
+  item.clear_data();
+  return payload;
+}
+
 template <class Item>  // v1::Request or v1::Reply
 class OutgoingBatch {
  public:
   // Adds `item`, its data moved into a shared payload when it is large.
   void Add(Item item) {
-    SharedPayload payload;
-    if (item.data().size() >= kSlicedPayloadBytes) {
-      payload = std::make_shared<std::string>(std::move(*item.mutable_data()));
-      item.clear_data();
-    }
+    SharedPayload payload = TakeLargePayload(item);
     Add(std::move(item), std::move(payload));
   }
   // Adds `item`, whose data is `payload` when that is not null (the

@@ -172,12 +172,10 @@ bool TransactionStream::AdmitAndFillLocked() {
       continue;
     }
     v1::Request& request = transaction->request;
-    if (request.data().size() >= kSlicedPayloadBytes) {
+    if (transaction->payload == nullptr) {
       // Shared from now on by the transaction (for a resend) and the
       // writes that carry it.
-      transaction->payload =
-          std::make_shared<std::string>(std::move(*request.mutable_data()));
-      request.clear_data();
+      transaction->payload = TakeLargePayload(request);
     }
     const size_t size =
         request.data().size() +
@@ -337,7 +335,8 @@ void TransactionStream::OnFinished() {
     for (Transaction* t : in_table) {
       if (t->payload != nullptr) {
         // Back into the request for the next stream. Held here alone (the
-        // writes that shared it are over), it is moved, else copied.
+        // writes that shared it are over), it is moved (TakeLargePayload
+        // made it a non-const string), else copied.
         std::string* data = t->request.mutable_data();
         if (t->payload.use_count() == 1) {
           *data = std::move(const_cast<std::string&>(*t->payload));
