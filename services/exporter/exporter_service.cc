@@ -1,6 +1,7 @@
 // The Exporter gRPC service: see exporter_service.h.
 #include "services/exporter/exporter_service.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -65,20 +66,22 @@ class ExporterService::Handler : public StreamHandler {
         return;
       }
     }
+    const bool on_pool = !service_->RunsInline(request);
     auto execute = [service = service_, request = std::move(request),
-                    done = std::move(done)]() {
+                    done = std::move(done), on_pool]() {
       v1::Reply reply = service->Execute(request);
-      service->pool_queued_->Decrement();
+      if (on_pool) service->pool_queued_->Decrement();
       if (service->options_.reply_filter) {
         service->options_.reply_filter(&reply);
       }
       done(std::move(reply));
     };
-    service_->pool_queued_->Increment();
-    if (service_->pool_ == nullptr) {
-      execute();  // --io-threads=0: on the gRPC thread, no hand-off
-    } else {
+    if (on_pool) {
+      service_->pool_queued_->Increment();
       service_->pool_->Schedule(std::move(execute));
+    } else {
+      service_->inline_requests_->Increment();
+      execute();
     }
   }
 
@@ -89,6 +92,21 @@ class ExporterService::Handler : public StreamHandler {
   const Peer peer_;
   const std::unique_ptr<ClientLimiter::Slot> slot_;  // the client's stream
 };
+
+bool ExporterService::RunsInline(const v1::Request& request) const {
+  if (pool_ == nullptr) return true;  // --io-threads=0
+  if (!options_.inline_io || !storage_->in_memory()) return false;
+  const uint64_t bytes =
+      std::max<uint64_t>(request.length(), request.data().size());
+  switch (request.op()) {
+    case v1::OP_READ:
+    case v1::OP_WRITE:
+    case v1::OP_FLUSH:
+      return bytes <= kInlineIoMaxBytes;
+    default:  // zeroes and trims of any size, checksums of whole ranges
+      return false;
+  }
+}
 
 ExporterService::ExporterService(Storage* storage,
                                  const ExporterOptions& options)
@@ -134,6 +152,15 @@ absl::Status ExporterService::Init() {
                           "yet executed (queued or running): pool usage.")
                       .Register(*options_.metrics)
                       .Add({});
+  inline_requests_ =
+      &prometheus::BuildCounter()
+           .Name("dst_exporter_inline_requests_total")
+           .Help(
+               "Requests executed on the gRPC thread that read them, not "
+               "handed to the I/O pool (--inline-io on storage in memory, "
+               "or --io-threads=0).")
+           .Register(*options_.metrics)
+           .Add({});
   prometheus::BuildGauge()
       .Name("dst_exporter_io_threads")
       .Help("Threads in the I/O pool.")

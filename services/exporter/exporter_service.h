@@ -27,6 +27,11 @@
 
 namespace dst {
 
+// The largest request ExporterOptions::inline_io runs on the gRPC thread:
+// a larger one goes to the pool, so that one copy does not hold up every
+// other stream on the loop for long.
+inline constexpr uint64_t kInlineIoMaxBytes = uint64_t{1} << 20;
+
 struct ExporterOptions {
   // Offsets and lengths must be multiples of this. Default 512.
   uint32_t block_size = 512;
@@ -40,6 +45,11 @@ struct ExporterOptions {
   // thread that read it, without a hand-off (for storage whose calls do not
   // block long: tmpfs, fast NVMe).
   int io_threads = 4;
+  // On storage that lives in memory (Storage::in_memory: tmpfs, ramfs),
+  // READ, WRITE and FLUSH requests of at most kInlineIoMaxBytes execute on
+  // the gRPC thread that read them: the hand-off to the pool would cost
+  // more than the copy. Default true.
+  bool inline_io = true;
   // Streams one client (certificate identity, else address) may have open.
   // Default 32; 0: no limit.
   int max_streams_per_client = 32;
@@ -104,8 +114,11 @@ class ExporterService final : public v1::Exporter::AsyncService,
   std::unique_ptr<OpMetrics> op_metrics_;
   prometheus::Counter* checksum_mismatches_ = nullptr;
   prometheus::Gauge* pool_queued_ = nullptr;
+  prometheus::Counter* inline_requests_ = nullptr;
   prometheus::Counter* acl_refusals_ = nullptr;
   std::unique_ptr<ClientLimiter> limiter_;
+  // True when `request` executes on the gRPC thread, not on the pool.
+  bool RunsInline(const v1::Request& request) const;
   // The peer's access now (ACL; everything without one).
   Access AccessOf(const Peer& peer) const;
   absl::Status RefusedPeer(const Peer& peer, Access have,

@@ -51,6 +51,10 @@ int Main(int argc, char** argv) {
           {"io-threads", "N",
            "threads doing disk I/O (default 4; 0: on the gRPC thread, no "
            "hand-off)"},
+          {"inline-io", "on|off",
+           "on storage in memory (tmpfs, ramfs), run reads, writes and "
+           "flushes of up to 1 MiB on the gRPC thread, without the I/O "
+           "pool (default on)"},
           {"max-in-flight", "N", "requests in flight per stream (default 64)"},
           {"max-in-flight-bytes", "BYTES",
            "payload bytes in flight per stream before it stops reading "
@@ -138,6 +142,14 @@ int Main(int argc, char** argv) {
                                ": expected a number in ", f.min, "..", f.max));
     }
     f.set(value);
+  }
+  if (flags.Has("inline-io")) {
+    const std::string inline_io = flags.Get("inline-io");
+    if (inline_io != "on" && inline_io != "off") {
+      return Fail(
+          absl::StrCat("--inline-io=", inline_io, ": expected on or off"));
+    }
+    options.inline_io = inline_io == "on";
   }
   // Checked before the backing file is touched: a refused start changes
   // nothing.

@@ -13,8 +13,10 @@
 
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 
 #include "absl/strings/str_cat.h"
@@ -46,15 +48,18 @@ absl::Status ErrnoStatus(int error, absl::string_view what) {
 
 class FileStorage : public Storage {
  public:
-  FileStorage(int fd, uint64_t size, bool block_device, std::string path)
+  FileStorage(int fd, uint64_t size, bool block_device, bool in_memory,
+              std::string path)
       : fd_(fd),
         size_(size),
         block_device_(block_device),
+        in_memory_(in_memory),
         path_(std::move(path)) {}
   ~FileStorage() override { ::close(fd_); }
 
   uint64_t size() const override { return size_; }
   bool can_trim() const override { return true; }
+  bool in_memory() const override { return in_memory_; }
 
   absl::Status Read(uint64_t offset, size_t length, char* out) override {
     while (length > 0) {
@@ -162,6 +167,7 @@ class FileStorage : public Storage {
   const int fd_;
   const uint64_t size_;
   const bool block_device_;
+  const bool in_memory_;
   const std::string path_;
 };
 
@@ -213,8 +219,13 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenFileStorage(
         absl::StrCat(options.path, " is ", size, " bytes, not the ",
                      options.size, " given by --size"));
   }
+  // A file on tmpfs or ramfs lives in memory; a block device never counts
+  // (even a RAM disk's calls go through the block layer).
+  struct statfs fs;
+  const bool in_memory = !block_device && ::fstatfs(fd, &fs) == 0 &&
+                         (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
   return std::unique_ptr<Storage>(
-      new FileStorage(fd, size, block_device, options.path));
+      new FileStorage(fd, size, block_device, in_memory, options.path));
 }
 
 }  // namespace dst

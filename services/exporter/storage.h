@@ -20,6 +20,10 @@ class Storage {
   virtual ~Storage() = default;
   virtual uint64_t size() const = 0;
   virtual bool can_trim() const = 0;
+  // True when the data lives in memory (tmpfs, ramfs): a read or write is
+  // a memory copy that never waits for a device, so the exporter may run
+  // it on the thread that received it (ExporterOptions::inline_io).
+  virtual bool in_memory() const { return false; }
   // Fills `out` with `length` bytes from `offset`.
   virtual absl::Status Read(uint64_t offset, size_t length, char* out) = 0;
   // `fua`: durable before returning.

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/escaping.h"
+#include "prometheus/registry.h"
 
 #include "services/common/checksum.h"
 #include "services/common/transaction_stream.h"
@@ -138,6 +139,61 @@ TEST_F(ExporterTest, InlineIoWithoutAPoolServesTheSame) {
   options.io_threads = 0;
   TestExporter exporter(dir_.path(), "e1", kSize, options);
   ExpectManyInFlightMatch(exporter);
+}
+
+// The counter of requests run on the gRPC thread (--inline-io).
+double InlineRequests(prometheus::Registry& registry) {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name == "dst_exporter_inline_requests_total") {
+      return family.metric.at(0).counter.value;
+    }
+  }
+  ADD_FAILURE() << "no dst_exporter_inline_requests_total";
+  return -1;
+}
+
+// --inline-io: on storage in memory, reads, writes and flushes of up to
+// 1 MiB run on the gRPC thread; larger ones, checksums, and everything on
+// a disk go to the pool. Replies are the same either way.
+TEST_F(ExporterTest, InlineIoRunsSmallRequestsOnStorageInMemoryOnly) {
+  ExporterOptions options;
+  options.metrics = std::make_shared<prometheus::Registry>();
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  exporter.storage().acts_in_memory = true;
+  ExpectManyInFlightMatch(exporter);
+  const double after_many = InlineRequests(*options.metrics);
+  EXPECT_GE(after_many, 500) << "the 500 small reads and writes";
+
+  auto stream = OpenStream(Channel(exporter.address()));
+  const std::string big(2 << 20, 'b');
+  ASSERT_EQ(stream->Call(WriteRequest(0, big)).status(), 0);
+  v1::Reply read = stream->Call(ReadRequest(0, 2 << 20));
+  ASSERT_EQ(read.status(), 0) << read.message();
+  EXPECT_EQ(read.data(), big);
+  v1::Request sum = Op(v1::OP_CHECKSUM);
+  sum.set_length(4096);
+  ASSERT_EQ(stream->Call(sum).status(), 0);
+  EXPECT_EQ(InlineRequests(*options.metrics), after_many)
+      << "2 MiB transfers and checksums go to the pool";
+
+  ASSERT_EQ(stream->Call(WriteRequest(0, std::string(4096, 's'))).status(), 0);
+  ASSERT_EQ(stream->Call(ReadRequest(0, 4096)).status(), 0);
+  ASSERT_EQ(stream->Call(Op(v1::OP_FLUSH)).status(), 0);
+  EXPECT_EQ(InlineRequests(*options.metrics), after_many + 3);
+
+  exporter.storage().acts_in_memory = false;  // a disk: its calls may block
+  ASSERT_EQ(stream->Call(ReadRequest(0, 4096)).status(), 0);
+  EXPECT_EQ(InlineRequests(*options.metrics), after_many + 3);
+}
+
+TEST_F(ExporterTest, InlineIoOffSendsEverythingToThePool) {
+  ExporterOptions options;
+  options.metrics = std::make_shared<prometheus::Registry>();
+  options.inline_io = false;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  exporter.storage().acts_in_memory = true;
+  ExpectManyInFlightMatch(exporter);
+  EXPECT_EQ(InlineRequests(*options.metrics), 0);
 }
 
 TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {

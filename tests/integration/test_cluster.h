@@ -41,12 +41,16 @@ class FaultyStorage : public Storage {
   std::atomic<bool> fail_writes{false};   // writes, zeroes, trims, flushes
   std::atomic<bool> fail_flushes{false};  // flushes only
   std::atomic<int> flushes{0};
+  // What in_memory() answers. A disk (false) unless a test says otherwise,
+  // so that Hold() stalls the exporter's pool, not its gRPC thread.
+  std::atomic<bool> acts_in_memory{false};
   // While held, every operation waits (a stalled disk).
   void Hold();
   void Release();
 
   uint64_t size() const override { return inner_->size(); }
   bool can_trim() const override { return inner_->can_trim(); }
+  bool in_memory() const override { return acts_in_memory; }
   absl::Status Read(uint64_t offset, size_t length, char* out) override;
   absl::Status Write(uint64_t offset, absl::string_view data,
                      bool fua) override;

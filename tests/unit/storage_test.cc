@@ -3,11 +3,15 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 namespace dst {
 namespace {
@@ -35,6 +39,33 @@ class StorageTest : public ::testing::Test {
   }
   std::string dir_, path_;
 };
+
+// A file on tmpfs lives in memory (the exporter may run its I/O inline);
+// a file elsewhere does not.
+TEST_F(StorageTest, KnowsWhetherItsFileLivesInMemory) {
+  struct statfs shm;
+  ASSERT_EQ(statfs("/dev/shm", &shm), 0)
+      << "this test needs /dev/shm: " << std::strerror(errno);
+  ASSERT_EQ(shm.f_type, TMPFS_MAGIC) << "this test needs /dev/shm on tmpfs";
+  char tmpl[] = "/dev/shm/dst-storage-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string shm_dir = tmpl;
+  FileStorageOptions options;
+  options.path = shm_dir + "/disk.img";
+  options.size = 1 << 20;
+  auto in_memory = OpenFileStorage(options);
+  ASSERT_TRUE(in_memory.ok()) << in_memory.status();
+  EXPECT_TRUE((*in_memory)->in_memory());
+  in_memory->reset();
+  unlink(options.path.c_str());
+  rmdir(shm_dir.c_str());
+
+  struct statfs here;
+  ASSERT_EQ(statfs(dir_.c_str(), &here), 0);
+  const bool dir_in_memory =
+      here.f_type == TMPFS_MAGIC || here.f_type == RAMFS_MAGIC;
+  EXPECT_EQ(Open(1 << 20)->in_memory(), dir_in_memory) << dir_;
+}
 
 TEST_F(StorageTest, CreatesWithSizeAndReadsZeroes) {
   auto storage = Open(1 << 20);
