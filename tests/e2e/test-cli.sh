@@ -20,6 +20,8 @@ expect_fail "--block-size=3: must be a power of two" \
   "$DST_BIN/dst-exporter" --listen=unix:$tmp/x.sock --backing=$tmp/a.img --size=1M --block-size=3
 expect_fail "--max-transfer=1000: must be a multiple of the block size" \
   "$DST_BIN/dst-exporter" --listen=unix:$tmp/x.sock --backing=$tmp/a.img --size=1M --max-transfer=1000
+expect_fail "--inline-io=maybe: expected on or off" \
+  "$DST_BIN/dst-exporter" --listen=unix:$tmp/x.sock --backing=$tmp/a.img --size=1M --inline-io=maybe
 [ ! -e "$tmp/a.img" ] || fail "a refused start created the backing file"
 
 printf 'volumes:\n  - name: v\n    replicas: [{adress: "h:1"}]\n' >"$tmp/bad.yaml"
