@@ -15,6 +15,7 @@
 # (nbdkit's default of 16 would cap queue depth 32 at 16). Workloads:
 # sequential 1 MiB read and write at queue depth 8, 4 KiB random read and
 # write at queue depth 1 and 32, and a 70/30 random mix at queue depth 32.
+# Each workload runs against every configuration in turn, all stacks up.
 # For each: IOPS, MB/s, p50/p99/p99.9 completion latency, CPU seconds per GiB
 # moved for each process (nbdkit, gateway, exporters), peak RSS of the
 # gateway and exporters, and each dst figure as a ratio to the baseline.
@@ -144,26 +145,38 @@ workloads=(
   "mix-70-30-4k-qd32 --rw=randrw --rwmixread=70 --bs=4k --iodepth=32"
 )
 
-for config in baseline floor dst-1 dst-2 embedded-2; do
+# Every stack runs from the start, and each workload runs against every
+# configuration in turn: a ratio compares runs seconds apart, not minutes,
+# so this machine's drift (the baseline moved by 15-20% between runs made
+# one configuration at a time) weighs less on it. A stack that is not
+# being measured is idle.
+configs=(baseline floor dst-1 dst-2 embedded-2)
+declare -A uris
+for config in "${configs[@]}"; do
   start_config "$config"
-  dir="$work/$config"
+  uris[$config]=$uri
   # Fill the volume first, so that reads read data.
   fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
     --size="$size" --output=/dev/null
-  for workload in "${workloads[@]}"; do
-    set -- $workload
-    name=$1
-    shift
+done
+for workload in "${workloads[@]}"; do
+  set -- $workload
+  name=$1
+  shift
+  for config in "${configs[@]}"; do
+    dir="$work/$config"
     cpu_ticks "$dir/pids" >"$dir/$name.cpu0"
-    fio --name="$name" --ioengine=nbd --uri="$uri" "$@" --size="$size" \
+    fio --name="$name" --ioengine=nbd --uri="${uris[$config]}" "$@" --size="$size" \
       --time_based --runtime="$runtime" --ramp_time=1 --percentile_list=50:99:99.9 \
       --output-format=json --output="$dir/$name.json"
     cpu_ticks "$dir/pids" >"$dir/$name.cpu1"
   done
+  echo "bench: $name done" >&2
+done
+for config in "${configs[@]}"; do
   while read -r role pid; do
-    echo "$role $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")" >>"$dir/rss"
-  done <"$dir/pids"
-  echo "bench: $config done" >&2
+    echo "$role $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")" >>"$work/$config/rss"
+  done <"$work/$config/pids"
 done
 
 mkdir -p "$out"
@@ -185,6 +198,7 @@ def read_pairs(path):
     return out
 
 results = {"runtime_s": int(runtime), "size": size,
+           "order": "interleaved: each workload against every configuration in turn",
            "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
            "nbdkit_flags": os.environ.get("BENCH_NBDKIT_FLAGS", ""),
            "exporter_flags": os.environ.get("BENCH_EXPORTER_FLAGS", ""),
@@ -223,7 +237,9 @@ json.dump(results, open(prefix + ".json", "w"), indent=2)
 lines = [f"fio --ioengine=nbd, {runtime} s per workload on {size} tmpfs files, "
          f"{os.cpu_count()} CPUs, nbdkit {results['nbdkit_flags']}"
          + (f", exporters {results['exporter_flags']}" if results["exporter_flags"] else "")
-         + ". Ratio: IOPS / baseline IOPS (p50: dst / baseline). Floor: nbdkit's"
+         + ". Each workload ran against every configuration in turn (all"
+         " stacks up, the others idle). Ratio: IOPS / baseline IOPS (p50:"
+         " dst / baseline). Floor: nbdkit's"
          " file plugin with each request handed to a worker thread (the most"
          " a plugin that waits for another thread reaches).",
          "",
