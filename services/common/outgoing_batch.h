@@ -41,8 +41,7 @@ using SharedPayload = std::shared_ptr<const std::string>;
 
 // Moves `item`'s data into a new shared payload when it is large
 // (kSlicedPayloadBytes or more), leaving the item's data empty; null when
-// it is small. The string itself is not const, so an owner left alone with
-// it may move it back out.
+// it is small.
 template <class Item>
 SharedPayload TakeLargePayload(Item& item) {
   if (item.data().size() < kSlicedPayloadBytes) return nullptr;

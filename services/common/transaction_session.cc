@@ -48,23 +48,24 @@ void TransactionSession::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void TransactionSession::Submit(v1::Request request, TransactionDone done) {
+void TransactionSession::Submit(v1::Request request, TransactionDone done,
+                                SharedPayload payload) {
+  OrphanTransaction transaction{std::move(request), std::move(done), 0,
+                                absl::Now(), std::move(payload)};
   std::shared_ptr<TransactionStream> stream;
   {
     absl::MutexLock lock(&mu_);
     // Behind the backlog, to keep submission order across a reconnect.
     if (stream_ == nullptr || !backlog_.empty()) {
-      backlog_.push_back(OrphanTransaction{std::move(request), std::move(done),
-                                           0, absl::Now()});
+      backlog_.push_back(std::move(transaction));
       return;
     }
     stream = stream_;
   }
-  if (stream->TrySubmit(request, done)) return;
+  if (stream->TrySubmit(transaction)) return;
   // The stream just ended: its orphans arrive ahead of this one.
   absl::MutexLock lock(&mu_);
-  backlog_.push_back(
-      OrphanTransaction{std::move(request), std::move(done), 0, absl::Now()});
+  backlog_.push_back(std::move(transaction));
 }
 
 v1::Reply TransactionSession::Call(v1::Request request) {
@@ -114,8 +115,7 @@ std::vector<OrphanTransaction> TransactionSession::FlushBacklogLocked() {
       continue;
     }
     if (next.sends > 0) resends_.fetch_add(1);
-    if (!stream_->TrySubmit(next.request, next.done, next.sends,
-                            next.submitted)) {
+    if (!stream_->TrySubmit(next)) {
       break;  // the new stream died already; the run loop retries
     }
     backlog_.pop_front();

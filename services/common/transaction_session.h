@@ -70,7 +70,9 @@ class TransactionSession {
   // Stops and joins the thread; `on_change` is not called afterwards.
   void Stop();
 
-  void Submit(v1::Request request, TransactionDone done);
+  // `payload`: the request's data when shared (see TransactionStream).
+  void Submit(v1::Request request, TransactionDone done,
+              SharedPayload payload = nullptr);
   v1::Reply Call(v1::Request request);
 
   bool connected() const;

@@ -81,32 +81,32 @@ void TransactionStream::EndOp() {
   done_promise_.set_value();  // last: `this` may be freed from here on
 }
 
-void TransactionStream::Submit(v1::Request request, TransactionDone done) {
+void TransactionStream::Submit(v1::Request request, TransactionDone done,
+                               SharedPayload payload) {
+  OrphanTransaction transaction{std::move(request), std::move(done), 0,
+                                absl::Now(), std::move(payload)};
   bool write = false;
-  absl::Status refused = Enqueue(request, done, 0, absl::Now(), &write);
+  absl::Status refused = Enqueue(transaction, &write);
   if (!refused.ok()) {
-    done(ErrorReply(request.id(), refused));
+    transaction.done(ErrorReply(transaction.request.id(), refused));
     return;
   }
   StartOps(write, false);
 }
 
-bool TransactionStream::TrySubmit(v1::Request& request, TransactionDone& done,
-                                  int sends, absl::Time submitted) {
+bool TransactionStream::TrySubmit(OrphanTransaction& transaction) {
   bool write = false;
-  if (!Enqueue(request, done, sends, submitted, &write).ok()) return false;
+  if (!Enqueue(transaction, &write).ok()) return false;
   StartOps(write, false);
   return true;
 }
 
-absl::Status TransactionStream::Enqueue(v1::Request& request,
-                                        TransactionDone& done, int sends,
-                                        absl::Time submitted, bool* write) {
+absl::Status TransactionStream::Enqueue(OrphanTransaction& transaction,
+                                        bool* write) {
   absl::MutexLock lock(&mu_);
   if (!status_.ok()) return status_;
   if (closing_) return absl::UnavailableError("stream is closing");
-  waiting_.push_back(
-      OrphanTransaction{std::move(request), std::move(done), sends, submitted});
+  waiting_.push_back(std::move(transaction));
   *write = AdmitAndFillLocked();
   return absl::OkStatus();
 }
@@ -157,6 +157,7 @@ bool TransactionStream::AdmitAndFillLocked() {
     transaction->done = std::move(next.done);
     transaction->sends = next.sends;
     transaction->submitted = next.submitted;
+    transaction->payload = std::move(next.payload);
     transaction->request.set_id(transaction->id);
     waiting_.pop_front();
     unsent_.push_back(transaction->id);
@@ -333,20 +334,11 @@ void TransactionStream::OnFinished() {
                 return a->id < b->id;
               });
     for (Transaction* t : in_table) {
-      if (t->payload != nullptr) {
-        // Back into the request for the next stream. Held here alone (the
-        // writes that shared it are over), it is moved (TakeLargePayload
-        // made it a non-const string), else copied.
-        std::string* data = t->request.mutable_data();
-        if (t->payload.use_count() == 1) {
-          *data = std::move(const_cast<std::string&>(*t->payload));
-        } else {
-          *data = *t->payload;
-        }
-        t->payload.reset();
-      }
-      unfinished.push_back(OrphanTransaction{
-          std::move(t->request), std::move(t->done), t->sends, t->submitted});
+      // The payload goes with it, shared still: the next stream sends the
+      // same bytes.
+      unfinished.push_back(
+          OrphanTransaction{std::move(t->request), std::move(t->done), t->sends,
+                            t->submitted, std::move(t->payload)});
       table_.Release(t);
     }
     for (OrphanTransaction& waiting : waiting_)

@@ -60,6 +60,10 @@ struct OrphanTransaction {
   TransactionDone done;
   int sends = 0;  // times it was written to the wire so far
   absl::Time submitted;
+  // The request's data when it is shared (request.data() is then empty):
+  // with the writes that carried it, and with the other replicas of a
+  // mirrored write. Null: the request carries its own data.
+  SharedPayload payload;
 };
 using OrphanHandler = std::function<void(std::vector<OrphanTransaction>)>;
 
@@ -96,13 +100,16 @@ class TransactionStream {
   TransactionStream& operator=(const TransactionStream&) = delete;
 
   // Queues `request` (its id is replaced); `done` runs exactly once.
-  void Submit(v1::Request request, TransactionDone done);
+  // `payload`, when not null, is the request's data, shared (the request's
+  // own data must be empty): a mirrored write hands each replica's stream
+  // the same bytes.
+  void Submit(v1::Request request, TransactionDone done,
+              SharedPayload payload = nullptr);
 
   // Queues the transaction if the stream still accepts work, moving from
-  // `request` and `done`; false (nothing moved) when it has ended or is
-  // closing. `sends` is how often it was sent before, on other streams.
-  bool TrySubmit(v1::Request& request, TransactionDone& done, int sends = 0,
-                 absl::Time submitted = absl::Now());
+  // `transaction`; false (nothing moved) when it has ended or is closing.
+  // Its `sends` say how often it was sent before, on other streams.
+  bool TrySubmit(OrphanTransaction& transaction);
 
   // When the oldest transaction still unanswered was last sent
   // (InfiniteFuture when none is).
@@ -143,8 +150,7 @@ class TransactionStream {
 
   // Queues the request (moving from both arguments) unless the stream
   // refuses it; `write` says whether the caller must start a write.
-  absl::Status Enqueue(v1::Request& request, TransactionDone& done, int sends,
-                       absl::Time submitted, bool* write);
+  absl::Status Enqueue(OrphanTransaction& transaction, bool* write);
   // Admits waiting requests into free slots. True: the caller must start
   // the write of out_ after releasing the lock (counted as an operation).
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -29,8 +29,9 @@ using TransactionDone = std::function<void(v1::Reply&&)>;
 struct Transaction {
   uint64_t id = 0;  // 0 while the slot is free
   v1::Request request;
-  // A large write's data, once sent: shared with the writes carrying it
-  // (outgoing_batch.h); request.data() is then empty.
+  // A large write's data: shared with the writes carrying it
+  // (outgoing_batch.h), with the other replicas of a mirrored write, and
+  // with the next stream when this one ends; request.data() is then empty.
   std::shared_ptr<const std::string> payload;
   TransactionDone done;
   absl::Time submitted;  // when the caller handed it over

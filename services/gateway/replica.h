@@ -59,8 +59,10 @@ class Replica {
   void Stop() { session_.Stop(); }
 
   // Sends `request`; it waits for a connection up to the suspend time.
-  void Submit(v1::Request request, TransactionDone done) {
-    session_.Submit(std::move(request), std::move(done));
+  // `payload`: the request's data when shared (see TransactionStream).
+  void Submit(v1::Request request, TransactionDone done,
+              SharedPayload payload = nullptr) {
+    session_.Submit(std::move(request), std::move(done), std::move(payload));
   }
 
   // A unary Claim on the exporter (fencing epoch, generations), on the

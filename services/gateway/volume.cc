@@ -975,22 +975,27 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
         ErrorReply(request.id(), absl::UnavailableError("no in-sync replica")));
     return;
   }
-  // The payload leaves the fanout before any replica can answer: the last
-  // target gets it, the others a copy (a 1 MiB write through one replica is
-  // not copied here at all).
-  std::string data;
+  // The payload leaves the fanout before any replica can answer. A large
+  // one is shared by every target (a mirrored 1 MiB write is not copied
+  // here); a small one is copied for all targets but the last, which gets
+  // it.
+  SharedPayload shared = TakeLargePayload(fanout->request);
+  std::string data;  // a small payload
   data.swap(*fanout->request.mutable_data());
   for (size_t t = 0; t < fanout->targets.size(); ++t) {
     v1::Request sent = request;
-    if (t + 1 == fanout->targets.size()) {
+    if (shared == nullptr && t + 1 == fanout->targets.size()) {
       sent.mutable_data()->swap(data);
-    } else {
+    } else if (shared == nullptr) {
       *sent.mutable_data() = data;
     }
     Replica* replica = slots_[fanout->targets[t].slot]->replica.get();
-    replica->Submit(std::move(sent), [this, fanout, t](v1::Reply&& reply) {
-      OnFanoutReply(fanout, t, std::move(reply));
-    });
+    replica->Submit(
+        std::move(sent),
+        [this, fanout, t](v1::Reply&& reply) {
+          OnFanoutReply(fanout, t, std::move(reply));
+        },
+        shared);
   }
 }
 

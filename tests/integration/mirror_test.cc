@@ -114,6 +114,29 @@ TEST_F(MirrorTest, FailedReplicaLeavesTheSetAndOnlyItsDirtyRegionIsCopied) {
   EXPECT_EQ(status.replicas(1).generation(), status.generation());
 }
 
+// A large write's payload is shared by both replicas' streams, not copied
+// for each: every replica still gets every byte from the write itself
+// (both stay in sync, nothing was resynced).
+TEST_F(MirrorTest, LargeWriteReachesEveryReplicaWhole) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  std::string data(1 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i % 251);
+  v1::Reply reply = client->Call(WriteRequest(kRegion, data));
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  v1::VolumeStatus status = gateway.VolumeStatus("m");
+  EXPECT_TRUE(AllInSync(status));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(status.replicas(i).dirty_bytes(), 0u) << "replica " << i;
+    EXPECT_EQ(status.replicas(i).resync_copied_bytes(), 0u) << "replica " << i;
+  }
+  EXPECT_EQ(ReadFile(e1.path()).substr(kRegion, data.size()), data);
+  EXPECT_EQ(ReadFile(e2.path()).substr(kRegion, data.size()), data);
+}
+
 TEST_F(MirrorTest, LaggingReplicaDoesNotHoldWritesBack) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestExporter e2(dir_.path(), "e2", kSize);
