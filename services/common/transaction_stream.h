@@ -148,7 +148,7 @@ class TransactionStream {
   // the destructor.
   void EndOp();
 
-  // Queues the request (moving from both arguments) unless the stream
+  // Queues the transaction (moving from it) unless the stream
   // refuses it; `write` says whether the caller must start a write.
   absl::Status Enqueue(OrphanTransaction& transaction, bool* write);
   // Admits waiting requests into free slots. True: the caller must start

@@ -15,7 +15,8 @@
 
 namespace dst {
 
-// One stream's requests: validated on the gRPC thread, executed on the pool.
+// One stream's requests: validated on the gRPC thread, executed on the pool
+// (or right there when RunsInline says so).
 class ExporterService::Handler : public StreamHandler {
  public:
   Handler(ExporterService* service, bool read_only, uint64_t epoch, Peer peer,
