@@ -978,15 +978,15 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   // The payload leaves the fanout before any replica can answer. A large
   // one is shared by every target (a mirrored 1 MiB write is not copied
   // here); a small one is copied for all targets but the last, which gets
-  // it.
+  // it (`data` is empty when the payload is shared).
   SharedPayload shared = TakeLargePayload(fanout->request);
-  std::string data;  // a small payload
+  std::string data;
   data.swap(*fanout->request.mutable_data());
   for (size_t t = 0; t < fanout->targets.size(); ++t) {
     v1::Request sent = request;
-    if (shared == nullptr && t + 1 == fanout->targets.size()) {
+    if (t + 1 == fanout->targets.size()) {
       sent.mutable_data()->swap(data);
-    } else if (shared == nullptr) {
+    } else {
       *sent.mutable_data() = data;
     }
     Replica* replica = slots_[fanout->targets[t].slot]->replica.get();
