@@ -31,6 +31,16 @@ void Replica::Start(std::function<void()> on_change, Admission admission) {
   session_.Start(std::move(on_change));
 }
 
+Replica::~Replica() { Stop(); }
+
+void Replica::Stop() {
+  {
+    absl::MutexLock lock(&pings_->mu);
+    pings_->closed = true;
+  }
+  session_.Stop();
+}
+
 void Replica::Ping(std::function<void(absl::Duration)> done) {
   std::shared_ptr<v1::Exporter::Stub> stub;
   {
@@ -42,9 +52,13 @@ void Replica::Ping(std::function<void(absl::Duration)> done) {
   // bring gRPC's callback threads, which poll beside the loop).
   struct Call final : CompletionLoop::Tag {
     void Proceed(bool /*ok*/) override {
-      if (status.ok()) done(absl::Now() - start);
+      {
+        absl::MutexLock lock(&gate->mu);
+        if (status.ok() && !gate->closed) done(absl::Now() - start);
+      }
       delete this;
     }
+    std::shared_ptr<PingGate> gate;
     grpc::ClientContext context;
     v1::PingRequest request;
     v1::PingReply reply;
@@ -55,6 +69,7 @@ void Replica::Ping(std::function<void(absl::Duration)> done) {
     std::unique_ptr<grpc::ClientAsyncResponseReader<v1::PingReply>> reader;
   };
   auto* call = new Call;
+  call->gate = pings_;
   call->done = std::move(done);
   call->stub = stub;
   call->context.set_deadline(

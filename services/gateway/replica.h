@@ -55,8 +55,10 @@ class Replica {
   // Starts connecting in the background. `on_change` runs (on the
   // session's thread) whenever the replica connects or loses its stream.
   void Start(std::function<void()> on_change, Admission admission = nullptr);
-  // Stops the session's thread: `on_change` is not called after this.
-  void Stop() { session_.Stop(); }
+  ~Replica();
+  // Stops the session's thread: neither `on_change` nor a Ping's `done` is
+  // called after this (a ping in flight is answered into the void).
+  void Stop();
 
   // Sends `request`; it waits for a connection up to the suspend time.
   // `payload`: the request's data when shared (see TransactionStream).
@@ -70,7 +72,8 @@ class Replica {
   absl::StatusOr<v1::ReplicaMetadata> Claim(const v1::ClaimRequest& request);
 
   // An asynchronous Ping on the exporter's channel; `done` gets the round
-  // trip (not called when the ping fails).
+  // trip, on the process's completion loop (not called when the ping fails
+  // or once Stop has begun).
   void Ping(std::function<void(absl::Duration)> done);
 
   bool connected() const { return session_.connected(); }
@@ -84,8 +87,17 @@ class Replica {
   absl::StatusOr<std::unique_ptr<TransactionStream>> Connect(
       const TransactionStreamOptions& stream_options);
 
+  // Shared with the pings in flight, which may outlive the replica: once
+  // closed, their `done` is dropped. A `done` runs under `mu`, so Stop
+  // returns only after any running one has finished.
+  struct PingGate {
+    absl::Mutex mu;
+    bool closed ABSL_GUARDED_BY(mu) = false;
+  };
+
   const ReplicaOptions options_;
   Admission admission_;  // set by Start
+  const std::shared_ptr<PingGate> pings_ = std::make_shared<PingGate>();
   mutable absl::Mutex mu_;
   v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<v1::Exporter::Stub> stub_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,11 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/notification.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+#include "dst/v1/exporter.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/gateway/replica.h"
@@ -409,6 +414,69 @@ TEST_F(GatewayTest, ServingAndPingingStartNoCallbackOrSyncThreads) {
     EXPECT_NE(name, "nexting_thread") << "a gRPC callback-API thread";
     EXPECT_NE(name.rfind("grpcpp_sync", 0), 0u) << "a gRPC sync-server thread";
   }
+}
+
+// An exporter that negotiates and then holds every Ping until released.
+class HeldPingExporter final : public v1::Exporter::Service {
+ public:
+  grpc::Status Negotiate(grpc::ServerContext* /*context*/,
+                         const v1::NegotiateRequest* /*request*/,
+                         v1::NegotiateReply* reply) override {
+    v1::Geometry* geometry = reply->mutable_geometry();
+    geometry->set_size(kSize);
+    geometry->set_logical_block_size(512);
+    geometry->set_physical_block_size(4096);
+    geometry->set_max_transfer(1 << 20);
+    geometry->set_identity("held");
+    return grpc::Status::OK;
+  }
+  grpc::Status Ping(grpc::ServerContext* /*context*/,
+                    const v1::PingRequest* request,
+                    v1::PingReply* reply) override {
+    ++entered;
+    released.WaitForNotification();
+    reply->set_nonce(request->nonce());
+    ++answered;
+    return grpc::Status::OK;
+  }
+  std::atomic<int> entered{0};
+  std::atomic<int> answered{0};
+  absl::Notification released;
+};
+
+// A ping answered after Stop must not reach its `done`: the volume that
+// asked has gone with its metrics (a use after free, seen under ASan).
+TEST_F(GatewayTest, APingAnsweredAfterStopIsDropped) {
+  HeldPingExporter exporter;
+  const std::string address = "unix:" + dir_.path() + "/held.sock";
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  builder.RegisterService(&exporter);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ReplicaOptions options;
+  options.address = address;
+  options.keepalive_timeout = absl::Seconds(30);
+  Replica replica(options);
+  replica.Start([] {});
+  std::atomic<int> done_calls{0};
+  // Ping sends nothing before the first negotiation: try until one arrives.
+  for (int i = 0; i < 500 && exporter.entered == 0; ++i) {
+    replica.Ping([&done_calls](absl::Duration) { ++done_calls; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GT(exporter.entered, 0) << "no ping reached the exporter";
+  const int sent = exporter.entered;
+  replica.Stop();
+  exporter.released.Notify();
+  for (int i = 0; i < 500 && exporter.answered < sent; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(exporter.answered, sent);
+  // The answers are on their way back; give them time to be handled.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(done_calls, 0) << "a ping's done ran after Stop";
+  server->Shutdown();
 }
 
 TEST_F(GatewayTest, HealthCheckAnswersKnownServicesOnly) {
