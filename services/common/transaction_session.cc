@@ -14,11 +14,14 @@ TransactionSession::TransactionSession(Connector connector,
                                        const TransactionSessionOptions& options)
     : connector_(std::move(connector)), options_(options) {}
 
-TransactionSession::~TransactionSession() {
+TransactionSession::~TransactionSession() { Close(); }
+
+void TransactionSession::Close() {
   Stop();
   std::shared_ptr<TransactionStream> stream;
   {
     absl::MutexLock lock(&mu_);
+    closed_ = true;
     stream = std::move(stream_);
   }
   if (stream != nullptr) {
@@ -56,16 +59,24 @@ void TransactionSession::Submit(v1::Request request, TransactionDone done,
   {
     absl::MutexLock lock(&mu_);
     // Behind the backlog, to keep submission order across a reconnect.
-    if (stream_ == nullptr || !backlog_.empty()) {
+    if (!closed_ && (stream_ == nullptr || !backlog_.empty())) {
       backlog_.push_back(std::move(transaction));
       return;
     }
     stream = stream_;
   }
-  if (stream->TrySubmit(transaction)) return;
-  // The stream just ended: its orphans arrive ahead of this one.
-  absl::MutexLock lock(&mu_);
-  backlog_.push_back(std::move(transaction));
+  if (stream != nullptr && stream->TrySubmit(transaction)) return;
+  {
+    // The stream just ended: its orphans arrive ahead of this one.
+    absl::MutexLock lock(&mu_);
+    if (!closed_) {
+      backlog_.push_back(std::move(transaction));
+      return;
+    }
+  }
+  std::vector<OrphanTransaction> failed;
+  failed.push_back(std::move(transaction));
+  Fail(failed, absl::StatusCode::kUnavailable, "session closed");
 }
 
 v1::Reply TransactionSession::Call(v1::Request request) {
@@ -90,11 +101,17 @@ size_t TransactionSession::pending() const {
 }
 
 void TransactionSession::TakeOrphans(std::vector<OrphanTransaction> orphans) {
-  absl::MutexLock lock(&mu_);
-  // Sent before anything in the backlog: they go first, oldest first.
-  for (auto it = orphans.rbegin(); it != orphans.rend(); ++it) {
-    backlog_.push_front(std::move(*it));
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closed_) {
+      // Sent before anything in the backlog: they go first, oldest first.
+      for (auto it = orphans.rbegin(); it != orphans.rend(); ++it) {
+        backlog_.push_front(std::move(*it));
+      }
+      return;
+    }
   }
+  Fail(orphans, absl::StatusCode::kUnavailable, "session closed");
 }
 
 void TransactionSession::Fail(std::vector<OrphanTransaction>& failed,

@@ -59,7 +59,7 @@ class TransactionSession {
 
   TransactionSession(Connector connector,
                      const TransactionSessionOptions& options);
-  // Stop(), then fails whatever is still pending with UNAVAILABLE.
+  // Close().
   ~TransactionSession();
   TransactionSession(const TransactionSession&) = delete;
   TransactionSession& operator=(const TransactionSession&) = delete;
@@ -69,6 +69,11 @@ class TransactionSession {
   void Start(std::function<void()> on_change = nullptr);
   // Stops and joins the thread; `on_change` is not called afterwards.
   void Stop();
+  // Stop(), then closes the stream (it answers what it can within 5 s)
+  // and fails whatever is still pending with UNAVAILABLE, calling each
+  // `done` before it returns. A later Submit fails at once. The owner of
+  // the `done` callbacks calls it while they can still run.
+  void Close();
 
   // `payload`: the request's data when shared (see TransactionStream).
   void Submit(v1::Request request, TransactionDone done,
@@ -107,6 +112,7 @@ class TransactionSession {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<TransactionStream> stream_ ABSL_GUARDED_BY(mu_);
   // Oldest first; replayed before anything submitted later.
   std::deque<OrphanTransaction> backlog_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,12 @@
 
 namespace dst {
 
+namespace {
+// How long a closing service waits for its Io streams once every request
+// has been answered (their calls end as the stopped server cancels them).
+constexpr absl::Duration kStreamsGoneTimeout = absl::Seconds(10);
+}  // namespace
+
 // One Io stream's requests, all for one volume.
 class GatewayService::Handler : public StreamHandler {
  public:
@@ -66,6 +72,15 @@ GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
                          .Add({});
   }
   for (const auto& volume : volumes_) by_name_[volume->name()] = volume.get();
+}
+
+GatewayService::~GatewayService() {
+  for (const auto& volume : volumes_) volume->Close();
+  streams_.DrainAll();
+  if (!streams_.WaitEmpty(absl::Now() + kStreamsGoneTimeout)) {
+    DST_LOG(Error, "gateway: Io streams still open %s after the volumes closed",
+            absl::FormatDuration(kStreamsGoneTimeout));
+  }
 }
 
 void GatewayService::Start() {

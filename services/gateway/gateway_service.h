@@ -34,6 +34,10 @@ class GatewayService final : public v1::Gateway::AsyncService,
                           const AclHolder* acl = nullptr,
                           prometheus::Registry* registry = nullptr,
                           int max_streams_per_client = 64);
+  // Closes the volumes (what is still in flight is answered or fails),
+  // then waits for the Io streams, which call into the volumes and the
+  // service until they are deleted. The server has stopped by then.
+  ~GatewayService() override;
 
   void Start();  // connects every volume's replicas
   bool Drain(absl::Time deadline);

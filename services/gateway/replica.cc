@@ -31,7 +31,12 @@ void Replica::Start(std::function<void()> on_change, Admission admission) {
   session_.Start(std::move(on_change));
 }
 
-Replica::~Replica() { Stop(); }
+Replica::~Replica() { Close(); }
+
+void Replica::Close() {
+  Stop();
+  session_.Close();
+}
 
 void Replica::Stop() {
   {

@@ -59,6 +59,9 @@ class Replica {
   // Stops the session's thread: neither `on_change` nor a Ping's `done` is
   // called after this (a ping in flight is answered into the void).
   void Stop();
+  // Stop(), then closes the session: every transaction still pending is
+  // answered or failed, its `done` called, before this returns.
+  void Close();
 
   // Sends `request`; it waits for a connection up to the suspend time.
   // `payload`: the request's data when shared (see TransactionStream).

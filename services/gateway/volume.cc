@@ -229,6 +229,11 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
 }
 
 Volume::~Volume() {
+  Close();
+  writer_.reset();  // writes what is pending
+}
+
+void Volume::Close() {
   {
     absl::MutexLock lock(&timer_mu_);
     stopping_ = true;
@@ -236,7 +241,9 @@ Volume::~Volume() {
   if (monitor_.joinable()) monitor_.join();
   if (worker_.joinable()) worker_.join();
   for (const auto& slot : slots_) slot->replica->Stop();
-  writer_.reset();  // writes what is pending
+  // While the volume is whole: the transactions still pending call back
+  // into it (range locks, metrics, the state file) as they end.
+  for (const auto& slot : slots_) slot->replica->Close();
 }
 
 absl::Status Volume::Init() {

@@ -80,7 +80,7 @@ class Volume {
   Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
          std::vector<std::unique_ptr<Replica>> replicas,
          prometheus::Registry& registry);
-  // Stops the monitor and the replicas before anything they call back into.
+  // Close(), then writes what is pending to the state file.
   ~Volume();
   Volume(const Volume&) = delete;
   Volume& operator=(const Volume&) = delete;
@@ -91,6 +91,12 @@ class Volume {
   void Start();
   // Writes the mirror state now and waits for it (at exit).
   void Save();
+  // Stops the monitor and worker threads and closes every replica's
+  // session: each transaction still in flight is answered (or fails) and
+  // its caller's `done` has run when this returns. Submissions after it
+  // fail. Called by the owner of those callers (the gateway's Io streams)
+  // before it goes; the destructor calls it too.
+  void Close();
   const std::string& name() const { return config_.name(); }
   const v1::VolumeConfig& config() const { return config_; }
 
