@@ -19,6 +19,7 @@
 #include "services/common/log.h"
 #include "services/common/status.h"
 #include "services/common/tls.h"
+#include "services/common/unix_send_buffer.h"
 
 namespace dst {
 
@@ -135,6 +136,7 @@ grpc::ChannelArguments ClientChannelArguments(int max_message_bytes,
   // Reconnect quickly after an exporter or gateway restart.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  WidenUnixSendBuffers(&args);
   return args;
 }
 

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include "services/common/log.h"
+#include "services/common/unix_send_buffer.h"
 
 namespace dst {
 namespace {
@@ -134,6 +135,9 @@ void UnixListener::Loop(grpc::Server* server) {
               std::strerror(errno));
       ::close(connection);
       continue;
+    }
+    if (!WidenUnixSendBuffer(connection)) {
+      DST_LOG(Debug, "unix:%s: SO_SNDBUF: %s", path_, std::strerror(errno));
     }
     TheRegistry().Set(connection,
                       {credentials.uid, credentials.gid, credentials.pid});
