@@ -76,8 +76,7 @@ GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
 
 GatewayService::~GatewayService() {
   for (const auto& volume : volumes_) volume->Close();
-  streams_.DrainAll();
-  if (!streams_.WaitEmpty(absl::Now() + kStreamsGoneTimeout)) {
+  if (!Drain(absl::Now() + kStreamsGoneTimeout)) {
     DST_LOG(Error, "gateway: Io streams still open %s after the volumes closed",
             absl::FormatDuration(kStreamsGoneTimeout));
   }
