@@ -14,12 +14,13 @@
 # default removes the dst images and keeps only the base).
 source "$(dirname "$0")/functions.sh"
 requires_root
-requires podman docker-compose debootstrap nbdinfo nbdcopy curl runc
+requires podman docker-compose debootstrap nbdinfo nbdcopy curl runc iptables
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
 # podman: runc (crun refuses this host's hybrid cgroups), explicit ulimits
 # (podman's default nproc is above what the sandbox allows), netavark with
-# aardvark-dns so containers find each other by service name.
+# aardvark-dns so containers find each other by service name (netavark
+# sets up container networking with iptables).
 export CONTAINERS_CONF=$tmp/containers.conf
 cat >"$CONTAINERS_CONF" <<'EOF'
 [containers]
