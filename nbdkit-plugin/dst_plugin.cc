@@ -257,24 +257,23 @@ int DstCanMultiConn(void* handle) { return DstCanFlush(handle); }
 // gateway, or a read whose checksum does not match here).
 constexpr int kIntegrityAttempts = 3;
 
-// Runs one transaction; returns 0 or -1 with nbdkit's error set. A write
-// passes its data as `write_data` (request.length() bytes, the request's own
-// data left empty): each attempt copies it into the message once, so a 1 MiB
-// write is not also copied by a retry's spare request.
+// Runs one transaction with its data (a write's); returns 0 or -1 with
+// nbdkit's error set. A read's data is copied into `read_into`
+// (request.length() bytes): the one copy of a read here. An attempt
+// repeated after damaged data sends the same payload again.
 int Run(void* handle, const dst::v1::Request& request,
-        void* read_into = nullptr, const void* write_data = nullptr) {
+        const dst::Payload& data = dst::Payload(), void* read_into = nullptr) {
   const dst::v1::Op op = request.op();
   const uint64_t offset = request.offset();
   const uint32_t length = request.length();
   dst::v1::Reply reply;
+  dst::Payload reply_data;
   for (int attempt = 1; attempt <= kIntegrityAttempts; ++attempt) {
-    dst::v1::Request sent = request;
-    if (write_data != nullptr) sent.set_data(write_data, length);
-    reply = Client(handle)->Call(std::move(sent));
+    reply = Client(handle)->Call(request, data, &reply_data);
     if (reply.status() == 0 && op == dst::v1::OP_READ &&
         request.checksum_algorithm() != dst::v1::CHECKSUM_NONE) {
       absl::Status intact =
-          dst::VerifyChecksum(request.checksum_algorithm(), reply.data(),
+          dst::VerifyChecksum(request.checksum_algorithm(), reply_data,
                               reply.checksum(), "the data read");
       if (!intact.ok()) reply = dst::ErrorReply(request.id(), intact);
     }
@@ -292,14 +291,14 @@ int Run(void* handle, const dst::v1::Request& request,
     return -1;
   }
   if (read_into != nullptr) {
-    if (reply.data().size() != length) {
+    if (reply_data.size() != length) {
       nbdkit_error("read at %" PRIu64
                    ": gateway returned %zu bytes, not %" PRIu32,
-                   offset, reply.data().size(), length);
+                   offset, reply_data.size(), length);
       nbdkit_set_error(EIO);
       return -1;
     }
-    std::memcpy(read_into, reply.data().data(), length);
+    reply_data.CopyTo(static_cast<char*>(read_into));
   }
   return 0;
 }
@@ -324,20 +323,21 @@ int DstPread(void* handle, void* buf, uint32_t count, uint64_t offset,
              uint32_t flags) {
   dst::v1::Request request = MakeRequest(dst::v1::OP_READ, count, offset, 0);
   if (Crc32c(handle)) request.set_checksum_algorithm(dst::v1::CHECKSUM_CRC32C);
-  return Run(handle, request, buf);
+  return Run(handle, request, dst::Payload(), buf);
 }
 
 int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
               uint32_t flags) {
   dst::v1::Request request =
       MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
+  // nbdkit reuses `buf` once this returns; the payload may outlive the
+  // call (a stream still holding it), so it has bytes of its own.
+  const dst::Payload data = dst::Payload::Copy(buf, count);
   if (Crc32c(handle)) {
     request.set_checksum_algorithm(dst::v1::CHECKSUM_CRC32C);
-    request.set_checksum(dst::ComputeChecksum(
-        dst::v1::CHECKSUM_CRC32C,
-        absl::string_view(static_cast<const char*>(buf), count)));
+    request.set_checksum(dst::ComputeChecksum(dst::v1::CHECKSUM_CRC32C, data));
   }
-  return Run(handle, request, nullptr, buf);
+  return Run(handle, request, data);
 }
 
 int DstFlush(void* handle, uint32_t flags) {

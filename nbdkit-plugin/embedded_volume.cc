@@ -1,7 +1,6 @@
 // The embedded mode: see embedded_volume.h.
 #include "nbdkit-plugin/embedded_volume.h"
 
-#include <future>
 #include <thread>
 #include <utility>
 
@@ -10,6 +9,7 @@
 #include "services/common/request_validation.h"
 #include "services/common/status.h"
 #include "services/common/tls.h"
+#include "services/common/transaction_stream.h"
 #include "services/gateway/config.h"
 
 namespace dst {
@@ -82,12 +82,14 @@ EmbeddedClient::~EmbeddedClient() {
   if (!read_only_) volume_->DetachWriter();
 }
 
-v1::Reply EmbeddedClient::Call(v1::Request request) {
-  std::promise<v1::Reply> reply;
-  std::future<v1::Reply> future = reply.get_future();
-  volume_->Submit(std::move(request), read_only_,
-                  [&reply](v1::Reply&& r) { reply.set_value(std::move(r)); });
-  return future.get();
+v1::Reply EmbeddedClient::Call(v1::Request request, Payload data,
+                               Payload* reply_data) {
+  return WaitForReply(
+      [&](TransactionDone done) {
+        volume_->Submit(std::move(request), std::move(data), read_only_,
+                        std::move(done));
+      },
+      reply_data);
 }
 
 }  // namespace dst

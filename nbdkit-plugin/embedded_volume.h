@@ -64,7 +64,12 @@ class EmbeddedClient : public VolumeClient {
   ~EmbeddedClient() override;
 
   const v1::Geometry& geometry() const override { return geometry_; }
-  v1::Reply Call(v1::Request request) override;
+  v1::Reply Call(v1::Request request, Payload data,
+                 Payload* reply_data) override;
+  // The same with the data inside the messages (copied; for tests).
+  v1::Reply Call(v1::Request request) {
+    return Call(std::move(request), Payload(), nullptr);
+  }
 
  private:
   EmbeddedClient(Volume* volume, bool read_only, v1::Geometry geometry)

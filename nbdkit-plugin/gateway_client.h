@@ -51,7 +51,12 @@ class GatewayClient : public VolumeClient {
 
   const v1::Geometry& geometry() const override { return geometry_; }
   // One transaction, blocking.
-  v1::Reply Call(v1::Request request) override {
+  v1::Reply Call(v1::Request request, Payload data,
+                 Payload* reply_data) override {
+    return session_->Call(std::move(request), std::move(data), reply_data);
+  }
+  // The same with the data inside the messages (copied; for tests).
+  v1::Reply Call(v1::Request request) {
     return session_->Call(std::move(request));
   }
   const TransactionSession& session() const { return *session_; }

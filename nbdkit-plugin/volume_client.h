@@ -5,6 +5,7 @@
 #define DST_NBDKIT_PLUGIN_VOLUME_CLIENT_H_
 
 #include "dst/v1/exporter.pb.h"
+#include "services/common/payload.h"
 
 namespace dst {
 
@@ -13,8 +14,10 @@ class VolumeClient {
   virtual ~VolumeClient() = default;
   // The geometry negotiated when the client was opened.
   virtual const v1::Geometry& geometry() const = 0;
-  // One transaction, blocking until its reply (errors are replies).
-  virtual v1::Reply Call(v1::Request request) = 0;
+  // One transaction with its data, blocking until its reply (errors are
+  // replies); a read's data goes to `*reply_data`.
+  virtual v1::Reply Call(v1::Request request, Payload data,
+                         Payload* reply_data) = 0;
 };
 
 }  // namespace dst

@@ -2,6 +2,7 @@
 #include "services/common/checksum.h"
 
 #include <array>
+#include <memory>
 
 #include <openssl/evp.h>
 
@@ -154,21 +155,40 @@ uint32_t Crc32cPortable(absl::string_view data, uint32_t crc) {
                       data.size(), ~crc);
 }
 
-std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
-                            absl::string_view data) {
+namespace {
+
+// The digest of the bytes that `for_each_piece(fn)` passes to fn, piece by
+// piece.
+template <class ForEachPiece>
+std::string Digest(v1::ChecksumAlgorithm algorithm,
+                   const ForEachPiece& for_each_piece) {
   switch (algorithm) {
     case v1::CHECKSUM_CRC32C: {
-      const uint32_t crc = Crc32c(data);
+      uint32_t crc = 0;
+      for_each_piece(
+          [&crc](absl::string_view piece) { crc = Crc32c(piece, crc); });
       return std::string{static_cast<char>(crc >> 24),
                          static_cast<char>(crc >> 16),
                          static_cast<char>(crc >> 8), static_cast<char>(crc)};
     }
     case v1::CHECKSUM_SHA256: {
+      std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(
+          EVP_MD_CTX_new(), EVP_MD_CTX_free);
+      if (context == nullptr ||
+          EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1) {
+        return "";
+      }
+      bool ok = true;
+      for_each_piece([&](absl::string_view piece) {
+        ok = ok &&
+             EVP_DigestUpdate(context.get(), piece.data(), piece.size()) == 1;
+      });
       std::string digest(EVP_MAX_MD_SIZE, '\0');
       unsigned int size = 0;
-      if (EVP_Digest(data.data(), data.size(),
-                     reinterpret_cast<unsigned char*>(digest.data()), &size,
-                     EVP_sha256(), nullptr) != 1) {
+      if (!ok ||
+          EVP_DigestFinal_ex(context.get(),
+                             reinterpret_cast<unsigned char*>(digest.data()),
+                             &size) != 1) {
         return "";
       }
       digest.resize(size);
@@ -179,13 +199,36 @@ std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
   }
 }
 
+absl::Status Mismatch(v1::ChecksumAlgorithm algorithm, absl::string_view what) {
+  return absl::DataLossError(absl::StrCat(ChecksumName(algorithm),
+                                          " checksum mismatch: ", what,
+                                          " was damaged on its way"));
+}
+
+}  // namespace
+
+std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
+                            absl::string_view data) {
+  return Digest(algorithm, [data](const auto& fn) { fn(data); });
+}
+
+std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
+                            const Payload& data) {
+  return Digest(algorithm, [&data](const auto& fn) { data.ForEachPiece(fn); });
+}
+
 absl::Status VerifyChecksum(v1::ChecksumAlgorithm algorithm,
                             absl::string_view data, absl::string_view expected,
                             absl::string_view what) {
   if (ComputeChecksum(algorithm, data) == expected) return absl::OkStatus();
-  return absl::DataLossError(absl::StrCat(ChecksumName(algorithm),
-                                          " checksum mismatch: ", what,
-                                          " was damaged on its way"));
+  return Mismatch(algorithm, what);
+}
+
+absl::Status VerifyChecksum(v1::ChecksumAlgorithm algorithm,
+                            const Payload& data, absl::string_view expected,
+                            absl::string_view what) {
+  if (ComputeChecksum(algorithm, data) == expected) return absl::OkStatus();
+  return Mismatch(algorithm, what);
 }
 
 }  // namespace dst

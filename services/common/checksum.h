@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 
 #include "dst/v1/exporter.pb.h"
+#include "services/common/payload.h"
 
 namespace dst {
 
@@ -28,9 +29,15 @@ uint32_t Crc32c(absl::string_view data, uint32_t crc = 0);
 uint32_t Crc32cPortable(absl::string_view data, uint32_t crc = 0);
 std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
                             absl::string_view data);
+// The same over a payload's pieces, in place.
+std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
+                            const Payload& data);
 // DataLoss naming `what` when `expected` is not the digest of `data`.
 absl::Status VerifyChecksum(v1::ChecksumAlgorithm algorithm,
                             absl::string_view data, absl::string_view expected,
+                            absl::string_view what);
+absl::Status VerifyChecksum(v1::ChecksumAlgorithm algorithm,
+                            const Payload& data, absl::string_view expected,
                             absl::string_view what);
 
 }  // namespace dst

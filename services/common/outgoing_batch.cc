@@ -2,17 +2,16 @@
 //
 // A batch is encoded as the repeated field 1 of RequestBatch/ReplyBatch:
 // for each item the tag, the item's length and the item, whose fields are
-// its header (serialized by protobuf, data empty) followed, when it has a
-// shared payload, by the data field's tag, length and bytes. Field order
-// does not matter to a protobuf parser. The header bytes of consecutive
-// items share one slice; each shared payload is a slice of its own.
+// its header (serialized by protobuf, data empty) followed, when it has
+// data, by the data field's tag, length and bytes. Field order does not
+// matter to a protobuf parser. The headers and small payloads of
+// consecutive items share one slice; each large payload is shared as the
+// slices it already has.
 #include "services/common/outgoing_batch.h"
 
 #include <cstdint>
 
 #include <google/protobuf/io/coded_stream.h>
-
-#include "services/common/tsan.h"
 
 namespace dst {
 namespace {
@@ -25,12 +24,6 @@ constexpr uint32_t LengthDelimitedTag(uint32_t field) {
   return (field << 3) | 2;
 }
 
-// Runs on whichever gRPC thread drops the slice's last reference.
-void ReleasePayload(void* payload) {
-  DST_TSAN_AFTER_GRPC(payload);
-  delete static_cast<SharedPayload*>(payload);
-}
-
 }  // namespace
 
 template <class Item>
@@ -38,30 +31,32 @@ grpc::Status OutgoingBatch<Item>::Serialize(grpc::ByteBuffer* out) const {
   static_assert(Item::kDataFieldNumber < 16, "the data tag is one byte");
   constexpr uint32_t kItemTag = LengthDelimitedTag(kItemsField);
   constexpr uint32_t kDataTag = LengthDelimitedTag(Item::kDataFieldNumber);
-  // First pass: the size of each item and of each run of header bytes
+  // First pass: the size of each item and of each run of bytes copied
   // (one before each shared payload, and one after the last).
   std::vector<size_t> item_sizes(items_.size());
   std::vector<size_t> run_sizes;
   size_t run = 0;
   for (size_t i = 0; i < items_.size(); ++i) {
     const size_t header = items_[i].ByteSizeLong();  // cached for pass two
-    const size_t payload = payloads_[i] ? payloads_[i]->size() : 0;
-    const size_t payload_prefix =
-        payloads_[i] ? 1 + CodedOutputStream::VarintSize32(payload) : 0;
-    item_sizes[i] = header + payload_prefix + payload;
+    const size_t data = data_[i].size();
+    const size_t data_prefix =
+        data > 0 ? 1 + CodedOutputStream::VarintSize64(data) : 0;
+    item_sizes[i] = header + data_prefix + data;
     if (item_sizes[i] > UINT32_MAX) {
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                           "a transaction is larger than 4 GiB");
     }
     run += 1 + CodedOutputStream::VarintSize32(item_sizes[i]) + header +
-           payload_prefix;
-    if (payloads_[i]) {
+           data_prefix;
+    if (data >= kSlicedPayloadBytes) {
       run_sizes.push_back(run);
       run = 0;
+    } else {
+      run += data;
     }
   }
   run_sizes.push_back(run);
-  // Second pass: the header runs, with the payload slices between them.
+  // Second pass: the runs, with the shared payloads' slices between them.
   std::vector<grpc::Slice> slices;
   slices.reserve(2 * run_sizes.size());
   size_t next_run = 0;
@@ -78,16 +73,17 @@ grpc::Status OutgoingBatch<Item>::Serialize(grpc::ByteBuffer* out) const {
     p = CodedOutputStream::WriteVarint32ToArray(
         static_cast<uint32_t>(item_sizes[i]), p);
     p = items_[i].SerializeWithCachedSizesToArray(p);
-    if (payloads_[i] == nullptr) continue;
-    const std::string& payload = *payloads_[i];
+    const Payload& data = data_[i];
+    if (data.empty()) continue;
     p = CodedOutputStream::WriteVarint32ToArray(kDataTag, p);
-    p = CodedOutputStream::WriteVarint32ToArray(
-        static_cast<uint32_t>(payload.size()), p);
+    p = CodedOutputStream::WriteVarint64ToArray(data.size(), p);
+    if (data.size() < kSlicedPayloadBytes) {
+      data.CopyTo(reinterpret_cast<char*>(p));
+      p += data.size();
+      continue;
+    }
     if (!end_run()) break;
-    auto* reference = new SharedPayload(payloads_[i]);
-    DST_TSAN_BEFORE_GRPC(reference);  // released on a gRPC thread
-    slices.emplace_back(const_cast<char*>(payload.data()), payload.size(),
-                        ReleasePayload, reference);
+    data.ShareInto(&slices);
     current = grpc::Slice(run_sizes[++next_run]);
     p = const_cast<uint8_t*>(current.begin());
   }

@@ -1,10 +1,10 @@
 // A batch of transactions (a RequestBatch) or of replies (a ReplyBatch) on
-// its way to gRPC, with its large payloads kept out of the message: each
-// goes to gRPC as a slice of its own that shares the payload's bytes, so a
-// 1 MiB write or read is not copied into a serialized message on every
-// hop (protobuf would copy it; protoc 3.21 ignores [ctype=CORD]). The bytes
-// on the wire are exactly the RequestBatch/ReplyBatch encoding, so a peer
-// reads them with the generated code.
+// its way to gRPC, with each item's data beside it as a Payload: a large
+// one (kSlicedPayloadBytes or more) goes to gRPC as slices that share its
+// bytes, so a 1 MiB write or read is not copied into a serialized message
+// on any hop (protobuf would copy it; protoc 3.21 ignores [ctype=CORD]).
+// The bytes on the wire are exactly the RequestBatch/ReplyBatch encoding,
+// so a peer reads them with the generated code.
 //
 // The transaction streams write OutgoingRequests (transaction_stream.h) and
 // the server streams OutgoingReplies (stream_reactor.h); the
@@ -13,8 +13,6 @@
 #define DST_SERVICES_COMMON_OUTGOING_BATCH_H_
 
 #include <cstddef>
-#include <memory>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -22,6 +20,7 @@
 #include <grpcpp/impl/serialization_traits.h>
 
 #include "dst/v1/exporter.pb.h"
+#include "services/common/payload.h"
 
 namespace dst {
 
@@ -30,48 +29,19 @@ namespace dst {
 inline constexpr char kExporterStreamMethod[] = "/dst.v1.Exporter/Stream";
 inline constexpr char kGatewayIoMethod[] = "/dst.v1.Gateway/Io";
 
-// Payloads of this size and more travel as slices of their own; smaller
-// ones are copied into the batch beside their header (a slice each would
-// cost more than the copy).
-inline constexpr size_t kSlicedPayloadBytes = size_t{64} << 10;
-
-// A payload shared by a transaction (kept for a resend) and the writes
-// that carry it.
-using SharedPayload = std::shared_ptr<const std::string>;
-
-// Moves `item`'s data into a new shared payload when it is large
-// (kSlicedPayloadBytes or more), leaving the item's data empty; null when
-// it is small.
-template <class Item>
-SharedPayload TakeLargePayload(Item& item) {
-  if (item.data().size() < kSlicedPayloadBytes) return nullptr;
-  SharedPayload payload =
-      std::make_shared<std::string>(std::move(*item.mutable_data()));
-  item.clear_data();
-  return payload;
-}
-
 template <class Item>  // v1::Request or v1::Reply
 class OutgoingBatch {
  public:
-  // Adds `item`, its data moved into a shared payload when it is large.
-  void Add(Item item) {
-    SharedPayload payload = TakeLargePayload(item);
-    Add(std::move(item), std::move(payload));
-  }
-  // Adds `item`, whose data is `payload` when that is not null (the
-  // item's own data must then be empty).
-  void Add(Item item, SharedPayload payload) {
+  // Adds `item` (its own data field empty) with its data.
+  void Add(Item item, Payload data) {
     items_.push_back(std::move(item));
-    payloads_.push_back(std::move(payload));
+    data_.push_back(std::move(data));
   }
 
   size_t size() const { return items_.size(); }
-  const Item& item(size_t i) const { return items_[i]; }
-  Item& mutable_item(size_t i) { return items_[i]; }
   void Clear() {
     items_.clear();
-    payloads_.clear();
+    data_.clear();
   }
 
   // The batch's wire encoding, its large payloads shared, not copied.
@@ -79,7 +49,7 @@ class OutgoingBatch {
 
  private:
   std::vector<Item> items_;
-  std::vector<SharedPayload> payloads_;  // null: the item carries its data
+  std::vector<Payload> data_;
 };
 
 using OutgoingRequests = OutgoingBatch<v1::Request>;
@@ -94,7 +64,7 @@ namespace grpc {
 
 // Lets ClientAsyncReaderWriter<OutgoingRequests, ...> and
 // ServerAsyncReaderWriter<OutgoingReplies, ...> write the batches (they
-// are never read: the reading side parses the generated messages).
+// are never read: the reading side has IncomingBatch).
 template <class Item>
 class SerializationTraits<dst::OutgoingBatch<Item>, void> {
  public:

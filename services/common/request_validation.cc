@@ -21,7 +21,7 @@ bool IsModifying(v1::Op op) {
   return op == v1::OP_WRITE || op == v1::OP_WRITE_ZEROES || op == v1::OP_TRIM;
 }
 
-absl::Status ValidateRequest(const v1::Request& request,
+absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
                              const v1::Geometry& geometry, bool read_only) {
   const v1::Op op = request.op();
   const uint64_t offset = request.offset();
@@ -57,7 +57,7 @@ absl::Status ValidateRequest(const v1::Request& request,
       if (op == v1::OP_FLUSH && !(geometry.features() & v1::FEATURE_FLUSH)) {
         return absl::UnimplementedError("flush is not supported");
       }
-      if (offset != 0 || length != 0 || !request.data().empty()) {
+      if (offset != 0 || length != 0 || data_size != 0) {
         return absl::InvalidArgumentError(
             absl::StrCat(v1::Op_Name(op), " takes no offset, length or data"));
       }
@@ -111,12 +111,12 @@ absl::Status ValidateRequest(const v1::Request& request,
                                               geometry.size(), " bytes)"));
   }
   if (op == v1::OP_WRITE) {
-    if (request.data().size() != length) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("write of length ", length, " carries ",
-                       request.data().size(), " bytes of data"));
+    if (data_size != length) {
+      return absl::InvalidArgumentError(absl::StrCat("write of length ", length,
+                                                     " carries ", data_size,
+                                                     " bytes of data"));
     }
-  } else if (!request.data().empty()) {
+  } else if (data_size != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(v1::Op_Name(op), " carries data"));
   }

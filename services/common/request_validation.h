@@ -9,6 +9,8 @@
 #ifndef DST_SERVICES_COMMON_REQUEST_VALIDATION_H_
 #define DST_SERVICES_COMMON_REQUEST_VALIDATION_H_
 
+#include <cstddef>
+
 #include "absl/status/status.h"
 
 #include "dst/v1/exporter.pb.h"
@@ -18,9 +20,10 @@ namespace dst {
 // True for ops that change the contents of the export.
 bool IsModifying(v1::Op op);
 
-// `read_only` is the access of the stream (export read-only, or the client
-// opened the stream read-only).
-absl::Status ValidateRequest(const v1::Request& request,
+// `data_size` is the size of the request's data (its Payload: the
+// request's own data field is empty). `read_only` is the access of the
+// stream (export read-only, or the client opened the stream read-only).
+absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
                              const v1::Geometry& geometry, bool read_only);
 
 // The largest gRPC message a stream peer must accept for `geometry`, and

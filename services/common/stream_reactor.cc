@@ -160,29 +160,30 @@ class ServerStream {
       // us alive through the loop below even if every request completes
       // at once.
       absl::MutexLock lock(&mu_);
-      outstanding_ += in_.requests_size();
-      for (const v1::Request& request : in_.requests()) {
-        outstanding_bytes_ += Weight(request);
+      outstanding_ += static_cast<int>(in_.size());
+      for (size_t i = 0; i < in_.size(); ++i) {
+        outstanding_bytes_ += Weight(in_.item(i), in_.data(i));
       }
       draining = draining_;
       ++refs_;
     }
-    acceptor_->registry_->in_flight_ += in_.requests_size();
-    for (v1::Request& request : *in_.mutable_requests()) {
+    acceptor_->registry_->in_flight_ += static_cast<int64_t>(in_.size());
+    for (size_t i = 0; i < in_.size(); ++i) {
+      v1::Request& request = in_.item(i);
+      const int64_t weight = Weight(request, in_.data(i));
       if (draining) {
         v1::Reply reply;
         reply.set_id(request.id());
         reply.set_status(grpc::StatusCode::UNAVAILABLE);
         reply.set_message("server is shutting down");
-        Complete(std::move(reply), Weight(request));
+        Complete(std::move(reply), Payload(), weight);
         continue;
       }
       uint64_t id = request.id();
-      const int64_t weight = Weight(request);
-      handler_->Handle(std::move(request),
-                       [this, id, weight](v1::Reply&& reply) {
+      handler_->Handle(std::move(request), std::move(in_.data(i)),
+                       [this, id, weight](v1::Reply&& reply, Payload&& data) {
                          reply.set_id(id);
-                         Complete(std::move(reply), weight);
+                         Complete(std::move(reply), std::move(data), weight);
                        });
     }
     in_.Clear();
@@ -240,12 +241,12 @@ class ServerStream {
 
   // What a request holds in memory until answered: its data, or the data
   // its reply will carry.
-  static int64_t Weight(const v1::Request& request) {
-    return static_cast<int64_t>(request.data().size()) +
+  static int64_t Weight(const v1::Request& request, const Payload& data) {
+    return static_cast<int64_t>(data.size()) +
            (request.op() == v1::OP_READ ? request.length() : 0);
   }
 
-  void Complete(v1::Reply&& reply, int64_t weight) {
+  void Complete(v1::Reply&& reply, Payload data, int64_t weight) {
     acceptor_->registry_->in_flight_ -= 1;
     bool read = false;
     bool write = false;
@@ -258,7 +259,9 @@ class ServerStream {
       if (done_) {
         destroy = CanDestroyLocked();
       } else {
-        if (!finished_ && !write_failed_) queue_.push_back(std::move(reply));
+        if (!finished_ && !write_failed_) {
+          queue_.push_back({std::move(reply), std::move(data)});
+        }
         if (!reading_ && !reads_done_ && !draining_ && !finished_ &&
             outstanding_ <= options_.max_in_flight / 2 &&
             outstanding_bytes_ <= options_.max_in_flight_bytes / 2) {
@@ -290,9 +293,9 @@ class ServerStream {
     size_t bytes = 0;
     while (!queue_.empty() &&
            (out_.size() == 0 ||
-            bytes + queue_.front().data().size() <= options_.max_batch_bytes)) {
-      bytes += queue_.front().data().size() + 32;
-      out_.Add(std::move(queue_.front()));
+            bytes + queue_.front().data.size() <= options_.max_batch_bytes)) {
+      bytes += queue_.front().data.size() + 32;
+      out_.Add(std::move(queue_.front().reply), std::move(queue_.front().data));
       queue_.pop_front();
     }
     writing_ = true;
@@ -345,11 +348,15 @@ class ServerStream {
   Tag done_tag_{this, Op::kDone};
   std::unique_ptr<StreamHandler> handler_;
   StreamOptions options_;
-  v1::RequestBatch in_;  // owned by the read in flight
+  IncomingRequests in_;  // owned by the read in flight
   OutgoingReplies out_;  // owned by the write in flight
 
+  struct Answered {
+    v1::Reply reply;
+    Payload data;
+  };
   absl::Mutex mu_;
-  std::deque<v1::Reply> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Answered> queue_ ABSL_GUARDED_BY(mu_);
   int ops_ ABSL_GUARDED_BY(mu_) = 0;  // operations handed to gRPC, not back
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // handed to handler, unanswered
   int64_t outstanding_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their Weight()s

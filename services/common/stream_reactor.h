@@ -37,19 +37,23 @@
 
 #include "dst/v1/exporter.pb.h"
 #include "services/common/async_service.h"
+#include "services/common/incoming_batch.h"
 #include "services/common/outgoing_batch.h"
+#include "services/common/payload.h"
 
 namespace dst {
 
 // Handles the requests of one stream. Owned by the stream.
 class StreamHandler {
  public:
-  using Done = std::function<void(v1::Reply&&)>;
+  // The reply, and its data (a read's bytes; the reply's own data field
+  // empty).
+  using Done = std::function<void(v1::Reply&&, Payload&&)>;
   virtual ~StreamHandler() = default;
-  // Handles `request`; must call `done` exactly once, from any thread,
-  // possibly before returning. Must not block for long (no disk I/O): it
-  // runs on the loop thread.
-  virtual void Handle(v1::Request&& request, Done done) = 0;
+  // Handles `request` (its data field empty) with its `data`; must call
+  // `done` exactly once, from any thread, possibly before returning. Must
+  // not block for long (no disk I/O): it runs on the loop thread.
+  virtual void Handle(v1::Request&& request, Payload data, Done done) = 0;
 };
 
 struct StreamOptions {
@@ -98,9 +102,10 @@ class StreamRegistry {
   std::atomic<int64_t> in_flight_{0};
 };
 
-// Writes ReplyBatch messages (as OutgoingReplies), reads RequestBatch.
+// Writes ReplyBatch messages (as OutgoingReplies), reads RequestBatch
+// messages (as IncomingRequests).
 using AsyncServerStream =
-    grpc::ServerAsyncReaderWriter<OutgoingReplies, v1::RequestBatch>;
+    grpc::ServerAsyncReaderWriter<OutgoingReplies, IncomingRequests>;
 
 // Accepts the calls of one stream method: keeps one call requested from
 // the server at a time and runs each call that arrives as a ServerStream.

@@ -52,9 +52,10 @@ void TransactionSession::Stop() {
 }
 
 void TransactionSession::Submit(v1::Request request, TransactionDone done,
-                                SharedPayload payload) {
+                                Payload data) {
+  if (!request.data().empty()) data = TakeData(&request);
   OrphanTransaction transaction{std::move(request), std::move(done), 0,
-                                absl::Now(), std::move(payload)};
+                                absl::Now(), std::move(data)};
   std::shared_ptr<TransactionStream> stream;
   {
     absl::MutexLock lock(&mu_);
@@ -79,10 +80,13 @@ void TransactionSession::Submit(v1::Request request, TransactionDone done,
   Fail(failed, absl::StatusCode::kUnavailable, "session closed");
 }
 
-v1::Reply TransactionSession::Call(v1::Request request) {
-  return WaitForReply([&](TransactionDone done) {
-    Submit(std::move(request), std::move(done));
-  });
+v1::Reply TransactionSession::Call(v1::Request request, Payload data,
+                                   Payload* reply_data) {
+  return WaitForReply(
+      [&](TransactionDone done) {
+        Submit(std::move(request), std::move(done), std::move(data));
+      },
+      reply_data);
 }
 
 bool TransactionSession::connected() const {
@@ -117,7 +121,7 @@ void TransactionSession::TakeOrphans(std::vector<OrphanTransaction> orphans) {
 void TransactionSession::Fail(std::vector<OrphanTransaction>& failed,
                               absl::StatusCode code, const std::string& why) {
   for (OrphanTransaction& t : failed) {
-    t.done(ErrorReply(t.request.id(), absl::Status(code, why)));
+    t.done(ErrorReply(t.request.id(), absl::Status(code, why)), Payload());
   }
   failed.clear();
 }

@@ -75,10 +75,10 @@ class TransactionSession {
   // the `done` callbacks calls it while they can still run.
   void Close();
 
-  // `payload`: the request's data when shared (see TransactionStream).
-  void Submit(v1::Request request, TransactionDone done,
-              SharedPayload payload = nullptr);
-  v1::Reply Call(v1::Request request);
+  // As TransactionStream::Submit and Call.
+  void Submit(v1::Request request, TransactionDone done, Payload data = {});
+  v1::Reply Call(v1::Request request, Payload data = {},
+                 Payload* reply_data = nullptr);
 
   bool connected() const;
   // Why the last connection attempt or stream failed ("" if none).

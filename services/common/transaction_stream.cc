@@ -82,13 +82,14 @@ void TransactionStream::EndOp() {
 }
 
 void TransactionStream::Submit(v1::Request request, TransactionDone done,
-                               SharedPayload payload) {
+                               Payload data) {
+  if (!request.data().empty()) data = TakeData(&request);
   OrphanTransaction transaction{std::move(request), std::move(done), 0,
-                                absl::Now(), std::move(payload)};
+                                absl::Now(), std::move(data)};
   bool write = false;
   absl::Status refused = Enqueue(transaction, &write);
   if (!refused.ok()) {
-    transaction.done(ErrorReply(transaction.request.id(), refused));
+    transaction.done(ErrorReply(transaction.request.id(), refused), Payload());
     return;
   }
   StartOps(write, false);
@@ -121,31 +122,42 @@ absl::Time TransactionStream::OldestSent() const {
   return oldest;
 }
 
-v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit) {
-  std::promise<v1::Reply> promise;
-  std::future<v1::Reply> future = promise.get_future();
-  submit(
-      [&promise](v1::Reply&& reply) { promise.set_value(std::move(reply)); });
-  return future.get();
+v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit,
+                       Payload* data) {
+  std::promise<std::pair<v1::Reply, Payload>> promise;
+  auto future = promise.get_future();
+  submit([&promise](v1::Reply&& reply, Payload&& reply_data) {
+    promise.set_value({std::move(reply), std::move(reply_data)});
+  });
+  auto [reply, reply_data] = future.get();
+  if (data != nullptr) {
+    *data = std::move(reply_data);
+  } else if (!reply_data.empty()) {
+    reply.set_data(reply_data.ToString());
+  }
+  return std::move(reply);
 }
 
 std::unique_ptr<AsyncClientStream> PrepareTransactionStream(
     grpc::ChannelInterface* channel, const char* method,
     grpc::ClientContext* context, grpc::CompletionQueue* cq) {
-  // What the generated PrepareAsyncStream does, with dst's writer type.
+  // What the generated PrepareAsyncStream does, with dst's batch types.
   return std::unique_ptr<AsyncClientStream>(
       grpc::internal::ClientAsyncReaderWriterFactory<OutgoingRequests,
-                                                     v1::ReplyBatch>::
+                                                     IncomingReplies>::
           Create(channel, cq,
                  grpc::internal::RpcMethod(
                      method, grpc::internal::RpcMethod::BIDI_STREAMING),
                  context, /*start=*/false, /*tag=*/nullptr));
 }
 
-v1::Reply TransactionStream::Call(v1::Request request) {
-  return WaitForReply([&](TransactionDone done) {
-    Submit(std::move(request), std::move(done));
-  });
+v1::Reply TransactionStream::Call(v1::Request request, Payload data,
+                                  Payload* reply_data) {
+  return WaitForReply(
+      [&](TransactionDone done) {
+        Submit(std::move(request), std::move(done), std::move(data));
+      },
+      reply_data);
 }
 
 bool TransactionStream::AdmitAndFillLocked() {
@@ -157,7 +169,7 @@ bool TransactionStream::AdmitAndFillLocked() {
     transaction->done = std::move(next.done);
     transaction->sends = next.sends;
     transaction->submitted = next.submitted;
-    transaction->payload = std::move(next.payload);
+    transaction->data = std::move(next.data);
     transaction->request.set_id(transaction->id);
     waiting_.pop_front();
     unsent_.push_back(transaction->id);
@@ -172,26 +184,13 @@ bool TransactionStream::AdmitAndFillLocked() {
       unsent_.pop_front();
       continue;
     }
-    v1::Request& request = transaction->request;
-    if (transaction->payload == nullptr) {
-      // Shared from now on by the transaction (for a resend) and the
-      // writes that carry it.
-      transaction->payload = TakeLargePayload(request);
-    }
-    const size_t size =
-        request.data().size() +
-        (transaction->payload ? transaction->payload->size() : 0) + 32;
+    const size_t size = transaction->data.size() + 32;
     if (out_.size() > 0 && bytes + size > options_.max_batch_bytes) {
       break;
     }
-    // The transaction keeps its request until the reply comes; a small
-    // payload is lent to the write (moved, not copied) and given back when
-    // the write is done (ReturnPayloadsLocked).
-    std::string payload;
-    payload.swap(*request.mutable_data());
-    v1::Request sent = request;
-    sent.mutable_data()->swap(payload);
-    out_.Add(std::move(sent), transaction->payload);
+    // The transaction keeps its request and data until the reply comes
+    // (for a resend); the write shares the data.
+    out_.Add(transaction->request, transaction->data);
     transaction->sent = now;
     ++transaction->sends;
     bytes += size;
@@ -211,19 +210,6 @@ bool TransactionStream::WritesDoneDueLocked() {
   writes_done_sent_ = true;
   BeginOpLocked();
   return true;
-}
-
-void TransactionStream::ReturnPayloadsLocked() {
-  for (size_t i = 0; i < out_.size(); ++i) {
-    v1::Request& sent = out_.mutable_item(i);
-    if (sent.data().empty()) continue;
-    // Not found: answered meanwhile (or failed); the payload is not needed.
-    Transaction* transaction = table_.Find(sent.id());
-    if (transaction != nullptr) {
-      transaction->request.mutable_data()->swap(*sent.mutable_data());
-    }
-  }
-  out_.Clear();
 }
 
 void TransactionStream::StartOps(bool write, bool writes_done) {
@@ -264,7 +250,7 @@ void TransactionStream::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    ReturnPayloadsLocked();
+    out_.Clear();
     // !ok: the stream is broken; the read side ends too and OnFinished
     // fails what is left.
     if (ok) {
@@ -288,18 +274,25 @@ void TransactionStream::OnReadDone(bool ok) {
     call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
     return;
   }
-  std::vector<std::pair<TransactionDone, v1::Reply>> completed;
-  completed.reserve(in_.replies_size());
+  struct Completed {
+    TransactionDone done;
+    v1::Reply reply;
+    Payload data;
+  };
+  std::vector<Completed> completed;
+  completed.reserve(in_.size());
   bool write;
   {
     absl::MutexLock lock(&mu_);
-    for (v1::Reply& reply : *in_.mutable_replies()) {
+    for (size_t i = 0; i < in_.size(); ++i) {
+      v1::Reply& reply = in_.item(i);
       Transaction* transaction = table_.Find(reply.id());
       if (transaction == nullptr) {
         late_replies_.fetch_add(1);
         continue;
       }
-      completed.emplace_back(std::move(transaction->done), std::move(reply));
+      completed.push_back({std::move(transaction->done), std::move(reply),
+                           std::move(in_.data(i))});
       table_.Release(transaction);
     }
     write = AdmitAndFillLocked();
@@ -308,7 +301,7 @@ void TransactionStream::OnReadDone(bool ok) {
   in_.Clear();
   call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
   StartOps(write, false);
-  for (auto& [done, reply] : completed) done(std::move(reply));
+  for (Completed& c : completed) c.done(std::move(c.reply), std::move(c.data));
 }
 
 void TransactionStream::OnFinished() {
@@ -334,11 +327,11 @@ void TransactionStream::OnFinished() {
                 return a->id < b->id;
               });
     for (Transaction* t : in_table) {
-      // The payload goes with it, shared still: the next stream sends the
+      // The data goes with it, shared still: the next stream sends the
       // same bytes.
-      unfinished.push_back(
-          OrphanTransaction{std::move(t->request), std::move(t->done), t->sends,
-                            t->submitted, std::move(t->payload)});
+      unfinished.push_back(OrphanTransaction{std::move(t->request),
+                                             std::move(t->done), t->sends,
+                                             t->submitted, std::move(t->data)});
       table_.Release(t);
     }
     for (OrphanTransaction& waiting : waiting_)
@@ -352,7 +345,7 @@ void TransactionStream::OnFinished() {
     absl::Status failure(why.code(),
                          absl::StrCat("transaction failed: ", why.message()));
     for (OrphanTransaction& t : unfinished) {
-      t.done(ErrorReply(t.request.id(), failure));
+      t.done(ErrorReply(t.request.id(), failure), Payload());
     }
   }
 }

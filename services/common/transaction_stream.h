@@ -4,12 +4,13 @@
 //
 // Submit() gives each request an id from a pre-sized TransactionTable and
 // queues it; a pump coalesces queued requests into batches, one write in
-// flight at a time (small payloads are moved into the write and back, large
-// ones shared with it: never copied); each reply is matched to its transaction
-// by id and its callback run. A reply whose id is unknown (late, duplicated,
-// forged) is counted and dropped. When the table is full, requests wait in a
-// FIFO until a slot frees (callers bound how much they submit). When the stream
-// ends, every transaction still in flight completes with UNAVAILABLE.
+// flight at a time (each request's data is shared with the write, a large
+// one never copied); each reply is matched to its transaction by id and its
+// callback run with the reply's data. A reply whose id is unknown (late,
+// duplicated, forged) is counted and dropped. When the table is full, requests
+// wait in a FIFO until a slot frees (callers bound how much they submit). When
+// the stream ends, every transaction still in flight completes with
+// UNAVAILABLE.
 //
 // The stream's operations complete on the process's CompletionLoop.
 //
@@ -38,14 +39,17 @@
 
 #include "dst/v1/exporter.pb.h"
 #include "services/common/completion_loop.h"
+#include "services/common/incoming_batch.h"
 #include "services/common/outgoing_batch.h"
+#include "services/common/payload.h"
 #include "services/common/transaction_table.h"
 
 namespace dst {
 
-// Writes RequestBatch messages (as OutgoingRequests), reads ReplyBatch.
+// Writes RequestBatch messages (as OutgoingRequests), reads ReplyBatch
+// messages (as IncomingReplies).
 using AsyncClientStream =
-    grpc::ClientAsyncReaderWriter<OutgoingRequests, v1::ReplyBatch>;
+    grpc::ClientAsyncReaderWriter<OutgoingRequests, IncomingReplies>;
 
 // Prepares (does not start) the transaction stream `method` (one of the
 // above) on `channel`: what a StartFn returns.
@@ -56,14 +60,13 @@ std::unique_ptr<AsyncClientStream> PrepareTransactionStream(
 // A transaction a stream could not finish (it ended first), handed back for
 // replay on another stream.
 struct OrphanTransaction {
-  v1::Request request;
+  v1::Request request;  // its data field empty
   TransactionDone done;
   int sends = 0;  // times it was written to the wire so far
   absl::Time submitted;
-  // The request's data when it is shared (request.data() is then empty):
-  // with the writes that carried it, and with the other replicas of a
-  // mirrored write. Null: the request carries its own data.
-  SharedPayload payload;
+  // The request's data, shared with the writes that carried it and with
+  // the other replicas of a mirrored write.
+  Payload data;
 };
 using OrphanHandler = std::function<void(std::vector<OrphanTransaction>)>;
 
@@ -99,12 +102,10 @@ class TransactionStream {
   TransactionStream(const TransactionStream&) = delete;
   TransactionStream& operator=(const TransactionStream&) = delete;
 
-  // Queues `request` (its id is replaced); `done` runs exactly once.
-  // `payload`, when not null, is the request's data, shared (the request's
-  // own data must be empty): a mirrored write hands each replica's stream
-  // the same bytes.
-  void Submit(v1::Request request, TransactionDone done,
-              SharedPayload payload = nullptr);
+  // Queues `request` (its id is replaced) with its data; `done` runs
+  // exactly once. A request that carries its data in its own data field
+  // has it moved into the payload.
+  void Submit(v1::Request request, TransactionDone done, Payload data = {});
 
   // Queues the transaction if the stream still accepts work, moving from
   // `transaction`; false (nothing moved) when it has ended or is closing.
@@ -118,8 +119,10 @@ class TransactionStream {
   // Ends the stream at once (its transactions become orphans or fail).
   void Cancel() { context_.TryCancel(); }
 
-  // Blocking form of Submit, for callers on their own threads.
-  v1::Reply Call(v1::Request request);
+  // Blocking form of Submit, for callers on their own threads: see
+  // WaitForReply for where the reply's data goes.
+  v1::Reply Call(v1::Request request, Payload data = {},
+                 Payload* reply_data = nullptr);
 
   // Half-closes the stream; the server answers what it has, then ends it.
   // Waits up to `timeout`, then cancels. Idempotent.
@@ -157,9 +160,6 @@ class TransactionStream {
   // True (once): the stream is closing and every request is written, so
   // the caller must send WritesDone after releasing the lock (counted).
   bool WritesDoneDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Gives the small payloads lent to the finished write back to their
-  // transactions, for a resend on another stream (large ones are shared).
-  void ReturnPayloadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts the write of out_ and/or WritesDone, as decided under the lock.
   void StartOps(bool write, bool writes_done);
 
@@ -174,7 +174,7 @@ class TransactionStream {
   Tag writes_done_tag_{this, Op::kWritesDone};
   Tag finish_tag_{this, Op::kFinish};
   OutgoingRequests out_;  // owned by the write in flight
-  v1::ReplyBatch in_;     // owned by the read in flight
+  IncomingReplies in_;    // owned by the read in flight
   std::atomic<uint64_t> late_replies_{0};
 
   mutable absl::Mutex mu_;
@@ -200,8 +200,11 @@ class TransactionStream {
 };
 
 // Calls `submit` with a completion callback and blocks until that callback
-// has run; returns the reply it got. For callers on their own threads.
-v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit);
+// has run; returns the reply it got. The reply's data goes to `*data`, or,
+// when `data` is null, into the reply's own data field (a copy: for control
+// paths and tests). For callers on their own threads.
+v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit,
+                       Payload* data = nullptr);
 
 // The reply `request` would get if it failed with `status`.
 v1::Reply ErrorReply(uint64_t id, const absl::Status& status);

@@ -39,7 +39,7 @@ void TransactionTable::Release(Transaction* transaction) {
   uint32_t slot = static_cast<uint32_t>(transaction - slots_.data());
   transaction->id = 0;
   transaction->request.Clear();
-  transaction->payload.reset();
+  transaction->data = Payload();
   transaction->done = nullptr;
   free_.push_back(slot);
   --in_use_;

@@ -13,26 +13,27 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
-#include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 
 #include "dst/v1/exporter.pb.h"
+#include "services/common/payload.h"
 
 namespace dst {
 
-// Called exactly once with the transaction's reply (status may be an error).
-using TransactionDone = std::function<void(v1::Reply&&)>;
+// Called exactly once with the transaction's reply (status may be an error)
+// and the reply's data (a read's bytes; the reply's own data field is
+// empty).
+using TransactionDone = std::function<void(v1::Reply&&, Payload&&)>;
 
 struct Transaction {
-  uint64_t id = 0;  // 0 while the slot is free
-  v1::Request request;
-  // A large write's data: shared with the writes carrying it
+  uint64_t id = 0;      // 0 while the slot is free
+  v1::Request request;  // its data field empty
+  // The request's data: shared with the writes carrying it
   // (outgoing_batch.h), with the other replicas of a mirrored write, and
-  // with the next stream when this one ends; request.data() is then empty.
-  std::shared_ptr<const std::string> payload;
+  // with the next stream when this one ends.
+  Payload data;
   TransactionDone done;
   absl::Time submitted;  // when the caller handed it over
   absl::Time sent;       // last time it went on the wire
@@ -50,7 +51,7 @@ class TransactionTable {
   Transaction* Allocate();
   // The in-use transaction with this id, or nullptr (unknown, late, freed).
   Transaction* Find(uint64_t id);
-  // Frees the slot; its request, payload and callback are destroyed.
+  // Frees the slot; its request, data and callback are destroyed.
   void Release(Transaction* transaction);
 
   size_t in_use() const { return in_use_; }

@@ -27,17 +27,18 @@ class ExporterService::Handler : public StreamHandler {
         peer_(std::move(peer)),
         slot_(std::move(slot)) {}
 
-  void Handle(v1::Request&& request, Done reply_done) override {
+  void Handle(v1::Request&& request, Payload data, Done reply_done) override {
     // Every reply is counted and timed on its way out.
     Done done = [metrics = service_->op_metrics_.get(), op = request.op(),
-                 written = request.data().size(), start = absl::Now(),
-                 reply_done = std::move(reply_done)](v1::Reply&& reply) {
-      metrics->Record(op, reply.status() == 0, written + reply.data().size(),
+                 written = data.size(), start = absl::Now(),
+                 reply_done = std::move(reply_done)](v1::Reply&& reply,
+                                                     Payload&& reply_data) {
+      metrics->Record(op, reply.status() == 0, written + reply_data.size(),
                       absl::Now() - start);
-      reply_done(std::move(reply));
+      reply_done(std::move(reply), std::move(reply_data));
     };
     absl::Status status =
-        ValidateRequest(request, service_->geometry_, read_only_);
+        ValidateRequest(request, data.size(), service_->geometry_, read_only_);
     // The ACL, on every request: a reload (SIGHUP) applies to open streams.
     if (status.ok() && request.op() != v1::OP_PING) {
       const Access access = service_->AccessOf(peer_);
@@ -50,11 +51,11 @@ class ExporterService::Handler : public StreamHandler {
     if (!status.ok()) {
       DST_LOG(Debug, "exporter: refused %s: %s", v1::Op_Name(request.op()),
               status.ToString());
-      done(ErrorReply(request.id(), status));
+      done(ErrorReply(request.id(), status), Payload());
       return;
     }
     if (request.op() == v1::OP_PING) {
-      done(v1::Reply());
+      done(v1::Reply(), Payload());
       return;
     }
     // Fencing is checked per request: a newer claim stops open streams too.
@@ -63,19 +64,20 @@ class ExporterService::Handler : public StreamHandler {
       if (!status.ok()) {
         DST_LOG(Debug, "exporter: refused %s: %s", v1::Op_Name(request.op()),
                 status.message());
-        done(ErrorReply(request.id(), status));
+        done(ErrorReply(request.id(), status), Payload());
         return;
       }
     }
     const bool on_pool = !service_->RunsInline(request);
     auto execute = [service = service_, request = std::move(request),
-                    done = std::move(done), on_pool]() {
-      v1::Reply reply = service->Execute(request);
+                    data = std::move(data), done = std::move(done), on_pool]() {
+      Payload reply_data;
+      v1::Reply reply = service->Execute(request, data, &reply_data);
       if (on_pool) service->pool_queued_->Decrement();
       if (service->options_.reply_filter) {
-        service->options_.reply_filter(&reply);
+        service->options_.reply_filter(&reply, &reply_data);
       }
-      done(std::move(reply));
+      done(std::move(reply), std::move(reply_data));
     };
     if (on_pool) {
       service_->pool_queued_->Increment();
@@ -97,8 +99,8 @@ class ExporterService::Handler : public StreamHandler {
 bool ExporterService::RunsInline(const v1::Request& request) const {
   if (pool_ == nullptr) return true;  // --io-threads=0
   if (!options_.inline_io || !storage_->in_memory()) return false;
-  const uint64_t bytes =
-      std::max<uint64_t>(request.length(), request.data().size());
+  // A write's length is its data's size (validated).
+  const uint64_t bytes = request.length();
   switch (request.op()) {
     case v1::OP_READ:
     case v1::OP_WRITE:
@@ -302,34 +304,36 @@ grpc::Status ExporterService::Claim(grpc::ServerContext* context,
   return ToGrpcStatus(claimed.status());
 }
 
-v1::Reply ExporterService::Execute(const v1::Request& request) {
+v1::Reply ExporterService::Execute(const v1::Request& request,
+                                   const Payload& data, Payload* reply_data) {
   v1::Reply reply;
   reply.set_id(request.id());
   const bool fua = request.flags() & v1::REQUEST_FLAG_FUA;
   absl::Status status;
   switch (request.op()) {
     case v1::OP_READ: {
-      std::string* data = reply.mutable_data();
-      data->resize(request.length());
-      status = storage_->Read(request.offset(), request.length(), data->data());
-      if (!status.ok()) {
-        data->clear();
-      } else if (request.checksum_algorithm() != v1::CHECKSUM_NONE) {
-        reply.set_checksum(
-            ComputeChecksum(request.checksum_algorithm(), *data));
+      // Read straight into the reply's payload: no zero-filling first, and
+      // gRPC sends it from there.
+      char* bytes = nullptr;
+      Payload read = Payload::Uninitialized(request.length(), &bytes);
+      status = storage_->Read(request.offset(), request.length(), bytes);
+      if (!status.ok()) break;
+      if (request.checksum_algorithm() != v1::CHECKSUM_NONE) {
+        reply.set_checksum(ComputeChecksum(request.checksum_algorithm(), read));
       }
+      *reply_data = std::move(read);
       break;
     }
     case v1::OP_WRITE:
       if (request.checksum_algorithm() != v1::CHECKSUM_NONE) {
-        status = VerifyChecksum(request.checksum_algorithm(), request.data(),
+        status = VerifyChecksum(request.checksum_algorithm(), data,
                                 request.checksum(), "the write's data");
         if (!status.ok()) {
           checksum_mismatches_->Increment();
           break;
         }
       }
-      status = storage_->Write(request.offset(), request.data(), fua);
+      status = storage_->Write(request.offset(), data, fua);
       break;
     case v1::OP_WRITE_ZEROES:
       status = storage_->WriteZeroes(
@@ -343,10 +347,10 @@ v1::Reply ExporterService::Execute(const v1::Request& request) {
       status = storage_->Flush();
       break;
     case v1::OP_CHECKSUM: {
-      std::string data(request.length(), '\0');
-      status = storage_->Read(request.offset(), request.length(), data.data());
+      std::string range(request.length(), '\0');
+      status = storage_->Read(request.offset(), request.length(), range.data());
       if (status.ok()) {
-        reply.set_data(ComputeChecksum(v1::CHECKSUM_SHA256, data));
+        *reply_data = Payload(ComputeChecksum(v1::CHECKSUM_SHA256, range));
       }
       break;
     }

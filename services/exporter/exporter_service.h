@@ -63,8 +63,8 @@ struct ExporterOptions {
   // owned. Default none: everyone may (the exporter logs a warning).
   AclHolder* acl = nullptr;
   // Fault injection for tests: sees (and may damage) every reply of an
-  // executed request before it is sent. Default none.
-  std::function<void(v1::Reply*)> reply_filter;
+  // executed request, and its data, before it is sent. Default none.
+  std::function<void(v1::Reply*, Payload*)> reply_filter;
   // Where dst_exporter_* metrics go. Default: a private registry.
   std::shared_ptr<prometheus::Registry> metrics;
 };
@@ -100,7 +100,9 @@ class ExporterService final : public v1::Exporter::AsyncService,
                      const v1::ClaimRequest& request, v1::ClaimReply* reply);
 
   // Executes a validated request on the storage (blocking). Public for tests.
-  v1::Reply Execute(const v1::Request& request);
+  // `data` is the request's; a read's bytes go to `*reply_data`.
+  v1::Reply Execute(const v1::Request& request, const Payload& data,
+                    Payload* reply_data);
 
  private:
   class Handler;

@@ -6,8 +6,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <vector>
 
@@ -79,23 +81,14 @@ class FileStorage : public Storage {
     return absl::OkStatus();
   }
 
-  absl::Status Write(uint64_t offset, absl::string_view data,
-                     bool fua) override {
-    const char* p = data.data();
-    size_t length = data.size();
-    while (length > 0) {
-      iovec iov{const_cast<char*>(p), length};
-      ssize_t n = ::pwritev2(fd_, &iov, 1, static_cast<off_t>(offset),
-                             fua ? RWF_DSYNC : 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoStatus(errno, absl::StrCat("pwrite ", path_));
+  absl::Status Write(uint64_t offset, const Payload& data, bool fua) override {
+    std::vector<iovec> pieces;
+    data.ForEachPiece([&pieces](absl::string_view piece) {
+      if (!piece.empty()) {
+        pieces.push_back(iovec{const_cast<char*>(piece.data()), piece.size()});
       }
-      p += n;
-      offset += static_cast<uint64_t>(n);
-      length -= static_cast<size_t>(n);
-    }
-    return absl::OkStatus();
+    });
+    return WritePieces(offset, std::move(pieces), fua);
   }
 
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
@@ -150,13 +143,44 @@ class FileStorage : public Storage {
     return ErrnoStatus(errno, "fallocate");
   }
 
+  // Writes `pieces` (none empty) in order from `offset`, resuming after a
+  // short write; a received payload is written from the slices it arrived
+  // in.
+  absl::Status WritePieces(uint64_t offset, std::vector<iovec> pieces,
+                           bool fua) {
+    size_t first = 0;
+    while (first < pieces.size()) {
+      const int count =
+          static_cast<int>(std::min<size_t>(pieces.size() - first, IOV_MAX));
+      ssize_t n = ::pwritev2(fd_, &pieces[first], count,
+                             static_cast<off_t>(offset), fua ? RWF_DSYNC : 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus(errno, absl::StrCat("pwrite ", path_));
+      }
+      offset += static_cast<uint64_t>(n);
+      size_t written = static_cast<size_t>(n);
+      while (written > 0) {
+        iovec& piece = pieces[first];
+        if (written < piece.iov_len) {
+          piece.iov_base = static_cast<char*>(piece.iov_base) + written;
+          piece.iov_len -= written;
+          break;
+        }
+        written -= piece.iov_len;
+        ++first;
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status ZeroByWriting(uint64_t offset, uint64_t length) {
     static const std::vector<char> kZeroes(1 << 20, 0);
     while (length > 0) {
       size_t n =
           static_cast<size_t>(std::min<uint64_t>(length, kZeroes.size()));
-      absl::Status status =
-          Write(offset, absl::string_view(kZeroes.data(), n), false);
+      absl::Status status = WritePieces(
+          offset, {iovec{const_cast<char*>(kZeroes.data()), n}}, false);
       if (!status.ok()) return status;
       offset += n;
       length -= n;

@@ -11,6 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
+#include "services/common/payload.h"
+
 namespace dst {
 
 // Thread-safe: every method may be called concurrently; callers validate
@@ -26,8 +28,8 @@ class Storage {
   virtual bool in_memory() const { return false; }
   // Fills `out` with `length` bytes from `offset`.
   virtual absl::Status Read(uint64_t offset, size_t length, char* out) = 0;
-  // `fua`: durable before returning.
-  virtual absl::Status Write(uint64_t offset, absl::string_view data,
+  // Writes `data` at `offset`; `fua`: durable before returning.
+  virtual absl::Status Write(uint64_t offset, const Payload& data,
                              bool fua) = 0;
   // Makes the range read as zeroes; `may_trim` allows deallocating it.
   virtual absl::Status WriteZeroes(uint64_t offset, uint64_t length,

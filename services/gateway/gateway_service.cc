@@ -32,7 +32,7 @@ class GatewayService::Handler : public StreamHandler {
     if (!read_only_) volume_->DetachWriter();
   }
 
-  void Handle(v1::Request&& request, Done done) override {
+  void Handle(v1::Request&& request, Payload data, Done done) override {
     // The ACL on every request: a reload (SIGHUP) applies to open streams.
     const Access access = service_->AccessOf(peer_);
     if (access == Access::kNone ||
@@ -42,10 +42,12 @@ class GatewayService::Handler : public StreamHandler {
                       absl::PermissionDeniedError(absl::StrCat(
                           "acl: ", peer_.text,
                           access == Access::kNone ? " is not allowed"
-                                                  : " may only read"))));
+                                                  : " may only read"))),
+           Payload());
       return;
     }
-    volume_->Submit(std::move(request), read_only_, std::move(done));
+    volume_->Submit(std::move(request), std::move(data), read_only_,
+                    std::move(done));
   }
 
  private:

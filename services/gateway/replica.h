@@ -63,11 +63,10 @@ class Replica {
   // answered or failed, its `done` called, before this returns.
   void Close();
 
-  // Sends `request`; it waits for a connection up to the suspend time.
-  // `payload`: the request's data when shared (see TransactionStream).
-  void Submit(v1::Request request, TransactionDone done,
-              SharedPayload payload = nullptr) {
-    session_.Submit(std::move(request), std::move(done), std::move(payload));
+  // Sends `request` with its data; it waits for a connection up to the
+  // suspend time.
+  void Submit(v1::Request request, TransactionDone done, Payload data = {}) {
+    session_.Submit(std::move(request), std::move(done), std::move(data));
   }
 
   // A unary Claim on the exporter (fencing epoch, generations), on the

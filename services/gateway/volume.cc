@@ -94,7 +94,8 @@ struct Volume::Fanout {
     RegionBitmap unflushed;  // flushes: what this flush makes durable
     Target(size_t slot, bool required) : slot(slot), required(required) {}
   };
-  v1::Request request;        // its data is handed to the replicas when sent
+  v1::Request request;        // its data field empty
+  Payload data;               // a write's, shared by every target
   uint64_t first_region = 0;  // regions the modification touches
   uint64_t last_region = 0;
   absl::Mutex mu;
@@ -738,20 +739,22 @@ void Volume::DetachWriter() {
 
 // --- I/O ----------------------------------------------------------------
 
-void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
+void Volume::Submit(v1::Request request, Payload data, bool read_only,
+                    TransactionDone done) {
+  if (!request.data().empty()) data = TakeData(&request);
   total_.fetch_add(1, std::memory_order_relaxed);
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   in_flight_gauge_.Increment();
   TransactionDone counted = [this, done = std::move(done), op = request.op(),
-                             written = request.data().size(),
-                             start = absl::Now()](v1::Reply&& reply) {
+                             written = data.size(), start = absl::Now()](
+                                v1::Reply&& reply, Payload&& reply_data) {
     const bool ok = reply.status() == 0;
     if (!ok) failed_.fetch_add(1, std::memory_order_relaxed);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
     in_flight_gauge_.Decrement();
-    op_metrics_.Record(op, ok, written + reply.data().size(),
+    op_metrics_.Record(op, ok, written + reply_data.size(),
                        absl::Now() - start);
-    done(std::move(reply));
+    done(std::move(reply), std::move(reply_data));
   };
   v1::Geometry geometry;
   absl::Status status;
@@ -768,18 +771,18 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
     }
   }
   if (status.ok()) {
-    status =
-        ValidateRequest(request, geometry, read_only || geometry.read_only());
+    status = ValidateRequest(request, data.size(), geometry,
+                             read_only || geometry.read_only());
   }
   if (status.ok() && request.op() == v1::OP_CHECKSUM) {
     status = absl::InvalidArgumentError("checksums are for dstctl verify");
   }
   if (!status.ok()) {
-    counted(ErrorReply(request.id(), status));
+    counted(ErrorReply(request.id(), status), Payload());
     return;
   }
   if (request.op() == v1::OP_PING) {
-    counted(v1::Reply());
+    counted(v1::Reply(), Payload());
     return;
   }
   // Integrity: a client's digest is checked here and travels on; without
@@ -790,15 +793,15 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
   const bool client_checksum =
       request.checksum_algorithm() != v1::CHECKSUM_NONE;
   if (request.op() == v1::OP_WRITE && client_checksum) {
-    status = VerifyChecksum(request.checksum_algorithm(), request.data(),
+    status = VerifyChecksum(request.checksum_algorithm(), data,
                             request.checksum(), "the client's write");
     if (!status.ok()) {
-      counted(ErrorReply(request.id(), status));
+      counted(ErrorReply(request.id(), status), Payload());
       return;
     }
   } else if (request.op() == v1::OP_WRITE && own != v1::CHECKSUM_NONE) {
     request.set_checksum_algorithm(own);
-    request.set_checksum(ComputeChecksum(own, request.data()));
+    request.set_checksum(ComputeChecksum(own, data));
   } else if (request.op() == v1::OP_READ && !client_checksum) {
     request.set_checksum_algorithm(own);
   }
@@ -824,7 +827,8 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
     }
     if (op->order.empty()) {
       op->done(ErrorReply(op->request.id(),
-                          absl::UnavailableError("no in-sync replica")));
+                          absl::UnavailableError("no in-sync replica")),
+               Payload());
       return;
     }
     SubmitRead(op);
@@ -832,6 +836,7 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
   }
   auto fanout = std::make_shared<Fanout>();
   fanout->request = std::move(request);
+  fanout->data = std::move(data);
   if (!IsModifying(fanout->request.op())) {  // FLUSH
     fanout->done = std::move(counted);
     SubmitFanout(fanout);
@@ -839,10 +844,10 @@ void Volume::Submit(v1::Request request, bool read_only, TransactionDone done) {
   }
   const uint64_t offset = fanout->request.offset();
   const uint64_t length = fanout->request.length();
-  fanout->done = [this, offset, length,
-                  counted = std::move(counted)](v1::Reply&& reply) {
+  fanout->done = [this, offset, length, counted = std::move(counted)](
+                     v1::Reply&& reply, Payload&& reply_data) {
     modifications_.Release(offset, length);
-    counted(std::move(reply));
+    counted(std::move(reply), std::move(reply_data));
   };
   modifications_.Acquire(offset, length,
                          [this, fanout] { SubmitFanout(fanout); });
@@ -871,11 +876,12 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
   }
   Slot* slot = slots_[k].get();
   Replica* replica = slot->replica.get();
-  replica->Submit(op->request, [this, op, slot, replica](v1::Reply&& reply) {
+  replica->Submit(op->request, [this, op, slot, replica](v1::Reply&& reply,
+                                                         Payload&& data) {
     const v1::ChecksumAlgorithm algorithm = op->request.checksum_algorithm();
     if (reply.status() == 0 && algorithm != v1::CHECKSUM_NONE) {
-      absl::Status intact = VerifyChecksum(algorithm, reply.data(),
-                                           reply.checksum(), "the data read");
+      absl::Status intact =
+          VerifyChecksum(algorithm, data, reply.checksum(), "the data read");
       if (!intact.ok()) {
         slot->checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
         slot->mismatches->Increment();
@@ -913,7 +919,8 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
       SubmitRead(op);
       return;
     }
-    op->done(std::move(reply));
+    if (reply.status() != 0) data = Payload();
+    op->done(std::move(reply), std::move(data));
   });
 }
 
@@ -964,10 +971,11 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
       // acknowledgement can outrun them.
       PersistLocked([this, fanout](const absl::Status& saved) {
         if (!saved.ok()) {
-          fanout->done(ErrorReply(
-              fanout->request.id(),
-              absl::InternalError(absl::StrCat("cannot record dirty regions: ",
-                                               saved.message()))));
+          fanout->done(ErrorReply(fanout->request.id(),
+                                  absl::InternalError(absl::StrCat(
+                                      "cannot record dirty regions: ",
+                                      saved.message()))),
+                       Payload());
           return;
         }
         SubmitFanout(fanout);
@@ -979,30 +987,20 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   }
   if (fanout->targets.empty()) {
     fanout->done(
-        ErrorReply(request.id(), absl::UnavailableError("no in-sync replica")));
+        ErrorReply(request.id(), absl::UnavailableError("no in-sync replica")),
+        Payload());
     return;
   }
-  // The payload leaves the fanout before any replica can answer. A large
-  // one is shared by every target (a mirrored 1 MiB write is not copied
-  // here); a small one is copied for all targets but the last, which gets
-  // it (`data` is empty when the payload is shared).
-  SharedPayload shared = TakeLargePayload(fanout->request);
-  std::string data;
-  data.swap(*fanout->request.mutable_data());
+  // Every target shares the data: a mirrored write is not copied here.
+  const Payload data = std::move(fanout->data);
   for (size_t t = 0; t < fanout->targets.size(); ++t) {
-    v1::Request sent = request;
-    if (t + 1 == fanout->targets.size()) {
-      sent.mutable_data()->swap(data);
-    } else {
-      *sent.mutable_data() = data;
-    }
     Replica* replica = slots_[fanout->targets[t].slot]->replica.get();
     replica->Submit(
-        std::move(sent),
-        [this, fanout, t](v1::Reply&& reply) {
+        request,
+        [this, fanout, t](v1::Reply&& reply, Payload&&) {
           OnFanoutReply(fanout, t, std::move(reply));
         },
-        shared);
+        data);
   }
 }
 
@@ -1115,7 +1113,7 @@ void Volume::FinishFanout(const std::shared_ptr<Fanout>& fanout) {
       error = ErrorReply(id, absl::UnavailableError("no replica answered"));
     }
     error.set_id(id);
-    fanout->done(std::move(error));
+    fanout->done(std::move(error), Payload());
     return;
   }
   bool persist = false;
@@ -1144,14 +1142,15 @@ void Volume::FinishFanout(const std::shared_ptr<Fanout>& fanout) {
                          : ErrorReply(id, absl::InternalError(absl::StrCat(
                                               "cannot record dirty "
                                               "regions: ",
-                                              saved.message()))));
+                                              saved.message()))),
+                     Payload());
       });
       return;
     }
   }
   v1::Reply reply;
   reply.set_id(id);
-  fanout->done(std::move(reply));
+  fanout->done(std::move(reply), Payload());
 }
 
 // --- monitor: timers, resync, generations ---------------------------------
@@ -1389,14 +1388,15 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
     modifications_.Release(region_start, end - region_start);
   };
   slots_[source]->replica->Submit(read, [this, target, source, region, offset,
-                                         end, length, fail](v1::Reply&& data) {
-    if (data.status() == 0 && !data.checksum().empty()) {
-      absl::Status intact = VerifyChecksum(checksum_, data.data(),
-                                           data.checksum(), "resync data");
-      if (!intact.ok()) data = ErrorReply(data.id(), intact);
+                                         end, length, fail](v1::Reply&& reply,
+                                                            Payload&& data) {
+    if (reply.status() == 0 && !reply.checksum().empty()) {
+      absl::Status intact =
+          VerifyChecksum(checksum_, data, reply.checksum(), "resync data");
+      if (!intact.ok()) reply = ErrorReply(reply.id(), intact);
     }
-    if (data.status() != 0) {
-      fail(data);
+    if (reply.status() != 0) {
+      fail(reply);
       return;
     }
     v1::Request write;
@@ -1404,14 +1404,15 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
     write.set_offset(offset);
     write.set_length(static_cast<uint32_t>(length));
     write.set_flags(v1::REQUEST_FLAG_FUA);  // durable before its bit clears
-    if (!data.checksum().empty()) {
+    if (!reply.checksum().empty()) {
       write.set_checksum_algorithm(checksum_);
-      write.set_checksum(data.checksum());  // the source's, end to end
+      write.set_checksum(reply.checksum());  // the source's, end to end
     }
-    write.set_data(std::move(*data.mutable_data()));
+    // The data read goes on as it arrived, not copied.
     slots_[target]->replica->Submit(
-        write, [this, target, source, region, offset, end, length,
-                fail](v1::Reply&& written) {
+        write,
+        [this, target, source, region, offset, end, length, fail](
+            v1::Reply&& written, Payload&&) {
           if (written.status() != 0) {
             fail(written);
             return;
@@ -1422,7 +1423,8 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
           }
           slots_[target]->resync_bytes->Increment(static_cast<double>(length));
           CopyChunk(target, source, region, offset + length, end);
-        });
+        },
+        std::move(data));
   });
 }
 

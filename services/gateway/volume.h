@@ -112,8 +112,11 @@ class Volume {
   absl::Status AttachWriter(const std::string& lease_token);
   void DetachWriter();
 
-  // Validates and executes one client request; `done` runs exactly once.
-  void Submit(v1::Request request, bool read_only, TransactionDone done);
+  // Validates and executes one client request with its data (a request
+  // that carries it in its own data field has it moved out); `done` runs
+  // exactly once, with a read's data.
+  void Submit(v1::Request request, Payload data, bool read_only,
+              TransactionDone done);
 
   v1::VolumeStatus Status() const;
   // VolumeStatus.state alone (cheap: health polls it).

@@ -84,12 +84,12 @@ TEST_F(ExporterTest, AStreamReleasedByItsOwnCallbackIsDeletedOffTheLoop) {
       TransactionStream::Share(OpenStream(Channel(exporter.address())));
   std::promise<int> replied;
   TransactionStream* raw = stream.get();
-  raw->Submit(Op(v1::OP_PING),
-              [&replied, held = std::move(stream)](v1::Reply&& reply) mutable {
-                const int status = reply.status();
-                held.reset();  // the last reference, on the loop thread
-                replied.set_value(status);
-              });
+  raw->Submit(Op(v1::OP_PING), [&replied, held = std::move(stream)](
+                                   v1::Reply&& reply, Payload&&) mutable {
+    const int status = reply.status();
+    held.reset();  // the last reference, on the loop thread
+    replied.set_value(status);
+  });
   std::future<int> status = replied.get_future();
   ASSERT_EQ(status.wait_for(std::chrono::seconds(10)),
             std::future_status::ready);
@@ -109,14 +109,18 @@ void ExpectManyInFlightMatch(const TestExporter& exporter) {
   for (int i = 0; i < kCount; ++i) {
     stream->Submit(
         WriteRequest(uint64_t(i) * 4096, std::string(4096, char('A' + i % 26))),
-        [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
+        [&replies, i](v1::Reply&& r, Payload&&) {
+          replies[i].set_value(std::move(r));
+        });
   }
   for (auto& reply : replies) EXPECT_EQ(reply.get_future().get().status(), 0);
   std::vector<std::promise<v1::Reply>> reads(kCount);
   for (int i = 0; i < kCount; ++i) {
-    stream->Submit(
-        ReadRequest(uint64_t(i) * 4096, 4096),
-        [&reads, i](v1::Reply&& r) { reads[i].set_value(std::move(r)); });
+    stream->Submit(ReadRequest(uint64_t(i) * 4096, 4096),
+                   [&reads, i](v1::Reply&& r, Payload&& data) {
+                     r.set_data(data.ToString());
+                     reads[i].set_value(std::move(r));
+                   });
   }
   for (int i = 0; i < kCount; ++i) {
     v1::Reply reply = reads[i].get_future().get();
@@ -293,9 +297,10 @@ TEST_F(ExporterTest, DrainAnswersEverythingInFlightBeforeEnding) {
   constexpr int kCount = 20;
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {
-    stream->Submit(
-        WriteRequest(uint64_t(i) * 512, std::string(512, 'd')),
-        [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
+    stream->Submit(WriteRequest(uint64_t(i) * 512, std::string(512, 'd')),
+                   [&replies, i](v1::Reply&& r, Payload&&) {
+                     replies[i].set_value(std::move(r));
+                   });
   }
   // Wait until the exporter has read them all, then drain (as SIGTERM does).
   absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -478,9 +483,10 @@ TEST_F(ExporterTest, AStreamStopsReadingPastItsInFlightBytes) {
   constexpr int kCount = 8;  // 8 MiB: two and more messages
   std::vector<std::promise<v1::Reply>> replies(kCount);
   for (int i = 0; i < kCount; ++i) {
-    stream->Submit(
-        WriteRequest(uint64_t(i) << 20, std::string(1 << 20, 'b')),
-        [&replies, i](v1::Reply&& r) { replies[i].set_value(std::move(r)); });
+    stream->Submit(WriteRequest(uint64_t(i) << 20, std::string(1 << 20, 'b')),
+                   [&replies, i](v1::Reply&& r, Payload&&) {
+                     replies[i].set_value(std::move(r));
+                   });
   }
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_LT(exporter.service().in_flight(), kCount)

@@ -254,7 +254,8 @@ TEST_F(MirrorTest, DivergedReplicasStopUntilResolved) {
     claim.add_generations(g++);
     ASSERT_TRUE(e->service().metadata()->Claim(claim).ok());
   }
-  ASSERT_TRUE(e1.storage().Write(0, std::string(4096, '1'), false).ok());
+  ASSERT_TRUE(
+      e1.storage().Write(0, Payload(std::string(4096, '1')), false).ok());
   TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
   ASSERT_TRUE(gateway.WaitFor(
       "m", [](const v1::VolumeStatus& s) { return s.state() == "diverged"; }));
@@ -285,7 +286,9 @@ TEST_F(MirrorTest, VerifyReportsRegionsThatDiffer) {
   EXPECT_EQ(reply.differing_size(), 0);
   // Behind the gateway's back.
   ASSERT_TRUE(
-      e2.storage().Write(5 * kRegion + 512, std::string(512, 'q'), false).ok());
+      e2.storage()
+          .Write(5 * kRegion + 512, Payload(std::string(512, 'q')), false)
+          .ok());
   ASSERT_TRUE(gateway.Verify(request, &reply).ok());
   ASSERT_EQ(reply.differing_size(), 1);
   EXPECT_EQ(reply.differing(0).offset(), 5 * kRegion);
@@ -385,8 +388,11 @@ TEST_F(MirrorTest, OneWriterAtATime) {
 
 TEST_F(MirrorTest, DamagedReadFailsOverAndIsHealedFromAnotherReplica) {
   ExporterOptions damaging;
-  damaging.reply_filter = [](v1::Reply* reply) {
-    if (!reply->data().empty()) (*reply->mutable_data())[0] ^= 1;  // in transit
+  damaging.reply_filter = [](v1::Reply*, Payload* data) {
+    if (data->empty()) return;
+    std::string damaged = data->ToString();
+    damaged[0] ^= 1;  // in transit
+    *data = Payload(std::move(damaged));
   };
   TestExporter e1(dir_.path(), "e1", kSize, damaging);
   TestExporter e2(dir_.path(), "e2", kSize);
@@ -472,8 +478,9 @@ TEST_F(MirrorTest, RegionsBeingWrittenAtACrashAreCopiedAfterTheRestart) {
   }
   // A crash in the middle of a write to region 3: e1 took it, e2 did not,
   // and the activity log says region 3 was being written.
-  ASSERT_TRUE(
-      e1.storage().Write(3 * kRegion, std::string(4096, 'c'), false).ok());
+  ASSERT_TRUE(e1.storage()
+                  .Write(3 * kRegion, Payload(std::string(4096, 'c')), false)
+                  .ok());
   v1::VolumeState state = LoadState(dir_.path());
   RegionBitmap active(kSize / kRegion);
   active.Set(3, 3);

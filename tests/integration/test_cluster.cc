@@ -52,7 +52,7 @@ absl::Status FaultyStorage::Read(uint64_t offset, size_t length, char* out) {
   if (fail_reads) return Injected("read");
   return inner_->Read(offset, length, out);
 }
-absl::Status FaultyStorage::Write(uint64_t offset, absl::string_view data,
+absl::Status FaultyStorage::Write(uint64_t offset, const Payload& data,
                                   bool fua) {
   WaitWhileHeld();
   if (fail_writes) return Injected("write");

@@ -52,8 +52,7 @@ class FaultyStorage : public Storage {
   bool can_trim() const override { return inner_->can_trim(); }
   bool in_memory() const override { return acts_in_memory; }
   absl::Status Read(uint64_t offset, size_t length, char* out) override;
-  absl::Status Write(uint64_t offset, absl::string_view data,
-                     bool fua) override;
+  absl::Status Write(uint64_t offset, const Payload& data, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                            bool fua) override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;

@@ -1,5 +1,6 @@
 // Outgoing batches: their bytes parse as the generated RequestBatch and
-// ReplyBatch, and large payloads reach gRPC as the payload's own bytes.
+// ReplyBatch, and large payloads reach gRPC as the payload's own bytes,
+// held until gRPC lets go of them.
 #include "services/common/outgoing_batch.h"
 
 #include <string>
@@ -43,7 +44,9 @@ TEST(OutgoingBatchTest, RequestsParseAsTheGeneratedBatch) {
   v1::RequestBatch expected;
   for (size_t i = 0; i < payloads.size(); ++i) {
     *expected.add_requests() = Write(i + 1, payloads[i]);
-    batch.Add(Write(i + 1, payloads[i]));
+    v1::Request request = Write(i + 1, payloads[i]);
+    Payload data = TakeData(&request);
+    batch.Add(std::move(request), std::move(data));
   }
   grpc::ByteBuffer buffer;
   ASSERT_TRUE(batch.Serialize(&buffer).ok());
@@ -57,48 +60,54 @@ TEST(OutgoingBatchTest, RequestsParseAsTheGeneratedBatch) {
 }
 
 TEST(OutgoingBatchTest, ALargePayloadIsSharedNotCopied) {
-  auto payload = std::make_shared<const std::string>(1 << 20, 'p');
-  v1::Reply reply;
-  reply.set_id(7);
-  reply.set_checksum("wxyz");
-  OutgoingReplies batch;
-  batch.Add(reply, payload);
-  v1::Reply small = reply;
-  small.set_id(8);
-  small.set_data("tiny");
-  batch.Add(small);
-  grpc::ByteBuffer buffer;
-  ASSERT_TRUE(batch.Serialize(&buffer).ok());
-  std::vector<grpc::Slice> slices;
-  v1::ReplyBatch parsed;
-  ASSERT_TRUE(parsed.ParseFromString(Flatten(buffer, &slices)));
-  ASSERT_EQ(parsed.replies_size(), 2);
-  EXPECT_EQ(parsed.replies(0).data(), *payload);
-  EXPECT_EQ(parsed.replies(0).checksum(), "wxyz");
-  EXPECT_EQ(parsed.replies(1).data(), "tiny");
-  bool shared = false;
-  for (const grpc::Slice& slice : slices) {
-    if (static_cast<const void*>(slice.begin()) == payload->data()) {
-      shared = true;
-      EXPECT_EQ(slice.size(), payload->size());
+  std::string bytes(1 << 20, 'p');
+  const char* where = bytes.data();
+  bool freed = false;
+  {
+    // A payload in a slice that says when it is freed.
+    Payload payload = Payload::Share({grpc::Slice(
+        bytes.data(), bytes.size(),
+        [](void* flag) { *static_cast<bool*>(flag) = true; }, &freed)});
+    v1::Reply reply;
+    reply.set_id(7);
+    reply.set_checksum("wxyz");
+    OutgoingReplies batch;
+    batch.Add(reply, payload);
+    v1::Reply small = reply;
+    small.set_id(8);
+    batch.Add(small, Payload(std::string("tiny")));
+    grpc::ByteBuffer buffer;
+    ASSERT_TRUE(batch.Serialize(&buffer).ok());
+    std::vector<grpc::Slice> slices;
+    v1::ReplyBatch parsed;
+    ASSERT_TRUE(parsed.ParseFromString(Flatten(buffer, &slices)));
+    ASSERT_EQ(parsed.replies_size(), 2);
+    EXPECT_EQ(parsed.replies(0).data(), bytes);
+    EXPECT_EQ(parsed.replies(0).checksum(), "wxyz");
+    EXPECT_EQ(parsed.replies(1).data(), "tiny");
+    bool shared = false;
+    for (const grpc::Slice& slice : slices) {
+      if (static_cast<const void*>(slice.begin()) == where) {
+        shared = true;
+        EXPECT_EQ(slice.size(), bytes.size());
+      }
     }
+    EXPECT_TRUE(shared) << "the payload was copied into the message";
+    payload = Payload();
+    batch.Clear();
+    EXPECT_FALSE(freed) << "the buffer holds a reference until it is gone";
   }
-  EXPECT_TRUE(shared) << "the payload was copied into the message";
-  // The buffer holds a reference until it is gone.
-  EXPECT_GT(payload.use_count(), 1);
-  slices.clear();
-  buffer.Clear();
-  batch.Clear();
-  EXPECT_EQ(payload.use_count(), 1);
+  EXPECT_TRUE(freed);
 }
 
-TEST(OutgoingBatchTest, AddMovesLargeDataIntoASharedPayload) {
+TEST(OutgoingBatchTest, AContiguousPayloadIsSharedWithItsOwnBytes) {
   std::string data(kSlicedPayloadBytes, 'm');
   const char* bytes = data.data();
-  v1::Request request = Write(1, std::move(data));
+  Payload payload(std::move(data));  // moved, not copied
   OutgoingRequests batch;
-  batch.Add(std::move(request));
-  EXPECT_TRUE(batch.item(0).data().empty());
+  v1::Request request = Write(1, "");
+  request.set_length(kSlicedPayloadBytes);
+  batch.Add(request, payload);
   grpc::ByteBuffer buffer;
   ASSERT_TRUE(batch.Serialize(&buffer).ok());
   std::vector<grpc::Slice> slices;
@@ -107,7 +116,7 @@ TEST(OutgoingBatchTest, AddMovesLargeDataIntoASharedPayload) {
   for (const grpc::Slice& slice : slices) {
     shared |= static_cast<const void*>(slice.begin()) == bytes;
   }
-  EXPECT_TRUE(shared) << "the data was copied, not moved";
+  EXPECT_TRUE(shared) << "the data was copied, not shared";
 }
 
 }  // namespace

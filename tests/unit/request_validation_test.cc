@@ -28,7 +28,7 @@ v1::Request Make(v1::Op op, uint64_t offset, uint32_t length) {
 }
 
 absl::StatusCode Code(const v1::Request& r, bool read_only = false) {
-  return ValidateRequest(r, MakeGeometry(), read_only).code();
+  return ValidateRequest(r, r.data().size(), MakeGeometry(), read_only).code();
 }
 
 TEST(RequestValidationTest, AcceptsWellFormedRequests) {
@@ -103,13 +103,13 @@ TEST(RequestValidationTest, ReadOnlyRefusesEveryModification) {
 TEST(RequestValidationTest, RefusesUnsupportedFeatures) {
   v1::Geometry g = MakeGeometry();
   g.set_features(0);
-  EXPECT_EQ(ValidateRequest(Make(v1::OP_TRIM, 0, 512), g, false).code(),
+  EXPECT_EQ(ValidateRequest(Make(v1::OP_TRIM, 0, 512), 0, g, false).code(),
             absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(ValidateRequest(Make(v1::OP_FLUSH, 0, 0), g, false).code(),
+  EXPECT_EQ(ValidateRequest(Make(v1::OP_FLUSH, 0, 0), 0, g, false).code(),
             absl::StatusCode::kUnimplemented);
   v1::Request fua = Make(v1::OP_WRITE, 0, 512);
   fua.set_flags(v1::REQUEST_FLAG_FUA);
-  EXPECT_EQ(ValidateRequest(fua, g, false).code(),
+  EXPECT_EQ(ValidateRequest(fua, 512, g, false).code(),
             absl::StatusCode::kUnimplemented);
 }
 

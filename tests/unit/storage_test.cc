@@ -80,7 +80,7 @@ TEST_F(StorageTest, WriteReadZeroTrimFlush) {
   auto storage = Open(1 << 20);
   ASSERT_NE(storage, nullptr);
   std::string data(8192, 'q');
-  ASSERT_TRUE(storage->Write(4096, data, /*fua=*/true).ok());
+  ASSERT_TRUE(storage->Write(4096, Payload(data), /*fua=*/true).ok());
   std::string back(8192, 0);
   ASSERT_TRUE(storage->Read(4096, 8192, back.data()).ok());
   EXPECT_EQ(back, data);
@@ -93,6 +93,26 @@ TEST_F(StorageTest, WriteReadZeroTrimFlush) {
   // Trimmed data is undefined by contract; a punched hole reads as zeroes.
   ASSERT_TRUE(storage->Read(8192, 4096, back.data()).ok());
   EXPECT_EQ(back.substr(0, 4096), std::string(4096, '\0'));
+}
+
+TEST_F(StorageTest, APayloadOfManySlicesIsWrittenInOrder) {
+  // More pieces than one pwritev takes (IOV_MAX, 1024 here), each of its
+  // own bytes, as a received payload arrives in slices.
+  auto storage = Open(4 << 20);
+  ASSERT_NE(storage, nullptr);
+  std::vector<grpc::Slice> slices;
+  std::string expected;
+  for (int i = 0; i < 2500; ++i) {
+    const std::string piece(i % 3 == 0 ? 1 : 1000,
+                            static_cast<char>('a' + i % 26));
+    expected += piece;
+    slices.emplace_back(piece);
+  }
+  ASSERT_TRUE(
+      storage->Write(512, Payload::Share(std::move(slices)), true).ok());
+  std::string back(expected.size(), '\0');
+  ASSERT_TRUE(storage->Read(512, back.size(), back.data()).ok());
+  EXPECT_EQ(back, expected);
 }
 
 TEST_F(StorageTest, RefusesMissingFileWithoutSize) {
@@ -125,7 +145,7 @@ TEST_F(StorageTest, ReadOnlyOpenCannotWrite) {
   ASSERT_NE(Open(1 << 20), nullptr);
   auto storage = Open(0, /*read_only=*/true);
   ASSERT_NE(storage, nullptr);
-  EXPECT_FALSE(storage->Write(0, std::string(512, 'a'), false).ok());
+  EXPECT_FALSE(storage->Write(0, Payload(std::string(512, 'a')), false).ok());
 }
 
 }  // namespace

@@ -52,13 +52,18 @@ TEST(TransactionTableTest, LateReplyForReusedSlotDoesNotMatch) {
 TEST(TransactionTableTest, ReleaseDropsRequestAndCallback) {
   TransactionTable table(2);
   Transaction* t = table.Allocate();
-  t->request.set_data(std::string(1024, 'x'));
-  auto payload = std::make_shared<const std::string>(1024, 'y');
-  t->payload = payload;
-  t->done = [](v1::Reply&&) {};
+  t->request.set_offset(4096);
+  // A payload whose bytes say when they are freed.
+  static char bytes[1024];
+  bool freed = false;
+  t->data = Payload::Share({grpc::Slice(
+      bytes, sizeof(bytes),
+      [](void* flag) { *static_cast<bool*>(flag) = true; }, &freed)});
+  t->done = [](v1::Reply&&, Payload&&) {};
   table.Release(t);
-  EXPECT_TRUE(t->request.data().empty());
-  EXPECT_EQ(payload.use_count(), 1) << "a freed slot keeps a payload alive";
+  EXPECT_EQ(t->request.offset(), 0u);
+  EXPECT_TRUE(freed) << "a freed slot keeps a payload alive";
+  EXPECT_TRUE(t->data.empty());
   EXPECT_FALSE(t->done);
   int visited = 0;
   table.ForEach([&](Transaction&) { ++visited; });

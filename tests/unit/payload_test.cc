@@ -1,0 +1,59 @@
+// Payloads: each way of making one holds the bytes it was given, in the
+// pieces it was given.
+#include "services/common/payload.h"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "dst/v1/exporter.pb.h"
+
+namespace dst {
+namespace {
+
+std::string Pieces(const Payload& payload) {
+  std::string joined;
+  payload.ForEachPiece([&](absl::string_view piece) {
+    joined += "[";
+    joined.append(piece.data(), piece.size());
+    joined += "]";
+  });
+  return joined;
+}
+
+TEST(PayloadTest, EachKindHoldsItsBytes) {
+  EXPECT_TRUE(Payload().empty());
+  EXPECT_TRUE(Payload(std::string()).empty());
+  EXPECT_EQ(Payload(std::string("abc")).ToString(), "abc");
+  EXPECT_EQ(Payload::Copy("xyz", 3).ToString(), "xyz");
+  char* bytes = nullptr;
+  Payload filled = Payload::Uninitialized(4, &bytes);
+  ASSERT_NE(bytes, nullptr);
+  const std::string fill = "fill";
+  fill.copy(bytes, fill.size());
+  EXPECT_EQ(filled.ToString(), "fill");
+  Payload sliced =
+      Payload::Share({grpc::Slice(std::string("ab")), grpc::Slice(),
+                      grpc::Slice(std::string("c"))});
+  EXPECT_EQ(sliced.size(), 3u);
+  EXPECT_EQ(Pieces(sliced), "[ab][][c]");
+  std::string out(3, '\0');
+  sliced.CopyTo(out.data());
+  EXPECT_EQ(out, "abc");
+}
+
+TEST(PayloadTest, TakeDataMovesTheFieldOut) {
+  v1::Request request;
+  request.set_data(std::string(1000, 'd'));
+  const char* where = request.data().data();
+  Payload data = TakeData(&request);
+  EXPECT_TRUE(request.data().empty());
+  EXPECT_EQ(data.size(), 1000u);
+  data.ForEachPiece([&](absl::string_view piece) {
+    EXPECT_EQ(piece.data(), where) << "the bytes were copied, not moved";
+  });
+}
+
+}  // namespace
+}  // namespace dst
