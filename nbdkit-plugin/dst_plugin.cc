@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <random>
 #include <string>
@@ -326,18 +327,54 @@ int DstPread(void* handle, void* buf, uint32_t count, uint64_t offset,
   return Run(handle, request, dst::Payload(), buf);
 }
 
-int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
-              uint32_t flags) {
-  dst::v1::Request request =
-      MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
-  // nbdkit reuses `buf` once this returns; the payload may outlive the
-  // call (a stream still holding it), so it has bytes of its own.
-  const dst::Payload data = dst::Payload::Copy(buf, count);
+// nbdkit's buffer of a write, lent to its transaction instead of copied:
+// nbdkit reuses the buffer once pwrite returns, so the destructor waits
+// until no copy of the payload is left (the stream and gRPC let go of it
+// once it is sent, normally before the reply comes).
+class LentBuffer {
+ public:
+  LentBuffer(const void* data, size_t size)
+      : returned_future_(returned_.get_future()),
+        payload_(dst::Payload::Borrow(data, size,
+                                      [this] { returned_.set_value(); })) {}
+  ~LentBuffer() {
+    payload_ = dst::Payload();
+    returned_future_.wait();
+  }
+  LentBuffer(const LentBuffer&) = delete;
+  LentBuffer& operator=(const LentBuffer&) = delete;
+
+  const dst::Payload& payload() const { return payload_; }
+
+ private:
+  std::promise<void> returned_;
+  std::future<void> returned_future_;
+  dst::Payload payload_;  // last: its release sets returned_
+};
+
+int Write(void* handle, dst::v1::Request& request, const dst::Payload& data) {
   if (Crc32c(handle)) {
     request.set_checksum_algorithm(dst::v1::CHECKSUM_CRC32C);
     request.set_checksum(dst::ComputeChecksum(dst::v1::CHECKSUM_CRC32C, data));
   }
   return Run(handle, request, data);
+}
+
+int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
+              uint32_t flags) {
+  dst::v1::Request request =
+      MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
+  // A large write lends nbdkit's buffer (a 1 MiB copy saved). A small one
+  // is copied: it goes into a batch by copy anyway, and a lent one would
+  // make its thread wait for the stream to let go of it. So is every write
+  // of the embedded mode: a mirror may acknowledge a write while a lagging
+  // replica still holds its data (lag_limit_ms), and the thread must not
+  // wait for that replica.
+  if (count < dst::kSlicedPayloadBytes || g_embedded != nullptr) {
+    return Write(handle, request, dst::Payload::Copy(buf, count));
+  }
+  LentBuffer lent(buf, count);
+  return Write(handle, request, lent.payload());
 }
 
 int DstFlush(void* handle, uint32_t flags) {

@@ -47,6 +47,15 @@ Payload Payload::Share(std::vector<grpc::Slice> slices) {
   return Payload(std::shared_ptr<const Rep>(std::move(rep)));
 }
 
+Payload Payload::Borrow(const void* data, size_t size,
+                        std::function<void()> released) {
+  auto rep = std::make_shared<Rep>();
+  rep->size = size;
+  rep->bytes = absl::string_view(static_cast<const char*>(data), size);
+  rep->released = std::move(released);
+  return Payload(std::shared_ptr<const Rep>(std::move(rep)));
+}
+
 void Payload::CopyTo(char* out) const {
   ForEachPiece([&out](absl::string_view piece) {
     std::memcpy(out, piece.data(), piece.size());

@@ -15,6 +15,7 @@
 #define DST_SERVICES_COMMON_PAYLOAD_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -44,6 +45,11 @@ class Payload {
   static Payload Uninitialized(size_t size, char** bytes);
   // Shares `slices`, whose bytes in order are the payload.
   static Payload Share(std::vector<grpc::Slice> slices);
+  // Lends the `size` bytes at `data`, which must stay valid and unchanged
+  // until `released` runs: on whichever thread drops the last copy of the
+  // payload, once none is left.
+  static Payload Borrow(const void* data, size_t size,
+                        std::function<void()> released);
 
   size_t size() const { return rep_ == nullptr ? 0 : rep_->size; }
   bool empty() const { return size() == 0; }
@@ -73,11 +79,18 @@ class Payload {
 
  private:
   struct Rep {
+    Rep() = default;
+    Rep(const Rep&) = delete;
+    Rep& operator=(const Rep&) = delete;
+    ~Rep() {
+      if (released) released();
+    }
     size_t size = 0;
     std::string text;                 // Payload(std::string)
     std::unique_ptr<char[]> buffer;   // Copy, Uninitialized
-    absl::string_view bytes;          // text's or buffer's, when not sliced
+    absl::string_view bytes;          // text's, buffer's or borrowed
     std::vector<grpc::Slice> slices;  // Share
+    std::function<void()> released;   // Borrow
   };
   explicit Payload(std::shared_ptr<const Rep> rep) : rep_(std::move(rep)) {}
   static void Release(void* reference);

@@ -1,5 +1,6 @@
-// Payloads: each way of making one holds the bytes it was given, in the
-// pieces it was given.
+// Payloads: each way of making one holds the bytes it was given, copies
+// share them, and a borrowed one says when the last copy is gone (the
+// plugin then hands nbdkit's buffer back), slices given to gRPC included.
 #include "services/common/payload.h"
 
 #include <string>
@@ -53,6 +54,25 @@ TEST(PayloadTest, TakeDataMovesTheFieldOut) {
   data.ForEachPiece([&](absl::string_view piece) {
     EXPECT_EQ(piece.data(), where) << "the bytes were copied, not moved";
   });
+}
+
+TEST(PayloadTest, ABorrowedPayloadIsReleasedWithItsLastCopy) {
+  const std::string lent(1 << 20, 'l');
+  int released = 0;
+  Payload payload =
+      Payload::Borrow(lent.data(), lent.size(), [&released] { ++released; });
+  EXPECT_EQ(payload.ToString(), lent);
+  Payload copy = payload;
+  std::vector<grpc::Slice> slices;
+  copy.ShareInto(&slices);  // as an outgoing batch gives it to gRPC
+  ASSERT_EQ(slices.size(), 1u);
+  EXPECT_EQ(static_cast<const void*>(slices[0].begin()), lent.data())
+      << "the lent bytes were copied";
+  payload = Payload();
+  copy = Payload();
+  EXPECT_EQ(released, 0) << "released while gRPC still held a slice";
+  slices.clear();
+  EXPECT_EQ(released, 1);
 }
 
 }  // namespace
