@@ -1,5 +1,6 @@
-# The stacks the benchmarks measure, started on tmpfs: sourced by run.sh
-# and ab.sh, which set $size, $bin, $exporter_flags and $nbdkit_flags first.
+# The stacks the benchmarks measure, started on tmpfs: sourced by run.sh,
+# ab.sh and instructions.sh, which set $size, $bin, $exporter_flags and
+# $nbdkit_flags first.
 # Also the workloads both run (name, then fio's flags).
 # Everything started is stopped, and $work removed, when the script exits.
 work=$(mktemp -d /dev/shm/dst-bench-XXXXXX)  # tmpfs
@@ -11,9 +12,19 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_socket() {
-  for _ in $(seq 1 200); do [ -S "$1" ] && return 0; sleep 0.05; done
+  for _ in $(seq 1 600); do [ -S "$1" ] && return 0; sleep 0.05; done
   echo "bench: $1 did not appear" >&2
   exit 1
+}
+
+# launch ROLE COMMAND...: runs COMMAND in place of the (background) shell
+# that calls it, so that $! is its pid; prefixed with the $wrap command
+# (e.g. valgrind) when ROLE is $wrap_role (exporter1, gateway, nbdkit).
+launch() {
+  local role=$1
+  shift
+  if [ "$role" = "${wrap_role:-}" ]; then exec "${wrap[@]}" "$@"; fi
+  exec "$@"
 }
 
 # start_config NAME [STACK]: starts the stack of configuration NAME with the
@@ -40,7 +51,7 @@ start_config() {
     dst-1 | dst-2 | embedded-2)
       local count=${name##*-} replicas=""
       for i in $(seq 1 "$count"); do
-        "$bin/dst-exporter" --listen="unix:$dir/e$i.sock" --backing="$dir/e$i.img" \
+        launch "exporter$i" "$bin/dst-exporter" --listen="unix:$dir/e$i.sock" --backing="$dir/e$i.img" \
           --size="$size" --id="e$i" --log-level=warning $exporter_flags 2>"$dir/e$i.log" &
         pids+=($!)
         echo "exporter$i $!" >>"$dir/pids"
@@ -50,7 +61,7 @@ start_config() {
       printf 'state_dir: "%s"\nvolumes:\n  - name: vol0\n    replicas:\n%s' \
         "$dir/state" "$replicas" >"$dir/gateway.yaml"
       if [ "$name" = embedded-2 ]; then
-        nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" "$bin/nbdkit-dst-plugin.so" \
+        launch nbdkit nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" "$bin/nbdkit-dst-plugin.so" \
           config="$dir/gateway.yaml" volume=vol0 2>"$dir/nbdkit.log" &
         pids+=($!)
         echo "nbdkit $!" >>"$dir/pids"
@@ -58,17 +69,17 @@ start_config() {
         uri="nbd+unix:///?socket=$dir/nbd.sock"
         return
       fi
-      "$bin/dst-gateway" --config="$dir/gateway.yaml" --listen="unix:$dir/gateway.sock" \
+      launch gateway "$bin/dst-gateway" --config="$dir/gateway.yaml" --listen="unix:$dir/gateway.sock" \
         --log-level=warning 2>"$dir/gateway.log" &
       pids+=($!)
       echo "gateway $!" >>"$dir/pids"
       wait_socket "$dir/gateway.sock"
-      for _ in $(seq 1 100); do
+      for _ in $(seq 1 600); do
         "$bin/dstctl" --gateway="unix:$dir/gateway.sock" volumes 2>/dev/null |
           grep -q " ready " && break
         sleep 0.05
       done
-      nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" "$bin/nbdkit-dst-plugin.so" \
+      launch nbdkit nbdkit -f -U "$dir/nbd.sock" "${nbdkit_flags[@]}" "$bin/nbdkit-dst-plugin.so" \
         gateway="unix:$dir/gateway.sock" volume=vol0 2>"$dir/nbdkit.log" &
       pids+=($!)
       echo "nbdkit $!" >>"$dir/pids"

@@ -3,9 +3,12 @@
 # every configuration and workload and produce complete results, and no dst
 # figure may collapse (IOPS below 1% of the baseline's, far under the
 # targets of bench/run.sh's table). Not a speed test: the figures are noisy
-# here and are only checked against a collapse.
+# here and are only checked against a collapse. Then the two tools for
+# measuring one change run once, briefly: bench/ab.sh (this build against
+# itself) must print a line for each side, and bench/instructions.sh a
+# count of instructions per request.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit fio
+requires nbdkit fio valgrind callgrind_control
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 DST_BIN=$DST_BIN bash "$root/bench/run.sh" --quick --out "$tmp/results" >"$tmp/bench.md" \
   2>"$tmp/bench.log" || { cat "$tmp/bench.log"; fail "bench/run.sh failed"; }
@@ -27,4 +30,16 @@ for name in ("floor", "dst-1", "dst-2", "embedded-2"):
         assert configs[name]["peak_rss_mib"]["gateway"] > 0
 print("complete; no collapse")
 PY
+bash "$root/bench/ab.sh" "$DST_BIN" "$DST_BIN" --rounds 1 --runtime 1 --size 64M \
+  --workloads rand-read-4k-qd32 >"$tmp/ab.txt" 2>"$tmp/ab.log" ||
+  { cat "$tmp/ab.log"; fail "bench/ab.sh failed"; }
+cat "$tmp/ab.txt"
+[ "$(grep -cE '^rand-read-4k-qd32 +dst-1 +1 +[AB] +[1-9][0-9]* ' "$tmp/ab.txt")" = 2 ] ||
+  fail "bench/ab.sh did not measure both sides"
+DST_BIN=$DST_BIN bash "$root/bench/instructions.sh" --bin "$DST_BIN" --role exporter \
+  --bs 64k --count 16 >"$tmp/instructions.txt" 2>"$tmp/instructions.log" ||
+  { cat "$tmp/instructions.log"; fail "bench/instructions.sh failed"; }
+cat "$tmp/instructions.txt"
+[ "$(grep -cE '^exporter 64k rand(read|write): [1-9][0-9]* instructions per request$' \
+  "$tmp/instructions.txt")" = 2 ] || fail "bench/instructions.sh counted nothing"
 echo PASS
