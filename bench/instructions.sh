@@ -8,9 +8,12 @@
 # counters, runs COUNT requests of BS through fio and reads the total.
 #
 #   bench/instructions.sh [--bin DIR] [--role exporter|gateway|nbdkit]
-#                         [--bs SIZE] [--count N] [--iodepth N]
+#                         [--bs SIZE] [--count N] [--iodepth N] [--keep DIR]
 #
 # Defaults: build/bin, every role in turn, 1M, 64 requests, queue depth 4.
+# --keep copies the callgrind dumps to DIR/ROLE-randread|randwrite.cg, for
+# callgrind_annotate (--inclusive=yes shows where the instructions go, and
+# the "calls" lines of the dump how often a function ran per request).
 # Prints "ROLE BS randread|randwrite: N instructions per request". User
 # space only: the kernel's socket and page-cache copies are not counted.
 # The counts of a 4 KiB request move by about 10% between runs (polling
@@ -19,7 +22,7 @@ set -euo pipefail
 DST_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 usage() {
   echo "usage: bench/instructions.sh [--bin DIR] [--role exporter|gateway|nbdkit]" \
-    "[--bs SIZE] [--count N] [--iodepth N]" >&2
+    "[--bs SIZE] [--count N] [--iodepth N] [--keep DIR]" >&2
   exit 2
 }
 bin=$DST_ROOT/build/bin
@@ -27,6 +30,7 @@ roles=(exporter gateway nbdkit)
 bs=1M
 count=64
 iodepth=4
+keep=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$(cd "$2" && pwd); shift ;;
@@ -34,6 +38,7 @@ while [ $# -gt 0 ]; do
     --bs) bs=$2; shift ;;
     --count) count=$2; shift ;;
     --iodepth) iodepth=$2; shift ;;
+    --keep) mkdir -p "$2" && keep=$(cd "$2" && pwd); shift ;;
     *) usage ;;
   esac
   shift
@@ -75,6 +80,7 @@ for role in "${roles[@]}"; do
     [ -n "$dump" ] || { echo "bench: callgrind wrote no $rw dump" >&2; exit 1; }
     total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
     echo "$role $bs $rw: $((total / count)) instructions per request"
+    [ -z "$keep" ] || cp "$dump" "$keep/$role-$rw.cg"
   done
   while read -r _ p; do kill "$p" 2>/dev/null || true; done <"$work/$role/pids"
   wrap_role=""

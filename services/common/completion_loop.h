@@ -14,11 +14,25 @@
 //
 // Handlers run on the loop thread and must not block: a blocked handler
 // stalls every call on the loop.
+//
+// When the loop is behind (a completion was ready the moment it looked),
+// the writes its handlers start are deferred (Defer): a stream queues the
+// data and writes it once the loop has caught up, so the requests or
+// replies of every event handled meanwhile go out in one message. A
+// gateway that reads one request per message from a plugin then sends the
+// exporter one message for all it read while busy, and the exporter
+// answers them with one: gRPC's cost per message, most of a 4 KiB
+// request's, is paid once per batch (bench/results/
+// 2026-12-03-write-when-behind.md). An event that wakes an idle loop has
+// its writes started at once, so a lone request waits for nothing. The
+// deferred work runs after at most kMaxEventsBeforeFlush events even when
+// more are ready.
 #ifndef DST_SERVICES_COMMON_COMPLETION_LOOP_H_
 #define DST_SERVICES_COMMON_COMPLETION_LOOP_H_
 
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -50,6 +64,14 @@ class CompletionLoop {
     Owner* const owner_;
     const Op op_;
   };
+
+  // On a loop thread that is behind, queues `tag` to run (Proceed(true))
+  // once no completion is ready; its owner counts it as an operation in
+  // flight like any other. False, nothing queued, on an idle loop or on
+  // another thread: the caller does the work at once.
+  static bool Defer(Tag* tag);
+  // Events a loop handles before it runs deferred work, ready or not.
+  static constexpr int kMaxEventsBeforeFlush = 32;
 
   // What to pass to gRPC as the tag of an operation: `tag` itself, with
   // the hand-off made visible to ThreadSanitizer (gRPC is not built with
@@ -84,8 +106,13 @@ class CompletionLoop {
 
  private:
   void Run();
+  // Runs the deferred tags (and those they defer in turn).
+  void RunDeferred();
 
   const std::unique_ptr<grpc::CompletionQueue> cq_;
+  // Tags queued by Defer; only the loop's thread touches these two.
+  std::vector<Tag*> deferred_;
+  bool busy_ = false;  // the event being handled was ready without waiting
   std::thread thread_;
 };
 

@@ -61,7 +61,7 @@ class ServerStream {
   }
 
  private:
-  enum class Op { kNewCall, kRead, kWrite, kFinish, kDone };
+  enum class Op { kNewCall, kRead, kWrite, kFinish, kDone, kFlush };
   using Tag = CompletionLoop::OpTag<ServerStream, Op>;
   friend Tag;
 
@@ -80,6 +80,9 @@ class ServerStream {
         break;
       case Op::kDone:
         OnDone();
+        break;
+      case Op::kFlush:
+        OnFlush();
         break;
     }
     bool destroy;
@@ -222,6 +225,22 @@ class ServerStream {
     if (finish) DoFinish();
   }
 
+  // The deferred write: writes the replies queued since it was deferred.
+  void OnFlush() {
+    bool write;
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      flush_pending_ = false;
+      write = FillNowLocked();
+      finish = !write && ShouldFinishLocked();
+    }
+    if (write) {
+      stream_.Write(out_, CompletionLoop::Hand(&write_tag_));
+    }
+    if (finish) DoFinish();
+  }
+
   // The call is over: finished, or cancelled by the client or a deadline.
   void OnDone() {
     // Leave the registry first: DrainAll then either holds a reference
@@ -286,8 +305,23 @@ class ServerStream {
   }
 
   // Moves queued replies into out_ if no write is in flight. True: the
-  // caller must write out_ (after releasing the lock).
+  // caller must write out_ (after releasing the lock). On a loop thread
+  // the write is deferred until the loop is idle (flush_pending_), so that
+  // it carries the replies of every event handled meanwhile, and false.
   bool FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || queue_.empty() || finished_ || flush_pending_) {
+      return false;
+    }
+    if (CompletionLoop::Defer(&flush_tag_)) {
+      flush_pending_ = true;
+      ++ops_;
+      return false;
+    }
+    return FillNowLocked();
+  }
+
+  // FillBatchLocked without the deferral.
+  bool FillNowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || queue_.empty() || finished_) return false;
     out_.Clear();
     size_t bytes = 0;
@@ -346,6 +380,7 @@ class ServerStream {
   Tag write_tag_{this, Op::kWrite};
   Tag finish_tag_{this, Op::kFinish};
   Tag done_tag_{this, Op::kDone};
+  Tag flush_tag_{this, Op::kFlush};
   std::unique_ptr<StreamHandler> handler_;
   StreamOptions options_;
   IncomingRequests in_;  // owned by the read in flight
@@ -362,6 +397,7 @@ class ServerStream {
   int64_t outstanding_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their Weight()s
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_pending_ ABSL_GUARDED_BY(mu_) = false;  // flush_tag_ deferred
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

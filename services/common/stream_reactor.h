@@ -4,7 +4,9 @@
 //
 // Requests are read in batches and handed to a StreamHandler; the handler
 // completes each one (from any thread) and the replies are coalesced into
-// batches and written, one write in flight at a time. At `max_in_flight`
+// batches and written, one write in flight at a time; a reply completed on
+// the loop thread is written once the loop is idle (CompletionLoop::Defer),
+// with every other reply completed meanwhile. At `max_in_flight`
 // unanswered requests the stream stops reading, so HTTP/2 flow control
 // pushes back on the client; it reads again at half that (hysteresis).
 // Drain() stops reading and finishes the stream once every request read so

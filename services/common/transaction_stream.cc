@@ -67,6 +67,9 @@ void TransactionStream::Proceed(Op op, bool ok) {
     case Op::kFinish:
       OnFinished();
       break;
+    case Op::kFlush:
+      OnFlush();
+      break;
   }
   EndOp();
 }
@@ -175,6 +178,17 @@ bool TransactionStream::AdmitAndFillLocked() {
     unsent_.push_back(transaction->id);
   }
   if (!started_ || writing_ || unsent_.empty() || read_ended_) return false;
+  if (flush_pending_) return false;
+  if (CompletionLoop::Defer(&flush_tag_)) {
+    flush_pending_ = true;
+    BeginOpLocked();
+    return false;
+  }
+  return FillLocked();
+}
+
+bool TransactionStream::FillLocked() {
+  if (!started_ || writing_ || unsent_.empty() || read_ended_) return false;
   out_.Clear();
   size_t bytes = 0;
   absl::Time now = absl::Now();
@@ -202,6 +216,18 @@ bool TransactionStream::AdmitAndFillLocked() {
   return true;
 }
 
+void TransactionStream::OnFlush() {
+  bool write;
+  bool writes_done;
+  {
+    absl::MutexLock lock(&mu_);
+    flush_pending_ = false;
+    write = FillLocked();
+    writes_done = WritesDoneDueLocked();
+  }
+  StartOps(write, writes_done);
+}
+
 bool TransactionStream::WritesDoneDueLocked() {
   if (!closing_ || !started_ || writing_ || !unsent_.empty() ||
       writes_done_sent_ || read_ended_) {
@@ -214,6 +240,7 @@ bool TransactionStream::WritesDoneDueLocked() {
 
 void TransactionStream::StartOps(bool write, bool writes_done) {
   if (write) {
+    messages_written_.fetch_add(1, std::memory_order_relaxed);
     call_->Write(out_, CompletionLoop::Hand(&write_tag_));
   }
   if (writes_done) {
@@ -274,6 +301,7 @@ void TransactionStream::OnReadDone(bool ok) {
     call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
     return;
   }
+  messages_read_.fetch_add(1, std::memory_order_relaxed);
   struct Completed {
     TransactionDone done;
     v1::Reply reply;

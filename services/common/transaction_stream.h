@@ -12,7 +12,11 @@
 // the stream ends, every transaction still in flight completes with
 // UNAVAILABLE.
 //
-// The stream's operations complete on the process's CompletionLoop.
+// The stream's operations complete on the process's CompletionLoop. A
+// write asked for on a loop thread (a reply's callback submitting the next
+// request, a gateway forwarding what it read) is deferred until that loop
+// is idle (CompletionLoop::Defer), so it carries every request submitted
+// meanwhile; one asked for on another thread starts at once.
 //
 // Thread-safe. Callbacks run on the loop thread (or inside Submit when the
 // stream is already broken) and must not block.
@@ -133,10 +137,14 @@ class TransactionStream {
   bool broken() const { return !status().ok(); }
   size_t in_flight() const;
   uint64_t late_replies() const { return late_replies_.load(); }
+  // Messages written (batches of requests) and read (batches of replies)
+  // so far.
+  uint64_t messages_written() const { return messages_written_.load(); }
+  uint64_t messages_read() const { return messages_read_.load(); }
 
  private:
   // What a tag on the completion queue stands for.
-  enum class Op { kStart, kRead, kWrite, kWritesDone, kFinish };
+  enum class Op { kStart, kRead, kWrite, kWritesDone, kFinish, kFlush };
   using Tag = CompletionLoop::OpTag<TransactionStream, Op>;
   friend Tag;
   void Proceed(Op op, bool ok);
@@ -145,6 +153,8 @@ class TransactionStream {
   void OnReadDone(bool ok);
   void OnWriteDone(bool ok);
   void OnFinished();
+  // The deferred write: writes what is queued (and WritesDone if due).
+  void OnFlush();
   // Counts an operation handed to gRPC (its tag will come back once).
   void BeginOpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++pending_ops_; }
   // Runs after each tag: once the call is over and no tag is left, tells
@@ -154,9 +164,14 @@ class TransactionStream {
   // Queues the transaction (moving from it) unless the stream
   // refuses it; `write` says whether the caller must start a write.
   absl::Status Enqueue(OrphanTransaction& transaction, bool* write);
-  // Admits waiting requests into free slots. True: the caller must start
-  // the write of out_ after releasing the lock (counted as an operation).
+  // Admits waiting requests into free slots and, when a write may start,
+  // fills out_ with the unsent ones. True: the caller must start the write
+  // of out_ after releasing the lock (counted as an operation). On a loop
+  // thread the write is deferred instead (flush_pending_), and false.
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills out_ with unsent requests if a write may start; true if it did
+  // (the write counted as an operation).
+  bool FillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True (once): the stream is closing and every request is written, so
   // the caller must send WritesDone after releasing the lock (counted).
   bool WritesDoneDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -173,9 +188,12 @@ class TransactionStream {
   Tag write_tag_{this, Op::kWrite};
   Tag writes_done_tag_{this, Op::kWritesDone};
   Tag finish_tag_{this, Op::kFinish};
+  Tag flush_tag_{this, Op::kFlush};
   OutgoingRequests out_;  // owned by the write in flight
   IncomingReplies in_;    // owned by the read in flight
   std::atomic<uint64_t> late_replies_{0};
+  std::atomic<uint64_t> messages_written_{0};
+  std::atomic<uint64_t> messages_read_{0};
 
   mutable absl::Mutex mu_;
   TransactionTable table_ ABSL_GUARDED_BY(mu_);
@@ -185,6 +203,7 @@ class TransactionStream {
   std::deque<uint64_t> unsent_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_pending_ ABSL_GUARDED_BY(mu_) = false;  // flush_tag_ deferred
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool writes_done_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ended_ ABSL_GUARDED_BY(mu_) = false;

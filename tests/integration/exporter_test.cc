@@ -2,16 +2,20 @@
 // precise refusals, read-only enforcement at the exporter, storage errors,
 // late replies, and a stream that breaks.
 #include <atomic>
+#include <functional>
 #include <future>
 #include <thread>
 #include <vector>
 
+#include <grpcpp/alarm.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/escaping.h"
+#include "absl/synchronization/notification.h"
 #include "prometheus/registry.h"
 
 #include "services/common/checksum.h"
+#include "services/common/completion_loop.h"
 #include "services/common/transaction_stream.h"
 #include "tests/integration/test_cluster.h"
 
@@ -130,6 +134,95 @@ void ExpectManyInFlightMatch(const TestExporter& exporter) {
   }
   EXPECT_EQ(stream->late_replies(), 0u);
   EXPECT_EQ(stream->in_flight(), 0u);
+}
+
+// Runs `fn` on the process's completion loop (the client streams') while
+// the loop is behind: it is held in another handler until `fn`'s completion
+// is queued too, so `fn` runs with a completion ready before it.
+void RunOnBusyLoop(const std::function<void()>& fn) {
+  struct Run final : CompletionLoop::Tag {
+    std::function<void()> run;
+    void Proceed(bool) override { run(); }
+  };
+  absl::Notification release;
+  absl::Notification ran;
+  Run hold;
+  hold.run = [&release] { release.WaitForNotification(); };
+  Run submit;
+  submit.run = [&] {
+    fn();
+    ran.Notify();
+  };
+  CompletionLoop& loop = CompletionLoop::Shared();
+  grpc::Alarm hold_alarm;
+  grpc::Alarm submit_alarm;
+  hold_alarm.Set(loop.cq(), gpr_inf_past(GPR_CLOCK_MONOTONIC),
+                 CompletionLoop::Hand(&hold));
+  submit_alarm.Set(loop.cq(), gpr_inf_past(GPR_CLOCK_MONOTONIC),
+                   CompletionLoop::Hand(&submit));
+  release.Notify();
+  ran.WaitForNotification();
+}
+
+// Submits one 4 KiB read per promise on the busy loop; each promise gets
+// its reply's status.
+void SubmitReadsOnBusyLoop(TransactionStream* stream,
+                           std::vector<std::promise<int>>* replies) {
+  RunOnBusyLoop([&] {
+    for (size_t i = 0; i < replies->size(); ++i) {
+      stream->Submit(ReadRequest(uint64_t(i) * 4096, 4096),
+                     [replies, i](v1::Reply&& r, Payload&&) {
+                       (*replies)[i].set_value(r.status());
+                     });
+    }
+  });
+}
+
+// Requests submitted on the completion loop while it is behind go out in
+// one message once it has caught up, not the first alone and the rest after
+// it.
+TEST_F(ExporterTest, RequestsSubmittedOnABusyLoopShareOneMessage) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Channel(exporter.address()));
+  ASSERT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);  // started
+  const uint64_t written = stream->messages_written();
+  std::vector<std::promise<int>> replies(20);
+  SubmitReadsOnBusyLoop(stream.get(), &replies);
+  for (auto& reply : replies) EXPECT_EQ(reply.get_future().get(), 0);
+  EXPECT_EQ(stream->messages_written(), written + 1);
+}
+
+// The same on the exporter's side: replies completed on its loop while it
+// is behind go out in one message. Its loop is held in a read of another
+// stream (inline I/O on a stalled "memory") while this stream's requests
+// arrive in one message; once released, that message is ready at once.
+TEST_F(ExporterTest, RepliesCompletedOnABusyLoopShareOneMessage) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  exporter.storage().acts_in_memory = true;
+  auto holder = OpenStream(Channel(exporter.address()));
+  auto stream = OpenStream(Channel(exporter.address()));
+  ASSERT_EQ(holder->Call(Op(v1::OP_PING)).status(), 0);
+  ASSERT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
+  const uint64_t read = stream->messages_read();
+  const uint64_t written = stream->messages_written();
+  exporter.storage().Hold();
+  std::promise<int> held_reply;
+  holder->Submit(ReadRequest(0, 4096), [&held_reply](v1::Reply&& r, Payload&&) {
+    held_reply.set_value(r.status());
+  });
+  std::vector<std::promise<int>> replies(20);
+  SubmitReadsOnBusyLoop(stream.get(), &replies);
+  for (int i = 0; i < 5000 && stream->messages_written() == written; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(stream->messages_written(), written + 1);
+  // The write is in the exporter's socket well before this (a Unix socket
+  // takes the bytes at once), while its loop is still held.
+  absl::SleepFor(absl::Milliseconds(500));
+  exporter.storage().Release();
+  EXPECT_EQ(held_reply.get_future().get(), 0);
+  for (auto& reply : replies) EXPECT_EQ(reply.get_future().get(), 0);
+  EXPECT_EQ(stream->messages_read(), read + 1);
 }
 
 TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
