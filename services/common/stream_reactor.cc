@@ -309,9 +309,7 @@ class ServerStream {
   // the write is deferred until the loop is idle (flush_pending_), so that
   // it carries the replies of every event handled meanwhile, and false.
   bool FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || queue_.empty() || finished_ || flush_pending_) {
-      return false;
-    }
+    if (flush_pending_ || !CanWriteLocked()) return false;
     if (CompletionLoop::Defer(&flush_tag_)) {
       flush_pending_ = true;
       ++ops_;
@@ -320,9 +318,14 @@ class ServerStream {
     return FillNowLocked();
   }
 
+  // A write may start: none is in flight and replies wait.
+  bool CanWriteLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !writing_ && !queue_.empty() && !finished_;
+  }
+
   // FillBatchLocked without the deferral.
   bool FillNowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || queue_.empty() || finished_) return false;
+    if (!CanWriteLocked()) return false;
     out_.Clear();
     size_t bytes = 0;
     while (!queue_.empty() &&

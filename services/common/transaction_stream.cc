@@ -177,8 +177,7 @@ bool TransactionStream::AdmitAndFillLocked() {
     waiting_.pop_front();
     unsent_.push_back(transaction->id);
   }
-  if (!started_ || writing_ || unsent_.empty() || read_ended_) return false;
-  if (flush_pending_) return false;
+  if (flush_pending_ || !CanWriteLocked()) return false;
   if (CompletionLoop::Defer(&flush_tag_)) {
     flush_pending_ = true;
     BeginOpLocked();
@@ -188,7 +187,7 @@ bool TransactionStream::AdmitAndFillLocked() {
 }
 
 bool TransactionStream::FillLocked() {
-  if (!started_ || writing_ || unsent_.empty() || read_ended_) return false;
+  if (!CanWriteLocked()) return false;
   out_.Clear();
   size_t bytes = 0;
   absl::Time now = absl::Now();

@@ -169,6 +169,10 @@ class TransactionStream {
   // of out_ after releasing the lock (counted as an operation). On a loop
   // thread the write is deferred instead (flush_pending_), and false.
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A write may start: the call is up, none is in flight, requests wait.
+  bool CanWriteLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return started_ && !writing_ && !unsent_.empty() && !read_ended_;
+  }
   // Fills out_ with unsent requests if a write may start; true if it did
   // (the write counted as an operation).
   bool FillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
