@@ -89,29 +89,30 @@ void TransactionStream::Submit(v1::Request request, TransactionDone done,
   if (!request.data().empty()) data = TakeData(&request);
   OrphanTransaction transaction{std::move(request), std::move(done), 0,
                                 absl::Now(), std::move(data)};
-  bool write = false;
-  absl::Status refused = Enqueue(transaction, &write);
+  Ops ops;
+  absl::Status refused = Enqueue(transaction, &ops);
   if (!refused.ok()) {
     transaction.done(ErrorReply(transaction.request.id(), refused), Payload());
     return;
   }
-  StartOps(write, false);
+  StartOps(ops);
 }
 
 bool TransactionStream::TrySubmit(OrphanTransaction& transaction) {
-  bool write = false;
-  if (!Enqueue(transaction, &write).ok()) return false;
-  StartOps(write, false);
+  Ops ops;
+  if (!Enqueue(transaction, &ops).ok()) return false;
+  StartOps(ops);
   return true;
 }
 
 absl::Status TransactionStream::Enqueue(OrphanTransaction& transaction,
-                                        bool* write) {
+                                        Ops* ops) {
   absl::MutexLock lock(&mu_);
   if (!status_.ok()) return status_;
   if (closing_) return absl::UnavailableError("stream is closing");
   waiting_.push_back(std::move(transaction));
-  *write = AdmitAndFillLocked();
+  ops->write = AdmitAndFillLocked();
+  ops->read = ReadDueLocked();
   return absl::OkStatus();
 }
 
@@ -216,15 +217,23 @@ bool TransactionStream::FillLocked() {
 }
 
 void TransactionStream::OnFlush() {
-  bool write;
-  bool writes_done;
+  Ops ops;
   {
     absl::MutexLock lock(&mu_);
     flush_pending_ = false;
-    write = FillLocked();
-    writes_done = WritesDoneDueLocked();
+    ops.write = FillLocked();
+    ops.read = ReadDueLocked();
+    ops.writes_done = WritesDoneDueLocked();
   }
-  StartOps(write, writes_done);
+  StartOps(ops);
+}
+
+bool TransactionStream::ReadDueLocked() {
+  if (reading_ || read_ended_ || !started_) return false;
+  if (table_.in_use() == 0 && !closing_) return false;
+  reading_ = true;
+  BeginOpLocked();
+  return true;
 }
 
 bool TransactionStream::WritesDoneDueLocked() {
@@ -237,67 +246,68 @@ bool TransactionStream::WritesDoneDueLocked() {
   return true;
 }
 
-void TransactionStream::StartOps(bool write, bool writes_done) {
-  if (write) {
+void TransactionStream::StartOps(const Ops& ops) {
+  // The write first: the flow-control update a read sends (see
+  // ReadDueLocked) then follows the request instead of delaying it.
+  if (ops.write) {
     messages_written_.fetch_add(1, std::memory_order_relaxed);
     call_->Write(out_, CompletionLoop::Hand(&write_tag_));
   }
-  if (writes_done) {
+  if (ops.read) {
+    reads_started_.fetch_add(1, std::memory_order_relaxed);
+    call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
+  }
+  if (ops.writes_done) {
     call_->WritesDone(CompletionLoop::Hand(&writes_done_tag_));
   }
 }
 
 void TransactionStream::OnStarted(bool ok) {
-  bool write = false;
-  bool writes_done = false;
+  Ops ops;
   {
     absl::MutexLock lock(&mu_);
-    BeginOpLocked();  // the first read, or the Finish that says why not
+    // Finish is asked for now, not once reading ends: it says when the
+    // call is over even while no read is in flight (see ReadDueLocked).
+    BeginOpLocked();
     if (!ok) {
       read_ended_ = true;  // the call never started
     } else {
       started_ = true;
-      write = AdmitAndFillLocked();
+      ops.write = AdmitAndFillLocked();
+      ops.read = ReadDueLocked();
       // A Close() before the start waits for this.
-      writes_done = WritesDoneDueLocked();
+      ops.writes_done = WritesDoneDueLocked();
     }
   }
-  if (!ok) {
-    call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
-    return;
-  }
-  call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
-  StartOps(write, writes_done);
+  call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
+  StartOps(ops);
 }
 
 void TransactionStream::OnWriteDone(bool ok) {
-  bool write = false;
-  bool writes_done = false;
+  Ops ops;
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     out_.Clear();
-    // !ok: the stream is broken; the read side ends too and OnFinished
-    // fails what is left.
+    // !ok: the stream is broken; the Finish asked for at the start
+    // completes and OnFinished fails what is left.
     if (ok) {
-      write = AdmitAndFillLocked();
-      writes_done = WritesDoneDueLocked();
+      ops.write = AdmitAndFillLocked();
+      ops.read = ReadDueLocked();
+      ops.writes_done = WritesDoneDueLocked();
     }
   }
-  StartOps(write, writes_done);
+  StartOps(ops);
 }
 
 void TransactionStream::OnReadDone(bool ok) {
   if (!ok) {
     // No more replies: the call is over. Finish says how; no write may
     // start from now on.
-    {
-      absl::MutexLock lock(&mu_);
-      read_ended_ = true;
-      if (status_.ok()) status_ = absl::UnavailableError("stream ended");
-      BeginOpLocked();
-    }
-    call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
+    absl::MutexLock lock(&mu_);
+    reading_ = false;
+    read_ended_ = true;
+    if (status_.ok()) status_ = absl::UnavailableError("stream ended");
     return;
   }
   messages_read_.fetch_add(1, std::memory_order_relaxed);
@@ -308,7 +318,8 @@ void TransactionStream::OnReadDone(bool ok) {
   };
   std::vector<Completed> completed;
   completed.reserve(in_.size());
-  bool write;
+  Ops ops;
+  bool read;
   {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < in_.size(); ++i) {
@@ -322,13 +333,22 @@ void TransactionStream::OnReadDone(bool ok) {
                            std::move(in_.data(i))});
       table_.Release(transaction);
     }
-    write = AdmitAndFillLocked();
-    BeginOpLocked();  // the next read
+    ops.write = AdmitAndFillLocked();
+    // in_ is free for the next read from here on, which another thread's
+    // Submit may start as soon as the lock is released.
+    in_.Clear();
+    reading_ = false;
+    read = ReadDueLocked();
   }
-  in_.Clear();
-  call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
-  StartOps(write, false);
+  StartOps(ops);
+  // The replies before the next read: its flow-control update is not what
+  // the callbacks' callers wait for.
   for (Completed& c : completed) c.done(std::move(c.reply), std::move(c.data));
+  if (read) {
+    Ops next;
+    next.read = true;
+    StartOps(next);
+  }
 }
 
 void TransactionStream::OnFinished() {
@@ -378,15 +398,18 @@ void TransactionStream::OnFinished() {
 }
 
 void TransactionStream::Close(absl::Duration timeout) {
-  bool writes_done = false;
+  Ops ops;
   {
     absl::MutexLock lock(&mu_);
     if (!closing_) {
       closing_ = true;
-      writes_done = WritesDoneDueLocked();
+      // Read to the end, so that nothing the server still sends holds
+      // back the status.
+      ops.read = ReadDueLocked();
+      ops.writes_done = WritesDoneDueLocked();
     }
   }
-  StartOps(false, writes_done);
+  StartOps(ops);
   if (done_future_.wait_for(absl::ToChronoSeconds(timeout)) !=
       std::future_status::ready) {
     context_.TryCancel();
