@@ -55,6 +55,17 @@ done
 
 source "$DST_ROOT/bench/stacks.sh"
 
+# The machine's cost of a wake-up, which dst's path pays several times per
+# request and the baseline's hardly at all: a round trip between two
+# threads through a pipe (perf bench sched pipe), in µs; empty without
+# perf. Measured before and after the workloads, as this VM's varies by 4x
+# from hour to hour.
+round_trip_us() {
+  command -v perf >/dev/null || return 0
+  perf bench sched pipe -l 20000 2>/dev/null | awk '/usecs\/op/ {print $1}' || true
+}
+round_trip_before=$(round_trip_us)
+
 # Every stack runs from the start, and each workload runs against every
 # configuration in turn: a ratio compares runs seconds apart, not minutes,
 # so this machine's drift (the baseline moved by 15-20% between runs made
@@ -83,6 +94,7 @@ for workload in "${workloads[@]}"; do
   done
   echo "bench: $name done" >&2
 done
+round_trip_after=$(round_trip_us)
 for config in "${configs[@]}"; do
   while read -r role pid; do
     echo "$role $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")" >>"$work/$config/rss"
@@ -92,6 +104,7 @@ done
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 BENCH_NBDKIT_FLAGS="${nbdkit_flags[*]}" BENCH_EXPORTER_FLAGS="$exporter_flags" \
+  BENCH_ROUND_TRIP="$round_trip_before $round_trip_after" \
   python3 - "$work" "$out/bench-$stamp" "$runtime" "$size" "$(getconf CLK_TCK)" \
   "${workloads[@]%% *}" <<'PY'
 import json, os, platform, sys
@@ -110,6 +123,10 @@ def read_pairs(path):
 results = {"runtime_s": int(runtime), "size": size,
            "order": "interleaved: each workload against every configuration in turn",
            "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+           # perf bench sched pipe, µs per round trip, before and after
+           # the workloads (null without perf)
+           "round_trip_us": [round(float(v), 1) for v in
+                             os.environ.get("BENCH_ROUND_TRIP", "").split()] or None,
            "nbdkit_flags": os.environ.get("BENCH_NBDKIT_FLAGS", ""),
            "exporter_flags": os.environ.get("BENCH_EXPORTER_FLAGS", ""),
            "configs": {}}
@@ -151,7 +168,11 @@ lines = [f"fio --ioengine=nbd, {runtime} s per workload on {size} tmpfs files, "
          " stacks up, the others idle). Ratio: IOPS / baseline IOPS (p50:"
          " dst / baseline). Floor: nbdkit's"
          " file plugin with each request handed to a worker thread (the most"
-         " a plugin that waits for another thread reaches).",
+         " a plugin that waits for another thread reaches)."
+         + (" Host: a round trip between two threads (perf bench sched pipe)"
+            f" took {results['round_trip_us'][0]} µs before the run and"
+            f" {results['round_trip_us'][-1]} µs after."
+            if results["round_trip_us"] else ""),
          "",
          "| workload | baseline IOPS | baseline MB/s | baseline p50/p99 µs | floor IOPS (ratio) | floor p50 µs | dst-1 IOPS (ratio) | dst-1 p50/p99 µs (p50 ratio) | dst-2 mirror IOPS (ratio) | dst-2 p50/p99 µs | dst-2 CPU s/GiB (nbdkit+gateway+exporters) | embedded-2 mirror IOPS (ratio) | embedded-2 p50/p99 µs |",
          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

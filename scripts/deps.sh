@@ -11,7 +11,8 @@ TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
   libclang-rt-14-dev nftables iproute2 prometheus python3-grpcio python3-yaml
   openssl systemd
   podman docker-compose debootstrap runc netavark aardvark-dns iptables
-  qemu-system-x86 busybox-static nbd-client cpio kmod file nodejs valgrind)
+  qemu-system-x86 busybox-static nbd-client cpio kmod file nodejs valgrind
+  linux-perf)
 
 missing_packages() {
   local pkg

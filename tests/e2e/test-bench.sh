@@ -5,10 +5,11 @@
 # targets of bench/run.sh's table). Not a speed test: the figures are noisy
 # here and are only checked against a collapse. Then the two tools for
 # measuring one change run once, briefly: bench/ab.sh (this build against
-# itself) must print a line for each side, and bench/instructions.sh a
-# count of instructions per request.
+# itself) must print a line for each side, bench/instructions.sh a count
+# of instructions per request, and bench/syscalls.sh the system calls and
+# wake-ups per request of each process.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit fio valgrind callgrind_control
+requires nbdkit fio valgrind callgrind_control perf
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 DST_BIN=$DST_BIN bash "$root/bench/run.sh" --quick --out "$tmp/results" >"$tmp/bench.md" \
   2>"$tmp/bench.log" || { cat "$tmp/bench.log"; fail "bench/run.sh failed"; }
@@ -20,6 +21,8 @@ configs = r["configs"]
 assert set(configs) == {"baseline", "floor", "dst-1", "dst-2", "embedded-2"}, configs.keys()
 workloads = configs["baseline"]["workloads"]
 assert len(workloads) == 7, workloads.keys()
+trips = r["round_trip_us"]
+assert trips and len(trips) == 2 and all(t > 0 for t in trips), trips
 for name in ("floor", "dst-1", "dst-2", "embedded-2"):
     for w, v in configs[name]["workloads"].items():
         assert v["iops"] > 0 and workloads[w]["iops"] > 0, (name, w)
@@ -42,4 +45,18 @@ DST_BIN=$DST_BIN bash "$root/bench/instructions.sh" --bin "$DST_BIN" --role expo
 cat "$tmp/instructions.txt"
 [ "$(grep -cE '^exporter 64k rand(read|write): [1-9][0-9]* instructions per request$' \
   "$tmp/instructions.txt")" = 2 ] || fail "bench/instructions.sh counted nothing"
+DST_BIN=$DST_BIN bash "$root/bench/syscalls.sh" --bin "$DST_BIN" --config dst-1 \
+  >"$tmp/syscalls.txt" 2>"$tmp/syscalls.log" ||
+  { cat "$tmp/syscalls.log"; fail "bench/syscalls.sh failed"; }
+cat "$tmp/syscalls.txt"
+grep -qE '^dst-1 randread 4k QD1: [1-9][0-9]* IOPS$' "$tmp/syscalls.txt" ||
+  fail "bench/syscalls.sh measured no run"
+for role in exporter1 gateway nbdkit; do
+  line=$(grep -E "^  $role per request: " "$tmp/syscalls.txt") ||
+    fail "bench/syscalls.sh printed nothing for $role"
+  for count in sched_switch sendmsg; do
+    [[ "$line" =~ $count\ [0-9]+\.[0-9]+ ]] ||
+      fail "bench/syscalls.sh counted no $count for $role"
+  done
+done
 echo PASS
