@@ -89,30 +89,29 @@ void TransactionStream::Submit(v1::Request request, TransactionDone done,
   if (!request.data().empty()) data = TakeData(&request);
   OrphanTransaction transaction{std::move(request), std::move(done), 0,
                                 absl::Now(), std::move(data)};
-  Ops ops;
-  absl::Status refused = Enqueue(transaction, &ops);
+  bool write = false;
+  absl::Status refused = Enqueue(transaction, &write);
   if (!refused.ok()) {
     transaction.done(ErrorReply(transaction.request.id(), refused), Payload());
     return;
   }
-  StartOps(ops);
+  StartOps(write, false);
 }
 
 bool TransactionStream::TrySubmit(OrphanTransaction& transaction) {
-  Ops ops;
-  if (!Enqueue(transaction, &ops).ok()) return false;
-  StartOps(ops);
+  bool write = false;
+  if (!Enqueue(transaction, &write).ok()) return false;
+  StartOps(write, false);
   return true;
 }
 
 absl::Status TransactionStream::Enqueue(OrphanTransaction& transaction,
-                                        Ops* ops) {
+                                        bool* write) {
   absl::MutexLock lock(&mu_);
   if (!status_.ok()) return status_;
   if (closing_) return absl::UnavailableError("stream is closing");
   waiting_.push_back(std::move(transaction));
-  ops->write = AdmitAndFillLocked();
-  ops->read = ReadDueLocked();
+  *write = AdmitAndFillLocked();
   return absl::OkStatus();
 }
 
@@ -217,23 +216,15 @@ bool TransactionStream::FillLocked() {
 }
 
 void TransactionStream::OnFlush() {
-  Ops ops;
+  bool write;
+  bool writes_done;
   {
     absl::MutexLock lock(&mu_);
     flush_pending_ = false;
-    ops.write = FillLocked();
-    ops.read = ReadDueLocked();
-    ops.writes_done = WritesDoneDueLocked();
+    write = FillLocked();
+    writes_done = WritesDoneDueLocked();
   }
-  StartOps(ops);
-}
-
-bool TransactionStream::ReadDueLocked() {
-  if (reading_ || read_ended_ || !started_) return false;
-  if (table_.in_use() == 0 && !closing_) return false;
-  reading_ = true;
-  BeginOpLocked();
-  return true;
+  StartOps(write, writes_done);
 }
 
 bool TransactionStream::WritesDoneDueLocked() {
@@ -246,68 +237,67 @@ bool TransactionStream::WritesDoneDueLocked() {
   return true;
 }
 
-void TransactionStream::StartOps(const Ops& ops) {
-  // The write first: the flow-control update a read sends (see
-  // ReadDueLocked) then follows the request instead of delaying it.
-  if (ops.write) {
+void TransactionStream::StartOps(bool write, bool writes_done) {
+  if (write) {
     messages_written_.fetch_add(1, std::memory_order_relaxed);
     call_->Write(out_, CompletionLoop::Hand(&write_tag_));
   }
-  if (ops.read) {
-    reads_started_.fetch_add(1, std::memory_order_relaxed);
-    call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
-  }
-  if (ops.writes_done) {
+  if (writes_done) {
     call_->WritesDone(CompletionLoop::Hand(&writes_done_tag_));
   }
 }
 
 void TransactionStream::OnStarted(bool ok) {
-  Ops ops;
+  bool write = false;
+  bool writes_done = false;
   {
     absl::MutexLock lock(&mu_);
-    // Finish is asked for now, not once reading ends: it says when the
-    // call is over even while no read is in flight (see ReadDueLocked).
-    BeginOpLocked();
+    BeginOpLocked();  // the first read, or the Finish that says why not
     if (!ok) {
       read_ended_ = true;  // the call never started
     } else {
       started_ = true;
-      ops.write = AdmitAndFillLocked();
-      ops.read = ReadDueLocked();
+      write = AdmitAndFillLocked();
       // A Close() before the start waits for this.
-      ops.writes_done = WritesDoneDueLocked();
+      writes_done = WritesDoneDueLocked();
     }
   }
-  call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
-  StartOps(ops);
+  if (!ok) {
+    call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
+    return;
+  }
+  call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
+  StartOps(write, writes_done);
 }
 
 void TransactionStream::OnWriteDone(bool ok) {
-  Ops ops;
+  bool write = false;
+  bool writes_done = false;
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     out_.Clear();
-    // !ok: the stream is broken; the Finish asked for at the start
-    // completes and OnFinished fails what is left.
+    // !ok: the stream is broken; the read side ends too and OnFinished
+    // fails what is left.
     if (ok) {
-      ops.write = AdmitAndFillLocked();
-      ops.read = ReadDueLocked();
-      ops.writes_done = WritesDoneDueLocked();
+      write = AdmitAndFillLocked();
+      writes_done = WritesDoneDueLocked();
     }
   }
-  StartOps(ops);
+  StartOps(write, writes_done);
 }
 
 void TransactionStream::OnReadDone(bool ok) {
   if (!ok) {
     // No more replies: the call is over. Finish says how; no write may
     // start from now on.
-    absl::MutexLock lock(&mu_);
-    reading_ = false;
-    read_ended_ = true;
-    if (status_.ok()) status_ = absl::UnavailableError("stream ended");
+    {
+      absl::MutexLock lock(&mu_);
+      read_ended_ = true;
+      if (status_.ok()) status_ = absl::UnavailableError("stream ended");
+      BeginOpLocked();
+    }
+    call_->Finish(&final_status_, CompletionLoop::Hand(&finish_tag_));
     return;
   }
   messages_read_.fetch_add(1, std::memory_order_relaxed);
@@ -318,8 +308,7 @@ void TransactionStream::OnReadDone(bool ok) {
   };
   std::vector<Completed> completed;
   completed.reserve(in_.size());
-  Ops ops;
-  bool read;
+  bool write;
   {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < in_.size(); ++i) {
@@ -333,22 +322,13 @@ void TransactionStream::OnReadDone(bool ok) {
                            std::move(in_.data(i))});
       table_.Release(transaction);
     }
-    ops.write = AdmitAndFillLocked();
-    // in_ is free for the next read from here on, which another thread's
-    // Submit may start as soon as the lock is released.
-    in_.Clear();
-    reading_ = false;
-    read = ReadDueLocked();
+    write = AdmitAndFillLocked();
+    BeginOpLocked();  // the next read
   }
-  StartOps(ops);
-  // The replies before the next read: its flow-control update is not what
-  // the callbacks' callers wait for.
+  in_.Clear();
+  call_->Read(&in_, CompletionLoop::Hand(&read_tag_));
+  StartOps(write, false);
   for (Completed& c : completed) c.done(std::move(c.reply), std::move(c.data));
-  if (read) {
-    Ops next;
-    next.read = true;
-    StartOps(next);
-  }
 }
 
 void TransactionStream::OnFinished() {
@@ -398,18 +378,15 @@ void TransactionStream::OnFinished() {
 }
 
 void TransactionStream::Close(absl::Duration timeout) {
-  Ops ops;
+  bool writes_done = false;
   {
     absl::MutexLock lock(&mu_);
     if (!closing_) {
       closing_ = true;
-      // Read to the end, so that nothing the server still sends holds
-      // back the status.
-      ops.read = ReadDueLocked();
-      ops.writes_done = WritesDoneDueLocked();
+      writes_done = WritesDoneDueLocked();
     }
   }
-  StartOps(ops);
+  StartOps(false, writes_done);
   if (done_future_.wait_for(absl::ToChronoSeconds(timeout)) !=
       std::future_status::ready) {
     context_.TryCancel();

@@ -16,9 +16,7 @@
 // write asked for on a loop thread (a reply's callback submitting the next
 // request, a gateway forwarding what it read) is deferred until that loop
 // is idle (CompletionLoop::Defer), so it carries every request submitted
-// meanwhile; one asked for on another thread starts at once. A read is in
-// flight only while replies are due; the call's Finish, asked for at the
-// start, says when it ends even while none is.
+// meanwhile; one asked for on another thread starts at once.
 //
 // Thread-safe. Callbacks run on the loop thread (or inside Submit when the
 // stream is already broken) and must not block.
@@ -143,9 +141,6 @@ class TransactionStream {
   // so far.
   uint64_t messages_written() const { return messages_written_.load(); }
   uint64_t messages_read() const { return messages_read_.load(); }
-  // Reads started so far: one per message expected, none left in flight
-  // while nothing is (see ReadDueLocked).
-  uint64_t reads_started() const { return reads_started_.load(); }
 
  private:
   // What a tag on the completion queue stands for.
@@ -166,16 +161,9 @@ class TransactionStream {
   // the destructor.
   void EndOp();
 
-  // The operations to start once the lock is released, as decided under
-  // it (each already counted).
-  struct Ops {
-    bool write = false;
-    bool read = false;
-    bool writes_done = false;
-  };
   // Queues the transaction (moving from it) unless the stream
-  // refuses it; `ops` says what the caller must start.
-  absl::Status Enqueue(OrphanTransaction& transaction, Ops* ops);
+  // refuses it; `write` says whether the caller must start a write.
+  absl::Status Enqueue(OrphanTransaction& transaction, bool* write);
   // Admits waiting requests into free slots and, when a write may start,
   // fills out_ with the unsent ones. True: the caller must start the write
   // of out_ after releasing the lock (counted as an operation). On a loop
@@ -191,15 +179,8 @@ class TransactionStream {
   // True (once): the stream is closing and every request is written, so
   // the caller must send WritesDone after releasing the lock (counted).
   bool WritesDoneDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // True (once per read): a read must start, counted as an operation. A
-  // read is in flight only while replies are due (transactions in the
-  // table) or the stream is closing. gRPC sends a flow-control update each
-  // time a read starts after a message was read; a read started with the
-  // next write, not after every reply, spares an idle peer that wake-up.
-  bool ReadDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Starts the write of out_, the read and/or WritesDone, as decided under
-  // the lock.
-  void StartOps(const Ops& ops);
+  // Starts the write of out_ and/or WritesDone, as decided under the lock.
+  void StartOps(bool write, bool writes_done);
 
   const TransactionStreamOptions options_;
   CompletionLoop& loop_;
@@ -213,13 +194,10 @@ class TransactionStream {
   Tag finish_tag_{this, Op::kFinish};
   Tag flush_tag_{this, Op::kFlush};
   OutgoingRequests out_;  // owned by the write in flight
-  // Owned by the read in flight, then by OnReadDone until it clears it
-  // (under mu_, with reading_).
-  IncomingReplies in_;
+  IncomingReplies in_;    // owned by the read in flight
   std::atomic<uint64_t> late_replies_{0};
   std::atomic<uint64_t> messages_written_{0};
   std::atomic<uint64_t> messages_read_{0};
-  std::atomic<uint64_t> reads_started_{0};
 
   mutable absl::Mutex mu_;
   TransactionTable table_ ABSL_GUARDED_BY(mu_);
@@ -229,7 +207,6 @@ class TransactionStream {
   std::deque<uint64_t> unsent_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;        // a Read is in flight
   bool flush_pending_ ABSL_GUARDED_BY(mu_) = false;  // flush_tag_ deferred
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool writes_done_sent_ ABSL_GUARDED_BY(mu_) = false;

@@ -225,37 +225,6 @@ TEST_F(ExporterTest, RepliesCompletedOnABusyLoopShareOneMessage) {
   EXPECT_EQ(stream->messages_read(), read + 1);
 }
 
-// A client stream reads only while replies are due: after the reply to a
-// lone request no read is left in flight (gRPC would send the exporter a
-// flow-control update for it, and wake it, for nothing); the next request's
-// write starts the read for its reply.
-TEST_F(ExporterTest, AnIdleStreamHasNoReadInFlight) {
-  TestExporter exporter(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Channel(exporter.address()));
-  for (int i = 0; i < 10; ++i) {
-    ASSERT_EQ(stream->Call(ReadRequest(uint64_t(i) * 4096, 4096)).status(), 0);
-    EXPECT_EQ(stream->reads_started(), stream->messages_read())
-        << "after request " << i;
-  }
-  EXPECT_EQ(stream->messages_read(), 10u);
-}
-
-// ... and still learns at once that its exporter went away: the call's
-// Finish is asked for from the start, not once a read fails.
-TEST_F(ExporterTest, AnIdleStreamNoticesItsExporterGoing) {
-  auto exporter = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
-  auto stream = OpenStream(Channel(exporter->address()));
-  ASSERT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
-  ASSERT_FALSE(stream->broken());
-  exporter.reset();
-  for (int i = 0; i < 10000 && !stream->broken(); ++i) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  EXPECT_TRUE(stream->broken()) << "no request was sent, nothing was read";
-  EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(),
-            grpc::StatusCode::UNAVAILABLE);
-}
-
 TEST_F(ExporterTest, ManyTransactionsInFlightAllMatchTheirReplies) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   ExpectManyInFlightMatch(exporter);
