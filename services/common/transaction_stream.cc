@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 
 #include "services/common/status.h"
 
@@ -127,18 +128,27 @@ absl::Time TransactionStream::OldestSent() const {
 
 v1::Reply WaitForReply(const std::function<void(TransactionDone)>& submit,
                        Payload* data) {
-  std::promise<std::pair<v1::Reply, Payload>> promise;
-  auto future = promise.get_future();
-  submit([&promise](v1::Reply&& reply, Payload&& reply_data) {
-    promise.set_value({std::move(reply), std::move(reply_data)});
+  // The reply is handed over on this thread's stack. Not a std::promise:
+  // its set_value runs std::call_once, whose glibc implementation makes a
+  // futex system call every time, on top of the wake-up, and its shared
+  // state is a heap allocation; this is once per NBD request on nbdkit's
+  // threads. A notified Notification may be destroyed by its waiter at
+  // once, while Notify returns.
+  v1::Reply reply;
+  Payload reply_data;
+  absl::Notification replied;
+  submit([&](v1::Reply&& r, Payload&& d) {
+    reply = std::move(r);
+    reply_data = std::move(d);
+    replied.Notify();
   });
-  auto [reply, reply_data] = future.get();
+  replied.WaitForNotification();
   if (data != nullptr) {
     *data = std::move(reply_data);
   } else if (!reply_data.empty()) {
     reply.set_data(reply_data.ToString());
   }
-  return std::move(reply);
+  return reply;
 }
 
 std::unique_ptr<AsyncClientStream> PrepareTransactionStream(
