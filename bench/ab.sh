@@ -67,8 +67,7 @@ for config in "${configs[@]}"; do
     bin=${bins[$side]}
     start_config "$config" "$side-$config"
     uris[$side-$config]=$uri
-    fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
-      --size="$size" --output=/dev/null
+    fill_volume
   done
 done
 

@@ -63,8 +63,7 @@ for role in "${roles[@]}"; do
   wrap=(valgrind --tool=callgrind "--callgrind-out-file=$out/cg.%p" --dump-instr=no)
   start_config dst-1 "$role"
   pid=$(awk -v r="$wrap_role" '$1 == r {print $2}' "$work/$role/pids")
-  fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
-    --size="$size" --output=/dev/null
+  fill_volume
   for rw in randread randwrite; do
     callgrind_control --zero "$pid" >/dev/null 2>&1
     fio --name=count --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" \

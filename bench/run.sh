@@ -77,8 +77,7 @@ for config in "${configs[@]}"; do
   start_config "$config"
   uris[$config]=$uri
   # Fill the volume first, so that reads read data.
-  fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
-    --size="$size" --output=/dev/null
+  fill_volume
 done
 for workload in "${workloads[@]}"; do
   set -- $workload

@@ -1,6 +1,6 @@
 # The stacks the benchmarks measure, started on tmpfs: sourced by run.sh,
-# ab.sh and instructions.sh, which set $size, $bin, $exporter_flags and
-# $nbdkit_flags first.
+# ab.sh, instructions.sh and syscalls.sh, which set $size, $bin,
+# $exporter_flags and $nbdkit_flags first.
 # Also the workloads both run (name, then fio's flags).
 # Everything started is stopped, and $work removed, when the script exits.
 work=$(mktemp -d /dev/shm/dst-bench-XXXXXX)  # tmpfs
@@ -87,6 +87,13 @@ start_config() {
   esac
   wait_socket "$dir/nbd.sock"
   uri="nbd+unix:///?socket=$dir/nbd.sock"
+}
+
+# fill_volume: writes the whole of the export at $uri ($size bytes), so that
+# reads find data and no write is the first to touch its pages.
+fill_volume() {
+  fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
+    --size="$size" --output=/dev/null
 }
 
 # cpu_ticks PIDFILE: "role ticks" of each process (utime + stime).

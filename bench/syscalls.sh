@@ -60,8 +60,7 @@ for call in futex sendmsg recvmsg sendto recvfrom read write epoll_wait poll \
   events+=",syscalls:sys_enter_$call"
 done
 start_config "$config"
-fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
-  --size="$size" --output=/dev/null
+fill_volume
 fio --name=count --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" \
   --iodepth="$iodepth" --size="$size" --time_based --runtime=6 \
   --output-format=json --output="$work/fio.json" &
