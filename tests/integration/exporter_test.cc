@@ -196,6 +196,8 @@ TEST_F(ExporterTest, RequestsSubmittedOnABusyLoopShareOneMessage) {
 // is behind go out in one message. Its loop is held in a read of another
 // stream (inline I/O on a stalled "memory") while this stream's requests
 // arrive in one message; once released, that message is ready at once.
+// The requests are sent only once the loop is held: the two streams'
+// messages may reach the exporter in either order.
 TEST_F(ExporterTest, RepliesCompletedOnABusyLoopShareOneMessage) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   exporter.storage().acts_in_memory = true;
@@ -210,6 +212,7 @@ TEST_F(ExporterTest, RepliesCompletedOnABusyLoopShareOneMessage) {
   holder->Submit(ReadRequest(0, 4096), [&held_reply](v1::Reply&& r, Payload&&) {
     held_reply.set_value(r.status());
   });
+  exporter.storage().AwaitWaiting(1);
   std::vector<std::promise<int>> replies(20);
   SubmitReadsOnBusyLoop(stream.get(), &replies);
   for (int i = 0; i < 5000 && stream->messages_written() == written; ++i) {

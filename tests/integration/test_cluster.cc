@@ -41,10 +41,21 @@ void FaultyStorage::Release() {
   held_ = false;
 }
 
+void FaultyStorage::AwaitWaiting(int n) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return waiting_ >= n;
+  };
+  mu_.Await(absl::Condition(&enough));
+}
+
 void FaultyStorage::WaitWhileHeld() {
   absl::MutexLock lock(&mu_);
+  if (!held_) return;
+  ++waiting_;
   mu_.Await(absl::Condition(
       +[](bool* held) { return !*held; }, &held_));
+  --waiting_;
 }
 
 absl::Status FaultyStorage::Read(uint64_t offset, size_t length, char* out) {

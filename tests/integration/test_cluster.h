@@ -47,6 +47,8 @@ class FaultyStorage : public Storage {
   // While held, every operation waits (a stalled disk).
   void Hold();
   void Release();
+  // Waits until `n` operations are waiting in a hold.
+  void AwaitWaiting(int n);
 
   uint64_t size() const override { return inner_->size(); }
   bool can_trim() const override { return inner_->can_trim(); }
@@ -63,6 +65,7 @@ class FaultyStorage : public Storage {
   std::unique_ptr<Storage> inner_;
   absl::Mutex mu_;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;  // operations stalled by the hold
 };
 
 class TestExporter {
