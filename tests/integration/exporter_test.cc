@@ -212,7 +212,8 @@ TEST_F(ExporterTest, RepliesCompletedOnABusyLoopShareOneMessage) {
   holder->Submit(ReadRequest(0, 4096), [&held_reply](v1::Reply&& r, Payload&&) {
     held_reply.set_value(r.status());
   });
-  exporter.storage().AwaitWaiting(1);
+  ASSERT_TRUE(exporter.storage().AwaitWaiting(1))
+      << "the holder's read never reached the exporter's storage";
   std::vector<std::promise<int>> replies(20);
   SubmitReadsOnBusyLoop(stream.get(), &replies);
   for (int i = 0; i < 5000 && stream->messages_written() == written; ++i) {

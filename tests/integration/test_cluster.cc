@@ -41,12 +41,12 @@ void FaultyStorage::Release() {
   held_ = false;
 }
 
-void FaultyStorage::AwaitWaiting(int n) {
+bool FaultyStorage::AwaitWaiting(int n, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return waiting_ >= n;
   };
-  mu_.Await(absl::Condition(&enough));
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
 }
 
 void FaultyStorage::WaitWhileHeld() {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 #include "dst/v1/config.pb.h"
 #include "services/common/server.h"
@@ -47,8 +48,9 @@ class FaultyStorage : public Storage {
   // While held, every operation waits (a stalled disk).
   void Hold();
   void Release();
-  // Waits until `n` operations are waiting in a hold.
-  void AwaitWaiting(int n);
+  // Waits until `n` operations are waiting in a hold; false if they are
+  // not within `timeout`.
+  bool AwaitWaiting(int n, absl::Duration timeout = absl::Seconds(10));
 
   uint64_t size() const override { return inner_->size(); }
   bool can_trim() const override { return inner_->can_trim(); }
