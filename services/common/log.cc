@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -14,6 +15,11 @@ namespace dst {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+
+std::function<void(LogLevel, absl::string_view)>& Sink() {
+  static auto* sink = new std::function<void(LogLevel, absl::string_view)>;
+  return *sink;
+}
 
 const char* LevelName(LogLevel level) {
   switch (level) {
@@ -48,7 +54,15 @@ bool ParseLogLevel(absl::string_view text, LogLevel* level) {
 
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level; }
 
+void SetLogSink(std::function<void(LogLevel, absl::string_view)> sink) {
+  Sink() = std::move(sink);
+}
+
 void LogLine(LogLevel level, absl::string_view line) {
+  if (Sink()) {
+    Sink()(level, line);
+    return;
+  }
   std::string out =
       absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
                                     absl::UTCTimeZone()),

@@ -4,6 +4,7 @@
 #ifndef DST_SERVICES_COMMON_LOG_H_
 #define DST_SERVICES_COMMON_LOG_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/strings/str_format.h"
@@ -18,6 +19,10 @@ void SetLogLevel(LogLevel level);
 bool ParseLogLevel(absl::string_view text, LogLevel* level);
 bool LogEnabled(LogLevel level);
 void LogLine(LogLevel level, absl::string_view line);
+// Sends every line to `sink` instead of stderr (null: stderr again). For a
+// single-threaded test that keeps the engine's lines in its own trace (the
+// crash simulation); set before any thread logs.
+void SetLogSink(std::function<void(LogLevel, absl::string_view)> sink);
 
 template <typename... Args>
 void Log(LogLevel level, const absl::FormatSpec<Args...>& format,

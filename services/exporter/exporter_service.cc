@@ -19,13 +19,9 @@ namespace dst {
 // (or right there when RunsInline says so).
 class ExporterService::Handler : public StreamHandler {
  public:
-  Handler(ExporterService* service, bool read_only, uint64_t epoch, Peer peer,
+  Handler(ExporterService* service, StreamGrant grant,
           std::unique_ptr<ClientLimiter::Slot> slot)
-      : service_(service),
-        read_only_(read_only),
-        epoch_(epoch),
-        peer_(std::move(peer)),
-        slot_(std::move(slot)) {}
+      : service_(service), grant_(std::move(grant)), slot_(std::move(slot)) {}
 
   void Handle(v1::Request&& request, Payload data, Done reply_done) override {
     // Every reply is counted and timed on its way out.
@@ -37,17 +33,7 @@ class ExporterService::Handler : public StreamHandler {
                       absl::Now() - start);
       reply_done(std::move(reply), std::move(reply_data));
     };
-    absl::Status status =
-        ValidateRequest(request, data.size(), service_->geometry_, read_only_);
-    // The ACL, on every request: a reload (SIGHUP) applies to open streams.
-    if (status.ok() && request.op() != v1::OP_PING) {
-      const Access access = service_->AccessOf(peer_);
-      if (access == Access::kNone ||
-          (access == Access::kRead && IsModifying(request.op()))) {
-        status = service_->RefusedPeer(
-            peer_, access, IsModifying(request.op()) ? "write" : "read");
-      }
-    }
+    absl::Status status = service_->Check(grant_, request, data.size());
     if (!status.ok()) {
       DST_LOG(Debug, "exporter: refused %s: %s", v1::Op_Name(request.op()),
               status.ToString());
@@ -57,16 +43,6 @@ class ExporterService::Handler : public StreamHandler {
     if (request.op() == v1::OP_PING) {
       done(v1::Reply(), Payload());
       return;
-    }
-    // Fencing is checked per request: a newer claim stops open streams too.
-    if (IsModifying(request.op()) && service_->options_.metadata != nullptr) {
-      status = service_->options_.metadata->CheckWriter(epoch_);
-      if (!status.ok()) {
-        DST_LOG(Debug, "exporter: refused %s: %s", v1::Op_Name(request.op()),
-                status.message());
-        done(ErrorReply(request.id(), status), Payload());
-        return;
-      }
     }
     const bool on_pool = !service_->RunsInline(request);
     auto execute = [service = service_, request = std::move(request),
@@ -90,11 +66,29 @@ class ExporterService::Handler : public StreamHandler {
 
  private:
   ExporterService* const service_;
-  const bool read_only_;
-  const uint64_t epoch_;  // the stream's "dst-epoch" (0: none)
-  const Peer peer_;
+  const StreamGrant grant_;
   const std::unique_ptr<ClientLimiter::Slot> slot_;  // the client's stream
 };
+
+absl::Status ExporterService::Check(const StreamGrant& grant,
+                                    const v1::Request& request,
+                                    size_t data_size) {
+  RETURN_IF_ERROR(
+      ValidateRequest(request, data_size, geometry_, grant.read_only));
+  if (request.op() == v1::OP_PING) return absl::OkStatus();
+  // The ACL, on every request: a reload (SIGHUP) applies to open streams.
+  const Access access = AccessOf(grant.peer);
+  if (access == Access::kNone ||
+      (access == Access::kRead && IsModifying(request.op()))) {
+    return RefusedPeer(grant.peer, access,
+                       IsModifying(request.op()) ? "write" : "read");
+  }
+  // Fencing is checked per request: a newer claim stops open streams too.
+  if (IsModifying(request.op()) && options_.metadata != nullptr) {
+    RETURN_IF_ERROR(options_.metadata->CheckWriter(grant.epoch));
+  }
+  return absl::OkStatus();
+}
 
 bool ExporterService::RunsInline(const v1::Request& request) const {
   if (pool_ == nullptr) return true;  // --io-threads=0
@@ -241,8 +235,9 @@ StreamStart ExporterService::Admit(grpc::ServerContext* context) {
       limiter_->Acquire(peer);
   if (!slot.ok()) return RejectStream(ToGrpcStatus(slot.status()));
   return ServeStream(
-      std::make_unique<Handler>(this, read_only, epoch, std::move(peer),
-                                *std::move(slot)),
+      std::make_unique<Handler>(
+          this, StreamGrant{read_only, epoch, std::move(peer)},
+          *std::move(slot)),
       options_.stream);
 }
 

@@ -99,7 +99,18 @@ class ExporterService final : public v1::Exporter::AsyncService,
   grpc::Status Claim(grpc::ServerContext* context,
                      const v1::ClaimRequest& request, v1::ClaimReply* reply);
 
-  // Executes a validated request on the storage (blocking). Public for tests.
+  // What a stream was granted when it opened.
+  struct StreamGrant {
+    bool read_only = false;
+    uint64_t epoch = 0;  // its "dst-epoch" (0: none)
+    Peer peer;
+  };
+  // Checks a request as its stream reads it: validation, the ACL and
+  // fencing. Public for the crash simulation, which delivers requests
+  // without a server.
+  absl::Status Check(const StreamGrant& grant, const v1::Request& request,
+                     size_t data_size);
+  // Executes a checked request on the storage (blocking). Public for tests.
   // `data` is the request's; a read's bytes go to `*reply_data`.
   v1::Reply Execute(const v1::Request& request, const Payload& data,
                     Payload* reply_data);

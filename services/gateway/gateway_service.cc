@@ -8,6 +8,7 @@
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
 #include "services/common/status.h"
+#include "services/common/transaction_stream.h"
 
 namespace dst {
 

@@ -4,7 +4,8 @@
 // changed) and replaying unanswered transactions in order after a broken
 // stream or a timeout.
 //
-// Thread-safe.
+// Thread-safe. Callbacks run on the session's thread (`on_change`, the
+// Admission) and on the process's completion loop (transactions, pings).
 #ifndef DST_SERVICES_GATEWAY_REPLICA_H_
 #define DST_SERVICES_GATEWAY_REPLICA_H_
 
@@ -20,6 +21,7 @@
 #include "dst/v1/gateway.pb.h"
 #include "services/common/tls.h"
 #include "services/common/transaction_session.h"
+#include "services/gateway/replica_handle.h"
 
 namespace dst {
 
@@ -39,51 +41,39 @@ struct ReplicaOptions {
   TransactionSessionOptions session;  // timeouts, resends, suspend time
 };
 
-class Replica {
+class Replica final : public ReplicaHandle {
  public:
-  // Decides, after each negotiation, whether the exporter may carry the
-  // volume's transactions (same data history, not fenced), claiming its
-  // epoch first. Returns the epoch to present on the stream ("dst-epoch";
-  // 0: none) or why the replica is refused (retried after the backoff).
-  using Admission =
-      std::function<absl::StatusOr<uint64_t>(const v1::NegotiateReply&)>;
-
   explicit Replica(const ReplicaOptions& options);
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
+  ~Replica() override;
 
-  // Starts connecting in the background. `on_change` runs (on the
-  // session's thread) whenever the replica connects or loses its stream.
-  void Start(std::function<void()> on_change, Admission admission = nullptr);
-  ~Replica();
-  // Stops the session's thread: neither `on_change` nor a Ping's `done` is
-  // called after this (a ping in flight is answered into the void).
-  void Stop();
-  // Stop(), then closes the session: every transaction still pending is
-  // answered or failed, its `done` called, before this returns.
-  void Close();
+  // The stream presents the Admission's epoch as "dst-epoch".
+  void Start(std::function<void()> on_change, Admission admission) override;
+  // A ping in flight at Stop is answered into the void.
+  void Stop() override;
+  void Close() override;
 
-  // Sends `request` with its data; it waits for a connection up to the
-  // suspend time.
-  void Submit(v1::Request request, TransactionDone done, Payload data = {}) {
+  void Submit(v1::Request request, TransactionDone done,
+              Payload data = {}) override {
     session_.Submit(std::move(request), std::move(done), std::move(data));
   }
+  // A unary call on the channel of the last negotiation.
+  absl::StatusOr<v1::ReplicaMetadata> Claim(
+      const v1::ClaimRequest& request) override;
+  // On the exporter's channel; `done` gets the round trip (not called once
+  // Stop has begun).
+  void Ping(std::function<void(absl::Duration)> done) override;
 
-  // A unary Claim on the exporter (fencing epoch, generations), on the
-  // channel of the last negotiation.
-  absl::StatusOr<v1::ReplicaMetadata> Claim(const v1::ClaimRequest& request);
-
-  // An asynchronous Ping on the exporter's channel; `done` gets the round
-  // trip, on the process's completion loop (not called when the ping fails
-  // or once Stop has begun).
-  void Ping(std::function<void(absl::Duration)> done);
-
-  bool connected() const { return session_.connected(); }
+  bool connected() const override { return session_.connected(); }
+  size_t pending() const override { return session_.pending(); }
+  SessionCounters counters() const override {
+    return {session_.resends(), session_.timeouts(), session_.reconnects()};
+  }
+  v1::ReplicaStatus Status() const override;
+  const std::string& address() const override { return options_.address; }
   // The geometry of the first successful negotiation (size 0 before).
   v1::Geometry geometry() const;
-  v1::ReplicaStatus Status() const;
-  const std::string& address() const { return options_.address; }
-  const TransactionSession& session() const { return session_; }
 
  private:
   absl::StatusOr<std::unique_ptr<TransactionStream>> Connect(

@@ -2,7 +2,6 @@
 // generations, fencing and lease: see volume.h.
 #include "services/gateway/volume.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -13,19 +12,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 
-#include "services/common/atomic_file.h"
 #include "services/common/checksum.h"
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
 #include "services/common/status.h"
 #include "services/common/transaction_stream.h"
+#include "services/gateway/replica.h"
 
 namespace dst {
 
 namespace {
 
 constexpr size_t kGenerationHistory = 16;
-constexpr absl::Duration kTick = absl::Milliseconds(10);
 constexpr absl::Duration kWorkTick = absl::Milliseconds(50);
 constexpr absl::Duration kLazySave = absl::Seconds(1);
 constexpr absl::Duration kCopyRetry = absl::Milliseconds(500);
@@ -53,7 +51,7 @@ std::string Hex(uint64_t g) { return absl::StrCat(absl::Hex(g)); }
 
 // One replica and what the volume knows about it.
 struct Volume::Slot {
-  std::unique_ptr<Replica> replica;
+  std::unique_ptr<ReplicaHandle> replica;
   Sync sync = Sync::kUnknown;
   bool admitted = false;              // negotiated and accepted this run
   std::vector<uint64_t> generations;  // the exporter's, as last known
@@ -123,10 +121,14 @@ struct Volume::ReadOp {
 };
 
 Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
-               std::vector<std::unique_ptr<Replica>> replicas,
+               std::vector<std::unique_ptr<ReplicaHandle>> replicas,
                prometheus::Registry& registry)
     : config_(config),
       options_(options),
+      timers_((options.schedulers ? options.schedulers : TimerThreads())(
+          "timers")),
+      worker_((options.schedulers ? options.schedulers : TimerThreads())(
+          "worker")),
       op_metrics_(registry, "dst_gateway", {{"volume", config.name()}}),
       in_flight_gauge_(
           prometheus::BuildGauge()
@@ -231,16 +233,12 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
 
 Volume::~Volume() {
   Close();
-  writer_.reset();  // writes what is pending
+  store_.reset();  // writes what is pending
 }
 
 void Volume::Close() {
-  {
-    absl::MutexLock lock(&timer_mu_);
-    stopping_ = true;
-  }
-  if (monitor_.joinable()) monitor_.join();
-  if (worker_.joinable()) worker_.join();
+  timers_->Shutdown();
+  worker_->Shutdown();
   for (const auto& slot : slots_) slot->replica->Stop();
   // While the volume is whole: the transactions still pending call back
   // into it (range locks, metrics, the state file) as they end.
@@ -253,13 +251,19 @@ absl::Status Volume::Init() {
     return absl::InvalidArgumentError(
         absl::StrCat("volume ", config_.name(), ": a mirror needs state_dir"));
   }
-  const std::string path =
-      absl::StrCat(options_.state_dir, "/", config_.name(), ".state");
-  absl::StatusOr<std::string> contents = ReadWholeFile(path);
+  if (options_.open_state_store) {
+    ASSIGN_OR_RETURN(store_, options_.open_state_store(config_.name()));
+  } else {
+    ASSIGN_OR_RETURN(store_, OpenFileStateStore(absl::StrCat(
+                                 options_.state_dir, "/", config_.name(),
+                                 ".state")));
+  }
+  const std::string& path = store_->name();
+  absl::StatusOr<v1::VolumeState> loaded = store_->Load();
   absl::MutexLock lock(&mu_);
-  if (contents.ok()) {
-    v1::VolumeState state;
-    if (!state.ParseFromString(*contents) || state.volume() != config_.name()) {
+  if (loaded.ok()) {
+    const v1::VolumeState& state = *loaded;
+    if (state.volume() != config_.name()) {
       return absl::DataLossError(absl::StrCat(
           path, ": not the state file of volume ", config_.name(),
           " (refusing to start rather than forget which replica is stale)"));
@@ -298,22 +302,19 @@ absl::Status Volume::Init() {
     DST_LOG(Info, "gateway: volume %s: loaded %s (generation %s)",
             config_.name(), path,
             generations_.empty() ? "none" : Hex(generations_[0]));
-  } else if (!absl::IsNotFound(contents.status())) {
-    return contents.status();
+  } else if (!absl::IsNotFound(loaded.status())) {
+    if (absl::IsDataLoss(loaded.status())) {
+      return absl::DataLossError(absl::StrCat(
+          loaded.status().message(),
+          " (refusing to start rather than forget which replica is stale)"));
+    }
+    return loaded.status();
   }
-  // Fail now, not at the first degraded write, if the directory is unusable.
-  if (absl::Status s = WriteFileAtomically(path + ".probe", ""); !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("state_dir ", options_.state_dir, ": ", s.message()));
-  }
-  ::unlink((path + ".probe").c_str());
-  writer_ = std::make_unique<StateWriter>(path);
   return absl::OkStatus();
 }
 
 void Volume::Start() {
-  monitor_ = std::thread([this] { Monitor(); });
-  worker_ = std::thread([this] { Work(); });
+  worker_->After(kWorkTick, [this] { Work(/*periodic=*/true); });
   for (size_t i = 0; i < slots_.size(); ++i) {
     slots_[i]->replica->Start(
         [this, i] { OnReplicaChange(i); },
@@ -325,10 +326,16 @@ void Volume::Save() {
   absl::Notification saved;
   {
     absl::MutexLock lock(&mu_);
-    if (writer_ == nullptr || !decided_) return;
+    if (store_ == nullptr || !decided_) return;
     PersistLocked([&saved](const absl::Status&) { saved.Notify(); });
   }
   saved.WaitForNotification();
+}
+
+void Volume::SaveThen(std::function<void(const absl::Status&)> then) {
+  absl::MutexLock lock(&mu_);
+  if (store_ == nullptr || !decided_) return;
+  PersistLocked(std::move(then));
 }
 
 void Volume::OnReplicaChange(size_t index) {
@@ -662,8 +669,8 @@ v1::VolumeState Volume::SnapshotLocked() const {
 
 void Volume::PersistLocked(std::function<void(const absl::Status&)> then) {
   save_later_ = false;
-  saved_at_ = absl::Now();
-  writer_->Write(SnapshotLocked(), std::move(then));
+  saved_at_ = Now();
+  store_->Write(SnapshotLocked(), std::move(then));
 }
 
 // --- lease --------------------------------------------------------------
@@ -696,7 +703,7 @@ absl::StatusOr<v1::Geometry> Volume::Open(bool read_only,
     return absl::InvalidArgumentError(
         "a read-write open needs a lease token (OpenRequest.lease_token)");
   }
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   if (!lease_token_.empty() && lease_token_ != lease_token &&
       (lease_streams_ > 0 || now < lease_expiry_)) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -733,7 +740,7 @@ void Volume::DetachWriter() {
   absl::MutexLock lock(&mu_);
   if (--lease_streams_ == 0) {
     lease_expiry_ =
-        absl::Now() + absl::Milliseconds(config_.lease_timeout_ms());
+        Now() + absl::Milliseconds(config_.lease_timeout_ms());
   }
 }
 
@@ -875,7 +882,7 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
           });
   }
   Slot* slot = slots_[k].get();
-  Replica* replica = slot->replica.get();
+  ReplicaHandle* replica = slot->replica.get();
   replica->Submit(op->request, [this, op, slot, replica](v1::Reply&& reply,
                                                          Payload&& data) {
     const v1::ChecksumAlgorithm algorithm = op->request.checksum_algorithm();
@@ -994,7 +1001,7 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   // Every target shares the data: a mirrored write is not copied here.
   const Payload data = std::move(fanout->data);
   for (size_t t = 0; t < fanout->targets.size(); ++t) {
-    Replica* replica = slots_[fanout->targets[t].slot]->replica.get();
+    ReplicaHandle* replica = slots_[fanout->targets[t].slot]->replica.get();
     replica->Submit(
         request,
         [this, fanout, t](v1::Reply&& reply, Payload&&) {
@@ -1156,61 +1163,39 @@ void Volume::FinishFanout(const std::shared_ptr<Fanout>& fanout) {
 // --- monitor: timers, resync, generations ---------------------------------
 
 void Volume::After(absl::Duration delay, std::function<void()> fn) {
-  absl::MutexLock lock(&timer_mu_);
-  timers_.push(Timer{absl::Now() + delay, timer_seq_++, std::move(fn)});
-}
-
-void Volume::Monitor() {
-  for (;;) {
-    std::vector<std::function<void()>> due;
-    {
-      absl::MutexLock lock(&timer_mu_);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_) {
-        return stopping_;
-      };
-      timer_mu_.AwaitWithTimeout(absl::Condition(&stop), kTick);
-      if (stopping_) return;
-      const absl::Time now = absl::Now();
-      while (!timers_.empty() && timers_.top().when <= now) {
-        due.push_back(timers_.top().fn);
-        timers_.pop();
-      }
-    }
-    for (auto& fn : due) fn();
-  }
+  timers_->After(delay, std::move(fn));
 }
 
 void Volume::KickWorker() {
-  absl::MutexLock lock(&timer_mu_);
-  kicked_ = true;
+  {
+    absl::MutexLock lock(&work_mu_);
+    if (kicked_) return;  // one queued run does it
+    kicked_ = true;
+  }
+  worker_->After(absl::ZeroDuration(), [this] { Work(/*periodic=*/false); });
 }
 
-void Volume::Work() {
-  for (;;) {
-    {
-      absl::MutexLock lock(&timer_mu_);
-      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_) {
-        return stopping_ || kicked_;
-      };
-      timer_mu_.AwaitWithTimeout(absl::Condition(&woken), kWorkTick);
-      if (stopping_) return;
-      kicked_ = false;
-    }
-    UpdateMetrics();
-    if (!mirror()) continue;
-    PushGenerations();
-    DriveResync(/*promote=*/true);
-    absl::MutexLock lock(&mu_);
-    if (save_later_ && decided_ && absl::Now() - saved_at_ > kLazySave) {
-      PersistLocked(nullptr);
-    }
+void Volume::Work(bool periodic) {
+  if (periodic) {
+    worker_->After(kWorkTick, [this] { Work(/*periodic=*/true); });
+  } else {
+    absl::MutexLock lock(&work_mu_);
+    kicked_ = false;
+  }
+  UpdateMetrics();
+  if (!mirror()) return;
+  PushGenerations();
+  DriveResync(/*promote=*/true);
+  absl::MutexLock lock(&mu_);
+  if (save_later_ && decided_ && Now() - saved_at_ > kLazySave) {
+    PersistLocked(nullptr);
   }
 }
 
 void Volume::UpdateMetrics() {
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   for (const auto& slot : slots_) {
-    const TransactionSession& session = slot->replica->session();
+    const SessionCounters counters = slot->replica->counters();
     auto forward = [](uint64_t now_value, uint64_t& seen,
                       prometheus::Counter* counter) {
       if (now_value > seen) {
@@ -1218,10 +1203,10 @@ void Volume::UpdateMetrics() {
         seen = now_value;
       }
     };
-    forward(session.resends(), slot->seen_resends, slot->resends);
-    forward(session.timeouts(), slot->seen_timeouts, slot->timeouts);
-    forward(session.reconnects(), slot->seen_reconnects, slot->reconnects);
-    slot->in_flight->Set(static_cast<double>(session.pending()));
+    forward(counters.resends, slot->seen_resends, slot->resends);
+    forward(counters.timeouts, slot->seen_timeouts, slot->timeouts);
+    forward(counters.reconnects, slot->seen_reconnects, slot->reconnects);
+    slot->in_flight->Set(static_cast<double>(slot->replica->pending()));
     if (now >= slot->next_ping && slot->replica->connected()) {
       slot->next_ping = now + kPingInterval;
       prometheus::Histogram* histogram = slot->ping;
@@ -1283,7 +1268,7 @@ void Volume::DriveResync(bool promote) {
       }
     }
     if (source == slots_.size()) return;
-    const absl::Time now = absl::Now();
+    const absl::Time now = Now();
     for (size_t i = 0; i < slots_.size(); ++i) {
       Slot& slot = *slots_[i];
       if (slot.sync != Sync::kOutOfSync || !slot.admitted ||
@@ -1293,7 +1278,7 @@ void Volume::DriveResync(bool promote) {
       // Transactions sent before it left the set must be over first: a late
       // one could land after the copy of its region.
       if (!slot.resync_ready) {
-        if (slot.replica->session().pending() != 0) continue;
+        if (slot.replica->pending() != 0) continue;
         slot.resync_ready = true;
       }
       if (slot.dirty.count() == 0) {
@@ -1434,7 +1419,7 @@ void Volume::EndCopy(size_t target, uint64_t region, bool ok) {
     Slot& slot = *slots_[target];
     slot.copying.erase(region);
     if (!ok) {
-      slot.next_copy = absl::Now() + kCopyRetry;
+      slot.next_copy = Now() + kCopyRetry;
       return;
     }
     slot.dirty.Clear(region);
@@ -1464,7 +1449,7 @@ void Volume::Promote(size_t target) {
       if (absl::IsAborted(claimed.status())) {
         FenceLocked(std::string(claimed.status().message()));
       }
-      slot.next_copy = absl::Now() + kCopyRetry;
+      slot.next_copy = Now() + kCopyRetry;
       return;
     }
   }
@@ -1487,7 +1472,7 @@ void Volume::Promote(size_t target) {
           "of %d dirty bytes in %s)",
           config_.name(), slot.replica->address(),
           slot.copied - slot.copied_before, slot.resync_total,
-          absl::FormatDuration(absl::Now() - slot.resync_started));
+          absl::FormatDuration(Now() - slot.resync_started));
   slot.resync_total = 0;
   PersistLocked(nullptr);
 }
@@ -1533,7 +1518,7 @@ v1::VolumeStatus Volume::Status() const {
   status.set_generation(generations_.empty() ? 0 : generations_[0]);
   status.set_epoch(epoch_);
   if (!lease_token_.empty() &&
-      (lease_streams_ > 0 || absl::Now() < lease_expiry_)) {
+      (lease_streams_ > 0 || Now() < lease_expiry_)) {
     status.set_lease_holder(lease_client_);
   }
   status.set_resync_rate_bytes(resync_rate_);
@@ -1724,7 +1709,7 @@ std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
                                    const VolumeOptions& options,
                                    int max_message_bytes,
                                    prometheus::Registry& registry) {
-  std::vector<std::unique_ptr<Replica>> replicas;
+  std::vector<std::unique_ptr<ReplicaHandle>> replicas;
   for (const v1::ReplicaConfig& replica : config.replicas()) {
     ReplicaOptions r;
     r.address = replica.address();

@@ -41,9 +41,7 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <queue>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -53,11 +51,13 @@
 #include "dst/v1/config.pb.h"
 #include "dst/v1/gateway.pb.h"
 #include "services/common/metrics.h"
+#include "services/common/scheduler.h"
+#include "services/common/tls.h"
 #include "services/common/transaction_table.h"
 #include "services/gateway/range_serializer.h"
 #include "services/gateway/region_bitmap.h"
-#include "services/gateway/replica.h"
-#include "services/gateway/state_writer.h"
+#include "services/gateway/replica_handle.h"
+#include "services/gateway/state_store.h"
 
 namespace dst {
 
@@ -71,6 +71,14 @@ struct VolumeOptions {
   std::string state_dir;
   // TLS to the exporters (null: plaintext).
   std::shared_ptr<Tls> tls;
+  // Where a mirror's state is kept. Default: a FileStateStore in state_dir.
+  std::function<absl::StatusOr<std::unique_ptr<StateStore>>(
+      const std::string& volume)>
+      open_state_store;
+  // The volume's clock and schedulers: "timers" (lag limits, hedged reads)
+  // and "worker" (resync, generation pushes, lazy saves; it may block on an
+  // exporter). Default: a TimerThread each.
+  SchedulerFactory schedulers;
 };
 
 class Volume {
@@ -78,7 +86,7 @@ class Volume {
   // Metrics go to `registry` as dst_gateway_* with {volume="NAME"}. For a
   // mirror, Init() loads the state file.
   Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
-         std::vector<std::unique_ptr<Replica>> replicas,
+         std::vector<std::unique_ptr<ReplicaHandle>> replicas,
          prometheus::Registry& registry);
   // Close(), then writes what is pending to the state file.
   ~Volume();
@@ -91,6 +99,10 @@ class Volume {
   void Start();
   // Writes the mirror state now and waits for it (at exit).
   void Save();
+  // Writes the mirror state now; `then` (if any) runs once it is durable or
+  // failed to be, on the store's thread (not at all for a plain volume or
+  // one not yet decided).
+  void SaveThen(std::function<void(const absl::Status&)> then);
   // Stops the monitor and worker threads and closes every replica's
   // session: each transaction still in flight is answered (or fails) and
   // its caller's `done` has run when this returns. Submissions after it
@@ -134,7 +146,7 @@ class Volume {
   enum class Sync { kUnknown, kInSync, kOutOfSync };
 
   bool mirror() const { return slots_.size() > 1; }
-  // Admission of replica `index` after a negotiation (Replica::Admission).
+  // Admission of replica `index` after a negotiation (ReplicaHandle's).
   absl::StatusOr<uint64_t> Admit(size_t index, const v1::NegotiateReply& reply);
   void OnReplicaChange(size_t index);
   void FenceLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -168,12 +180,12 @@ class Volume {
                      v1::Reply&& reply);
   void FinishFanout(const std::shared_ptr<Fanout>& fanout);
 
-  // The monitor thread runs timers (lag limits, hedged reads); the worker
-  // thread drives resync, generation pushes and lazy saves (it may block on
-  // an exporter).
-  void Monitor();
-  void Work();
+  absl::Time Now() const { return timers_->Now(); }
+  // Timers (lag limits, hedged reads) run on `timers_`; resync, generation
+  // pushes and lazy saves on `worker_` (they may block on an exporter),
+  // every kWorkTick and when kicked.
   void After(absl::Duration delay, std::function<void()> fn);
+  void Work(bool periodic);
   // Starts region copies; promotes finished replicas (blocking: an RPC to
   // the exporter) only when `promote`, else leaves that to the worker.
   void DriveResync(bool promote);
@@ -188,9 +200,11 @@ class Volume {
 
   const v1::VolumeConfig config_;
   const VolumeOptions options_;
+  const std::unique_ptr<Scheduler> timers_;
+  const std::unique_ptr<Scheduler> worker_;
   v1::ChecksumAlgorithm checksum_;  // the volume's own (config "checksum")
   std::vector<std::unique_ptr<Slot>> slots_;
-  std::unique_ptr<StateWriter> writer_;  // mirrors only
+  std::unique_ptr<StateStore> store_;  // mirrors only
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};
@@ -202,22 +216,8 @@ class Volume {
   prometheus::Counter& hedged_reads_counter_;
   std::vector<prometheus::Gauge*> state_gauges_;  // by kVolumeStates
 
-  struct Timer {
-    absl::Time when;
-    uint64_t seq;
-    std::function<void()> fn;
-    bool operator>(const Timer& other) const {
-      return when != other.when ? when > other.when : seq > other.seq;
-    }
-  };
-  absl::Mutex timer_mu_;
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_
-      ABSL_GUARDED_BY(timer_mu_);
-  uint64_t timer_seq_ ABSL_GUARDED_BY(timer_mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(timer_mu_) = false;
-  bool kicked_ ABSL_GUARDED_BY(timer_mu_) = false;  // worker: work now
-  std::thread monitor_;
-  std::thread worker_;
+  absl::Mutex work_mu_;
+  bool kicked_ ABSL_GUARDED_BY(work_mu_) = false;  // a Work run is queued
 
   mutable absl::Mutex mu_;
   v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);    // size 0 until known

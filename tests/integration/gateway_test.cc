@@ -423,7 +423,7 @@ TEST_F(GatewayTest, ServingAndPingingStartNoCallbackOrSyncThreads) {
   ReplicaOptions options;
   options.address = e1.address();
   Replica replica(options);
-  replica.Start([] {});
+  replica.Start([] {}, nullptr);
   for (int i = 0; i < 200 && !replica.connected(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -490,7 +490,7 @@ TEST_F(GatewayTest, APingAnsweredAfterStopIsDropped) {
   options.address = address;
   options.keepalive_timeout = absl::Seconds(30);
   Replica replica(options);
-  replica.Start([] {});
+  replica.Start([] {}, nullptr);
   std::atomic<int> done_calls{0};
   // Ping sends nothing before the first negotiation: try until one arrives.
   for (int i = 0; i < 500 && exporter.entered == 0; ++i) {
