@@ -2,6 +2,8 @@
 #include "services/common/atomic_file.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,9 +30,16 @@ std::string DirectoryOf(const std::string& path) {
 
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A name of its own: two writers of one path never write one file.
+  std::string tmp = path + ".tmp.XXXXXX";
+  int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) return Errno(absl::StrCat("cannot create ", tmp));
+  if (::fchmod(fd, 0644) != 0) {
+    absl::Status status = Errno(absl::StrCat("cannot chmod ", tmp));
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return status;
+  }
   size_t done = 0;
   while (done < contents.size()) {
     ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
@@ -38,6 +47,7 @@ absl::Status WriteFileAtomically(const std::string& path,
     if (n < 0) {
       absl::Status status = Errno(absl::StrCat("cannot write ", tmp));
       ::close(fd);
+      ::unlink(tmp.c_str());
       return status;
     }
     done += static_cast<size_t>(n);
@@ -45,11 +55,15 @@ absl::Status WriteFileAtomically(const std::string& path,
   if (::fsync(fd) != 0) {
     absl::Status status = Errno(absl::StrCat("cannot fsync ", tmp));
     ::close(fd);
+    ::unlink(tmp.c_str());
     return status;
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Errno(absl::StrCat("cannot rename ", tmp, " to ", path));
+    absl::Status status =
+        Errno(absl::StrCat("cannot rename ", tmp, " to ", path));
+    ::unlink(tmp.c_str());
+    return status;
   }
   const std::string dir = DirectoryOf(path);
   int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -11,8 +11,9 @@
 
 namespace dst {
 
-// Writes `contents` to PATH.tmp, fsyncs it, renames it over `path` and
-// fsyncs the directory.
+// Writes `contents` to a new PATH.tmp.XXXXXX (a name of its own, so that
+// writers racing on one path never share a file), fsyncs it, renames it
+// over `path` and fsyncs the directory.
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents);
 
