@@ -51,12 +51,13 @@ absl::Status ErrnoStatus(int error, absl::string_view what) {
 class FileStorage : public Storage {
  public:
   FileStorage(int fd, uint64_t size, bool block_device, bool in_memory,
-              std::string path)
+              std::string path, FileSyscalls syscalls)
       : fd_(fd),
         size_(size),
         block_device_(block_device),
         in_memory_(in_memory),
-        path_(std::move(path)) {}
+        path_(std::move(path)),
+        sys_(std::move(syscalls)) {}
   ~FileStorage() override { ::close(fd_); }
 
   uint64_t size() const override { return size_; }
@@ -70,9 +71,11 @@ class FileStorage : public Storage {
         if (errno == EINTR) continue;
         return ErrnoStatus(errno, absl::StrCat("pread ", path_));
       }
-      if (n == 0) {  // the file shrank under us: read as zeroes
-        std::memset(out, 0, length);
-        break;
+      if (n == 0) {
+        // Zeroes here would be served as good data: an error instead.
+        return absl::DataLossError(
+            absl::StrCat("pread ", path_, ": end of file at ", offset,
+                         " (the backing file shrank under the exporter)"));
       }
       out += n;
       offset += static_cast<uint64_t>(n);
@@ -100,19 +103,24 @@ class FileStorage : public Storage {
   }
 
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override {
-    int rc;
+    // Deallocates where the file system or device can, and reads as
+    // zeroes in every case: a trim that left the data on one replica and
+    // not on another would make them read differently.
+    absl::Status status;
     if (block_device_) {
       uint64_t range[2] = {offset, length};
-      rc = ::ioctl(fd_, BLKDISCARD, range);
-    } else {
-      rc = ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                       static_cast<off_t>(offset), static_cast<off_t>(length));
+      if (::ioctl(fd_, BLKZEROOUT, range) != 0) {
+        status = ErrnoStatus(errno, absl::StrCat("BLKZEROOUT ", path_));
+      }
+    } else if (sys_.fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              static_cast<off_t>(offset),
+                              static_cast<off_t>(length)) != 0) {
+      status = ErrnoStatus(errno, absl::StrCat("trim ", path_));
     }
-    // Trim is advisory: a backing store that cannot discard keeps the data.
-    if (rc != 0 && errno != EOPNOTSUPP && errno != ENOTTY) {
-      return ErrnoStatus(errno, absl::StrCat("trim ", path_));
-    }
-    return fua ? Flush() : absl::OkStatus();
+    if (!status.ok()) status = ZeroFast(offset, length, /*may_trim=*/false);
+    if (!status.ok()) status = ZeroByWriting(offset, length);
+    if (status.ok() && fua) status = Flush();
+    return status;
   }
 
   absl::Status Flush() override {
@@ -130,14 +138,15 @@ class FileStorage : public Storage {
       if (::ioctl(fd_, BLKZEROOUT, range) == 0) return absl::OkStatus();
       return ErrnoStatus(errno, "BLKZEROOUT");
     }
-    if (::fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                    static_cast<off_t>(offset),
-                    static_cast<off_t>(length)) == 0) {
+    if (sys_.fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                       static_cast<off_t>(offset),
+                       static_cast<off_t>(length)) == 0) {
       return absl::OkStatus();
     }
-    if (may_trim && ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                static_cast<off_t>(offset),
-                                static_cast<off_t>(length)) == 0) {
+    if (may_trim &&
+        sys_.fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                       static_cast<off_t>(offset),
+                       static_cast<off_t>(length)) == 0) {
       return absl::OkStatus();
     }
     return ErrnoStatus(errno, "fallocate");
@@ -152,11 +161,16 @@ class FileStorage : public Storage {
     while (first < pieces.size()) {
       const int count =
           static_cast<int>(std::min<size_t>(pieces.size() - first, IOV_MAX));
-      ssize_t n = ::pwritev2(fd_, &pieces[first], count,
-                             static_cast<off_t>(offset), fua ? RWF_DSYNC : 0);
+      ssize_t n =
+          sys_.pwritev2(fd_, &pieces[first], count, static_cast<off_t>(offset),
+                        fua ? RWF_DSYNC : 0);
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoStatus(errno, absl::StrCat("pwrite ", path_));
+      }
+      if (n == 0) {  // no progress: retrying would loop forever
+        return absl::InternalError(
+            absl::StrCat("pwrite ", path_, " at ", offset, " wrote nothing"));
       }
       offset += static_cast<uint64_t>(n);
       size_t written = static_cast<size_t>(n);
@@ -193,6 +207,7 @@ class FileStorage : public Storage {
   const bool block_device_;
   const bool in_memory_;
   const std::string path_;
+  const FileSyscalls sys_;
 };
 
 }  // namespace
@@ -248,8 +263,8 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenFileStorage(
   struct statfs fs;
   const bool in_memory = !block_device && ::fstatfs(fd, &fs) == 0 &&
                          (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
-  return std::unique_ptr<Storage>(
-      new FileStorage(fd, size, block_device, in_memory, options.path));
+  return std::unique_ptr<Storage>(new FileStorage(
+      fd, size, block_device, in_memory, options.path, options.syscalls));
 }
 
 }  // namespace dst

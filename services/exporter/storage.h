@@ -3,9 +3,14 @@
 #ifndef DST_SERVICES_EXPORTER_STORAGE_H_
 #define DST_SERVICES_EXPORTER_STORAGE_H_
 
+#include <fcntl.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+
+#include <sys/uio.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -34,9 +39,21 @@ class Storage {
   // Makes the range read as zeroes; `may_trim` allows deallocating it.
   virtual absl::Status WriteZeroes(uint64_t offset, uint64_t length,
                                    bool may_trim, bool fua) = 0;
+  // Deallocates the range where it can; either way it then reads as
+  // zeroes, so that the replicas of a mirror read the same after a trim.
   virtual absl::Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
   // Every write completed before the call is durable when it returns.
   virtual absl::Status Flush() = 0;
+};
+
+// The system calls FileStorage makes that tests replace to inject what a
+// file system or device may answer (unsupported, short, failed).
+struct FileSyscalls {
+  std::function<ssize_t(int fd, const iovec* iov, int count, off_t offset,
+                        int flags)>
+      pwritev2 = ::pwritev2;
+  std::function<int(int fd, int mode, off_t offset, off_t length)> fallocate =
+      ::fallocate;
 };
 
 struct FileStorageOptions {
@@ -45,6 +62,7 @@ struct FileStorageOptions {
   // refuse it if its size differs. 0: use the file's size (must exist).
   uint64_t size = 0;
   bool read_only = false;
+  FileSyscalls syscalls;  // default: the real ones
 };
 
 // Opens a regular file or block device. Errors: NotFound (missing, no

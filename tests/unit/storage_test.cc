@@ -28,11 +28,13 @@ class StorageTest : public ::testing::Test {
     unlink(path_.c_str());
     rmdir(dir_.c_str());
   }
-  std::unique_ptr<Storage> Open(uint64_t size, bool read_only = false) {
+  std::unique_ptr<Storage> Open(uint64_t size, bool read_only = false,
+                                FileSyscalls syscalls = {}) {
     FileStorageOptions options;
     options.path = path_;
     options.size = size;
     options.read_only = read_only;
+    options.syscalls = std::move(syscalls);
     auto storage = OpenFileStorage(options);
     EXPECT_TRUE(storage.ok()) << storage.status();
     return storage.ok() ? std::move(*storage) : nullptr;
@@ -146,6 +148,51 @@ TEST_F(StorageTest, ReadOnlyOpenCannotWrite) {
   auto storage = Open(0, /*read_only=*/true);
   ASSERT_NE(storage, nullptr);
   EXPECT_FALSE(storage->Write(0, Payload(std::string(512, 'a')), false).ok());
+}
+
+// On a file system that can neither punch holes nor zero ranges (ramfs),
+// a trim used to leave the data where another replica read zeroes.
+TEST_F(StorageTest, ATrimReadsAsZeroesWhereNothingCanBeDeallocated) {
+  FileSyscalls unsupported;
+  unsupported.fallocate = [](int, int, off_t, off_t) {
+    errno = EOPNOTSUPP;
+    return -1;
+  };
+  auto storage = Open(1 << 20, false, unsupported);
+  ASSERT_NE(storage, nullptr);
+  ASSERT_TRUE(
+      storage->Write(4096, Payload(std::string(8192, 'd')), false).ok());
+  ASSERT_TRUE(storage->Trim(4096, 4096, /*fua=*/false).ok());
+  std::string back(8192, '?');
+  ASSERT_TRUE(storage->Read(4096, back.size(), back.data()).ok());
+  EXPECT_EQ(back, std::string(4096, '\0') + std::string(4096, 'd'));
+}
+
+// A write that makes no progress is an error, not an endless retry.
+TEST_F(StorageTest, AWriteThatWritesNothingFails) {
+  FileSyscalls stuck;
+  stuck.pwritev2 = [](int, const iovec*, int, off_t, int) -> ssize_t {
+    return 0;
+  };
+  auto storage = Open(1 << 20, false, stuck);
+  ASSERT_NE(storage, nullptr);
+  absl::Status status =
+      storage->Write(0, Payload(std::string(512, 'a')), false);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("wrote nothing"), std::string::npos)
+      << status;
+}
+
+// A file cut short under the exporter: a read past its end used to return
+// zeroes as if they were the data.
+TEST_F(StorageTest, AReadPastAShrunkFileIsAnError) {
+  auto storage = Open(1 << 20);
+  ASSERT_NE(storage, nullptr);
+  ASSERT_EQ(truncate(path_.c_str(), 4096), 0) << std::strerror(errno);
+  std::string back(512, '?');
+  EXPECT_TRUE(storage->Read(0, back.size(), back.data()).ok());
+  absl::Status past = storage->Read(8192, back.size(), back.data());
+  EXPECT_TRUE(absl::IsDataLoss(past)) << past;
 }
 
 }  // namespace
