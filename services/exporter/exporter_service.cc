@@ -2,6 +2,7 @@
 #include "services/exporter/exporter_service.h"
 
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -14,6 +15,16 @@
 #include "services/common/transaction_stream.h"
 
 namespace dst {
+
+namespace {
+// A random, non-zero id for this start of the process.
+uint64_t NewInstance() {
+  std::random_device random;
+  uint64_t id = 0;
+  while (id == 0) id = (uint64_t{random()} << 32) | random();
+  return id;
+}
+}  // namespace
 
 // One stream's requests: validated on the gRPC thread, executed on the pool
 // (or right there when RunsInline says so).
@@ -45,10 +56,11 @@ class ExporterService::Handler : public StreamHandler {
       return;
     }
     const bool on_pool = !service_->RunsInline(request);
-    auto execute = [service = service_, request = std::move(request),
-                    data = std::move(data), done = std::move(done), on_pool]() {
+    auto execute = [service = service_, grant = &grant_,
+                    request = std::move(request), data = std::move(data),
+                    done = std::move(done), on_pool]() {
       Payload reply_data;
-      v1::Reply reply = service->Execute(request, data, &reply_data);
+      v1::Reply reply = service->Run(*grant, request, data, &reply_data);
       if (on_pool) service->pool_queued_->Decrement();
       if (service->options_.reply_filter) {
         service->options_.reply_filter(&reply, &reply_data);
@@ -69,6 +81,41 @@ class ExporterService::Handler : public StreamHandler {
   const StreamGrant grant_;
   const std::unique_ptr<ClientLimiter::Slot> slot_;  // the client's stream
 };
+
+ExporterService::StreamGrant ExporterService::Grant(bool read_only,
+                                                    uint64_t epoch, Peer peer) {
+  StreamGrant grant;
+  grant.read_only = read_only;
+  grant.epoch = epoch;
+  grant.ticket = fence_->OpenStream(read_only ? 0 : epoch);
+  grant.peer = std::move(peer);
+  return grant;
+}
+
+v1::Reply ExporterService::Run(const StreamGrant& grant,
+                               const v1::Request& request, const Payload& data,
+                               Payload* reply_data) {
+  if (!IsModifying(request.op())) return Execute(request, data, reply_data);
+  // Fencing, again and for good, when it runs: a claim or a newer stream
+  // since it was read means it must not land.
+  absl::Status admitted = fence_->Enter(grant.epoch, grant.ticket);
+  if (!admitted.ok()) {
+    DST_LOG(Debug, "exporter: refused %s at %d: %s", v1::Op_Name(request.op()),
+            request.offset(), admitted.message());
+    return ErrorReply(request.id(), admitted);
+  }
+  v1::Reply reply = Execute(request, data, reply_data);
+  fence_->Exit(grant.ticket);
+  return reply;
+}
+
+absl::StatusOr<v1::ReplicaMetadata> ExporterService::ClaimEpoch(
+    const v1::ClaimRequest& request) {
+  if (options_.metadata == nullptr) {
+    return absl::UnimplementedError("this exporter keeps no metadata");
+  }
+  return fence_->Claim(request);
+}
 
 absl::Status ExporterService::Check(const StreamGrant& grant,
                                     const v1::Request& request,
@@ -136,6 +183,8 @@ absl::Status ExporterService::Init() {
   if (options_.io_threads > 0) {
     pool_ = std::make_unique<ThreadPool>(options_.io_threads);
   }
+  fence_ = std::make_unique<WriteFence>(options_.metadata);
+  if (options_.instance == 0) options_.instance = NewInstance();
   limiter_ = std::make_unique<ClientLimiter>(options_.max_streams_per_client);
   if (options_.metrics == nullptr) {
     options_.metrics = std::make_shared<prometheus::Registry>();
@@ -200,6 +249,7 @@ grpc::Status ExporterService::Negotiate(grpc::ServerContext* context,
   if (options_.metadata != nullptr) {
     *reply->mutable_metadata() = options_.metadata->Get();
   }
+  reply->set_instance(options_.instance);
   DST_LOG(Info, "exporter: negotiated with %s (%s) from %s",
           request.client_id().empty() ? "?" : request.client_id(),
           reply->geometry().read_only() ? "read-only" : "read-write",
@@ -235,9 +285,8 @@ StreamStart ExporterService::Admit(grpc::ServerContext* context) {
       limiter_->Acquire(peer);
   if (!slot.ok()) return RejectStream(ToGrpcStatus(slot.status()));
   return ServeStream(
-      std::make_unique<Handler>(
-          this, StreamGrant{read_only, epoch, std::move(peer)},
-          *std::move(slot)),
+      std::make_unique<Handler>(this, Grant(read_only, epoch, std::move(peer)),
+                                *std::move(slot)),
       options_.stream);
 }
 
@@ -293,8 +342,7 @@ grpc::Status ExporterService::Claim(grpc::ServerContext* context,
   if (const Access access = AccessOf(peer); access != Access::kReadWrite) {
     return ToGrpcStatus(RefusedPeer(peer, access, "claim an epoch"));
   }
-  absl::StatusOr<v1::ReplicaMetadata> claimed =
-      options_.metadata->Claim(request);
+  absl::StatusOr<v1::ReplicaMetadata> claimed = ClaimEpoch(request);
   if (claimed.ok()) *reply->mutable_metadata() = *claimed;
   return ToGrpcStatus(claimed.status());
 }

@@ -24,6 +24,7 @@
 #include "services/common/thread_pool.h"
 #include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"
+#include "services/exporter/write_fence.h"
 
 namespace dst {
 
@@ -62,6 +63,9 @@ struct ExporterOptions {
   // Who may read or write, checked on every request (see acl.h). Not
   // owned. Default none: everyone may (the exporter logs a warning).
   AclHolder* acl = nullptr;
+  // This process's instance id in negotiation (NegotiateReply.instance).
+  // Default 0: a random one, new at every start.
+  uint64_t instance = 0;
   // Fault injection for tests: sees (and may damage) every reply of an
   // executed request, and its data, before it is sent. Default none.
   std::function<void(v1::Reply*, Payload*)> reply_filter;
@@ -99,19 +103,31 @@ class ExporterService final : public v1::Exporter::AsyncService,
   grpc::Status Claim(grpc::ServerContext* context,
                      const v1::ClaimRequest& request, v1::ClaimReply* reply);
 
+  uint64_t instance() const { return options_.instance; }
+
   // What a stream was granted when it opened.
   struct StreamGrant {
     bool read_only = false;
-    uint64_t epoch = 0;  // its "dst-epoch" (0: none)
+    uint64_t epoch = 0;   // its "dst-epoch" (0: none)
+    uint64_t ticket = 0;  // WriteFence's
     Peer peer;
   };
+  // The grant of a stream that passed Admit's checks. Public, as the next
+  // three, for the crash simulation, which drives streams without a server.
+  StreamGrant Grant(bool read_only, uint64_t epoch, Peer peer);
   // Checks a request as its stream reads it: validation, the ACL and
-  // fencing. Public for the crash simulation, which delivers requests
-  // without a server.
+  // fencing (early: Run decides).
   absl::Status Check(const StreamGrant& grant, const v1::Request& request,
                      size_t data_size);
-  // Executes a checked request on the storage (blocking). Public for tests.
-  // `data` is the request's; a read's bytes go to `*reply_data`.
+  // Runs a checked request (blocking): a modifying one only if its stream
+  // may still write now (WriteFence).
+  v1::Reply Run(const StreamGrant& grant, const v1::Request& request,
+                const Payload& data, Payload* reply_data);
+  // Claim's work: the epoch, and the drain of the older epoch's writes.
+  absl::StatusOr<v1::ReplicaMetadata> ClaimEpoch(
+      const v1::ClaimRequest& request);
+  // Executes a request on the storage (blocking), unfenced. Public for
+  // tests. `data` is the request's; a read's bytes go to `*reply_data`.
   v1::Reply Execute(const v1::Request& request, const Payload& data,
                     Payload* reply_data);
 
@@ -124,6 +140,7 @@ class ExporterService final : public v1::Exporter::AsyncService,
   StreamRegistry streams_;
   StreamAcceptor acceptor_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<WriteFence> fence_;
   std::unique_ptr<OpMetrics> op_metrics_;
   prometheus::Counter* checksum_mismatches_ = nullptr;
   prometheus::Gauge* pool_queued_ = nullptr;

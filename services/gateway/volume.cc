@@ -1,12 +1,10 @@
-// A plain or mirrored volume with its in-sync set, dirty regions, resync,
-// generations, fencing and lease: see volume.h.
+// A plain or mirrored volume: sends, acknowledgements, resync, fencing and
+// the lease around its MirrorState; see volume.h.
 #include "services/gateway/volume.h"
-
 
 #include <algorithm>
 #include <filesystem>
 #include <random>
-#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -23,7 +21,6 @@ namespace dst {
 
 namespace {
 
-constexpr size_t kGenerationHistory = 16;
 constexpr absl::Duration kWorkTick = absl::Milliseconds(50);
 constexpr absl::Duration kLazySave = absl::Seconds(1);
 constexpr absl::Duration kCopyRetry = absl::Milliseconds(500);
@@ -41,29 +38,39 @@ uint64_t NewGeneration() {
   return g;
 }
 
-bool Contains(const std::vector<uint64_t>& list, uint64_t g) {
-  return std::find(list.begin(), list.end(), g) != list.end();
+std::vector<std::string> Addresses(
+    const std::vector<std::unique_ptr<ReplicaHandle>>& replicas) {
+  std::vector<std::string> addresses;
+  addresses.reserve(replicas.size());
+  for (const auto& replica : replicas) addresses.push_back(replica->address());
+  return addresses;
 }
 
-std::string Hex(uint64_t g) { return absl::StrCat(absl::Hex(g)); }
+MirrorState::Outcome OutcomeOf(int state) {
+  return state == 1   ? MirrorState::Outcome::kOk
+         : state == 2 ? MirrorState::Outcome::kFailed
+                      : MirrorState::Outcome::kLagging;
+}
 
 }  // namespace
 
-// One replica and what the volume knows about it.
+// One replica: its session, its claimed epoch, resync progress, metrics.
 struct Volume::Slot {
   std::unique_ptr<ReplicaHandle> replica;
-  Sync sync = Sync::kUnknown;
-  bool admitted = false;              // negotiated and accepted this run
-  std::vector<uint64_t> generations;  // the exporter's, as last known
-  std::string identity;               // from the state file or negotiation
-  RegionBitmap dirty;                 // out of sync: regions to copy
-  RegionBitmap unflushed;             // in sync: written since last flush
-  bool push_generation = false;       // exporter must learn generations_
-  bool resync_ready = false;          // no transaction left from before
-  std::set<uint64_t> copying;         // regions being copied now
+  uint64_t epoch = 0;  // claimed at its exporter this run (0: not yet)
   std::atomic<uint64_t> checksum_mismatches{0};
+  // Resync progress (under mu_).
+  uint64_t copied = 0;         // bytes copied by resync, total
+  uint64_t copied_before = 0;  // `copied` when this resync began
+  uint64_t resync_total = 0;   // dirty bytes when this resync began
+  absl::Time resync_started;
+  absl::Time next_copy;  // throttle, and the pause after a failure
+  // A promotion flush that answered: what it covered, whether it worked.
+  bool promotion_answered = false;
+  bool promotion_flushed = false;
+  RegionBitmap promotion_covered;
+  // Metrics (the worker forwards the session's counters).
   prometheus::Counter* mismatches = nullptr;
-  // Session counters, mirrored into metrics by the worker.
   prometheus::Counter* resends = nullptr;
   prometheus::Counter* timeouts = nullptr;
   prometheus::Counter* reconnects = nullptr;
@@ -71,12 +78,6 @@ struct Volume::Slot {
   prometheus::Histogram* ping = nullptr;
   uint64_t seen_resends = 0, seen_timeouts = 0, seen_reconnects = 0;
   absl::Time next_ping;
-  uint64_t cursor = 0;         // next region to look at
-  uint64_t copied = 0;         // bytes copied by resync, total
-  uint64_t copied_before = 0;  // `copied` when this resync began
-  uint64_t resync_total = 0;   // dirty bytes when this resync began
-  absl::Time resync_started;
-  absl::Time next_copy;  // throttle
   prometheus::Gauge* connected = nullptr;
   prometheus::Gauge* in_sync = nullptr;
   prometheus::Gauge* dirty_bytes = nullptr;
@@ -85,17 +86,19 @@ struct Volume::Slot {
 
 // A modification or flush sent to several replicas.
 struct Volume::Fanout {
+  enum State { kPending = 0, kOk = 1, kFailed = 2 };
   struct Target {
     size_t slot;
     bool required;  // in sync when sent: the acknowledgement depends on it
-    enum { kPending, kOk, kFailed } state = kPending;
-    RegionBitmap unflushed;  // flushes: what this flush makes durable
-    Target(size_t slot, bool required) : slot(slot), required(required) {}
+    State state = kPending;
   };
-  v1::Request request;        // its data field empty
-  Payload data;               // a write's, shared by every target
-  uint64_t first_region = 0;  // regions the modification touches
+  v1::Request request;  // its data field empty
+  Payload data;         // a write's, shared by every target
+  bool flush = false;
+  uint64_t first_region = 0;  // regions a modification touches
   uint64_t last_region = 0;
+  std::vector<MirrorState::Target> plan;  // as MirrorState planned it
+  MirrorState::FlushPlan flush_plan;      // flushes
   absl::Mutex mu;
   std::vector<Target> targets;
   size_t pending = 0;
@@ -125,10 +128,10 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
                prometheus::Registry& registry)
     : config_(config),
       options_(options),
-      timers_((options.schedulers ? options.schedulers : TimerThreads())(
-          "timers")),
-      worker_((options.schedulers ? options.schedulers : TimerThreads())(
-          "worker")),
+      timers_(
+          (options.schedulers ? options.schedulers : TimerThreads())("timers")),
+      worker_(
+          (options.schedulers ? options.schedulers : TimerThreads())("worker")),
       op_metrics_(registry, "dst_gateway", {{"volume", config.name()}}),
       in_flight_gauge_(
           prometheus::BuildGauge()
@@ -148,7 +151,9 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
               .Name("dst_gateway_hedged_reads_total")
               .Help("Reads also sent to another replica after lag_limit_ms.")
               .Register(registry)
-              .Add({{"volume", config.name()}})) {
+              .Add({{"volume", config.name()}})),
+      state_(config.name(), Addresses(replicas), config.region_bytes(),
+             NewGeneration) {
   auto& connected =
       prometheus::BuildGauge()
           .Name("dst_gateway_replica_connected")
@@ -241,73 +246,37 @@ void Volume::Close() {
   worker_->Shutdown();
   for (const auto& slot : slots_) slot->replica->Stop();
   // While the volume is whole: the transactions still pending call back
-  // into it (range locks, metrics, the state file) as they end.
+  // into it (range locks, metrics, the state store) as they end.
   for (const auto& slot : slots_) slot->replica->Close();
 }
 
 absl::Status Volume::Init() {
   if (!mirror()) return absl::OkStatus();
-  if (options_.state_dir.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("volume ", config_.name(), ": a mirror needs state_dir"));
-  }
   if (options_.open_state_store) {
     ASSIGN_OR_RETURN(store_, options_.open_state_store(config_.name()));
   } else {
-    ASSIGN_OR_RETURN(store_, OpenFileStateStore(absl::StrCat(
-                                 options_.state_dir, "/", config_.name(),
-                                 ".state")));
+    if (options_.state_dir.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "volume ", config_.name(), ": a mirror needs state_dir"));
+    }
+    ASSIGN_OR_RETURN(
+        store_, OpenFileStateStore(absl::StrCat(options_.state_dir, "/",
+                                                config_.name(), ".state")));
   }
-  const std::string& path = store_->name();
   absl::StatusOr<v1::VolumeState> loaded = store_->Load();
   absl::MutexLock lock(&mu_);
   if (loaded.ok()) {
-    const v1::VolumeState& state = *loaded;
-    if (state.volume() != config_.name()) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": not the state file of volume ", config_.name(),
-          " (refusing to start rather than forget which replica is stale)"));
-    }
-    if (state.region_bytes() != config_.region_bytes()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, ": written with region_bytes ", state.region_bytes(),
-          "; the config says ", config_.region_bytes(), ": put it back"));
-    }
-    state_size_ = state.size();
-    generations_.assign(state.generations().begin(), state.generations().end());
-    const uint64_t regions =
-        (state.size() + config_.region_bytes() - 1) / config_.region_bytes();
-    for (auto& slot : slots_) {
-      slot->sync = Sync::kOutOfSync;
-      slot->dirty = RegionBitmap(regions);
-      slot->dirty.SetAll();  // a replica the state does not know: full copy
-      slot->unflushed = RegionBitmap(regions);
-      for (const auto& known : state.replicas()) {
-        if (known.address() != slot->replica->address()) continue;
-        slot->identity = known.identity();
-        if (known.in_sync()) {
-          slot->sync = Sync::kInSync;
-          slot->dirty.ClearAll();
-        } else if (!slot->dirty.FromBytes(regions, known.dirty())) {
-          return absl::DataLossError(absl::StrCat(
-              path, ": the dirty bitmap of ", known.address(), " is damaged"));
-        }
-      }
-    }
-    if (!state.active().empty() &&
-        !crashed_active_.FromBytes(regions, state.active())) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": the activity log is damaged"));
-    }
+    RETURN_IF_ERROR(state_.Load(*loaded, store_->name()));
     DST_LOG(Info, "gateway: volume %s: loaded %s (generation %s)",
-            config_.name(), path,
-            generations_.empty() ? "none" : Hex(generations_[0]));
+            config_.name(), store_->name(),
+            state_.generations().empty()
+                ? "none"
+                : absl::StrCat(absl::Hex(state_.generations()[0])));
+  } else if (absl::IsDataLoss(loaded.status())) {
+    return absl::DataLossError(absl::StrCat(
+        loaded.status().message(),
+        " (refusing to start rather than forget which replica is stale)"));
   } else if (!absl::IsNotFound(loaded.status())) {
-    if (absl::IsDataLoss(loaded.status())) {
-      return absl::DataLossError(absl::StrCat(
-          loaded.status().message(),
-          " (refusing to start rather than forget which replica is stale)"));
-    }
     return loaded.status();
   }
   return absl::OkStatus();
@@ -324,18 +293,32 @@ void Volume::Start() {
 
 void Volume::Save() {
   absl::Notification saved;
-  {
-    absl::MutexLock lock(&mu_);
-    if (store_ == nullptr || !decided_) return;
-    PersistLocked([&saved](const absl::Status&) { saved.Notify(); });
-  }
+  SaveThen([&saved](const absl::Status&) { saved.Notify(); });
   saved.WaitForNotification();
 }
 
-void Volume::SaveThen(std::function<void(const absl::Status&)> then) {
+void Volume::SaveThen(Done then) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (store_ != nullptr && state_.decided() && fenced_.empty() &&
+        state_.durable_version() < state_.version()) {
+      DurableOrWaitLocked(state_.version(), std::move(then));
+      return;
+    }
+  }
+  if (then) then(absl::OkStatus());
+}
+
+std::string Volume::CheckInvariants() const {
   absl::MutexLock lock(&mu_);
-  if (store_ == nullptr || !decided_) return;
-  PersistLocked(std::move(then));
+  return state_.CheckInvariants();
+}
+
+std::vector<bool> Volume::ConnectedLocked() const {
+  std::vector<bool> connected;
+  for (const auto& slot : slots_)
+    connected.push_back(slot->replica->connected());
+  return connected;
 }
 
 void Volume::OnReplicaChange(size_t index) {
@@ -343,10 +326,86 @@ void Volume::OnReplicaChange(size_t index) {
   const bool connected = slot.replica->connected();
   slot.connected->Set(connected ? 1 : 0);
   absl::MutexLock lock(&mu_);
-  slot.resync_ready = false;
+  // A new stream replays what the last one did not finish: resync waits
+  // for it again.
+  state_.SetDrained(index, false);
+  if (!connected) {
+    state_.StreamLost(index);
+    SaveIfRequiredLocked();
+  }
 }
 
-// --- admission and decisions --------------------------------------------
+// --- durability --------------------------------------------------------------
+
+bool Volume::DurableOrWaitLocked(uint64_t needed, Done then) {
+  if (state_.durable_version() >= needed) return true;
+  if (!then) then = [](const absl::Status&) {};
+  waiters_.push_back(Waiter{needed, std::move(then)});
+  SaveLocked();
+  return false;
+}
+
+void Volume::SaveLocked() {
+  if (saving_ || store_ == nullptr) return;
+  if (!fenced_.empty()) {
+    // Another gateway owns the volume now: its state is not this one's to
+    // write. What waits for a save fails.
+    if (!waiters_.empty()) {
+      timers_->After(absl::ZeroDuration(), [this] {
+        FailWaiters(absl::AbortedError("the volume is fenced"));
+      });
+    }
+    return;
+  }
+  saving_ = true;
+  saved_at_ = Now();
+  const uint64_t version = state_.version();
+  store_->Write(state_.Snapshot(), [this, version](const absl::Status& status) {
+    OnSaved(version, status);
+  });
+}
+
+void Volume::SaveIfRequiredLocked() {
+  if (state_.required_version() > state_.durable_version()) SaveLocked();
+}
+
+void Volume::OnSaved(uint64_t version, const absl::Status& status) {
+  std::vector<std::pair<Done, absl::Status>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    saving_ = false;
+    if (status.ok()) state_.Saved(version);
+    std::vector<Waiter> left;
+    for (Waiter& waiter : waiters_) {
+      if (waiter.needed <= state_.durable_version()) {
+        ready.emplace_back(std::move(waiter.then), absl::OkStatus());
+      } else if (!status.ok() && waiter.needed <= version) {
+        ready.emplace_back(
+            std::move(waiter.then),
+            absl::InternalError(absl::StrCat("cannot record the mirror state: ",
+                                             status.message())));
+      } else {
+        left.push_back(std::move(waiter));
+      }
+    }
+    waiters_.swap(left);
+    if (!waiters_.empty() || state_.required_version() > version) {
+      SaveLocked();
+    }
+  }
+  for (auto& [then, outcome] : ready) then(outcome);
+}
+
+void Volume::FailWaiters(const absl::Status& why) {
+  std::vector<Waiter> failed;
+  {
+    absl::MutexLock lock(&mu_);
+    failed.swap(waiters_);
+  }
+  for (Waiter& waiter : failed) waiter.then(why);
+}
+
+// --- admission ---------------------------------------------------------------
 
 void Volume::FenceLocked(const std::string& why) {
   if (fenced_.empty()) {
@@ -359,13 +418,15 @@ absl::StatusOr<uint64_t> Volume::Admit(size_t index,
                                        const v1::NegotiateReply& reply) {
   Slot& slot = *slots_[index];
   const v1::Geometry& g = reply.geometry();
+  const v1::ReplicaMetadata& md = reply.metadata();
   uint64_t epoch;
   {
     absl::MutexLock lock(&mu_);
     if (!fenced_.empty()) return absl::AbortedError(fenced_);
-    if (g.size() < state_size_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "exporter has ", g.size(), " bytes; the volume has ", state_size_));
+    if (g.size() < state_.state_size()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("exporter has ", g.size(), " bytes; the volume has ",
+                       state_.state_size()));
     }
     if (geometry_.size() != 0) {
       // Clients already hold the volume's geometry: it cannot shrink.
@@ -378,19 +439,23 @@ absl::StatusOr<uint64_t> Volume::Admit(size_t index,
             "does not fit the volume's");
       }
     }
-    const v1::ReplicaMetadata& md = reply.metadata();
-    if (epoch_ == 0) epoch_ = md.epoch() + 1;
-    if (md.epoch() > epoch_ ||
-        (md.epoch() == epoch_ && md.owner() != options_.gateway_id)) {
+    if (slot.epoch == 0) {
+      // The first claim of this run at this exporter goes above whatever
+      // it holds: an earlier run of this gateway may still have writes in
+      // flight there, and the exporter refuses them once claimed.
+      epoch = std::max(epoch_, md.epoch() + 1);
+    } else if (md.epoch() > slot.epoch || (md.epoch() == slot.epoch &&
+                                           md.owner() != options_.gateway_id)) {
       FenceLocked(absl::StrCat(
           "replica ", slot.replica->address(), " was claimed by '", md.owner(),
-          "' (epoch ", md.epoch(), "); this gateway holds epoch ", epoch_));
+          "' (epoch ", md.epoch(), "); this gateway holds epoch ", slot.epoch));
       return absl::AbortedError(fenced_);
+    } else {
+      epoch = slot.epoch;
     }
-    epoch = epoch_;
   }
-  std::vector<uint64_t> generations(reply.metadata().generations().begin(),
-                                    reply.metadata().generations().end());
+  std::vector<uint64_t> generations(md.generations().begin(),
+                                    md.generations().end());
   if (!config_.read_only()) {
     v1::ClaimRequest claim;
     claim.set_epoch(epoch);
@@ -408,269 +473,30 @@ absl::StatusOr<uint64_t> Volume::Admit(size_t index,
       generations.assign(claimed->generations().begin(),
                          claimed->generations().end());
     }
+  } else {
+    epoch = 0;
   }
   absl::MutexLock lock(&mu_);
+  slot.epoch = epoch;
+  epoch_ = std::max(epoch_, epoch);
   if (geometry_.size() == 0) {
     geometry_ = g;
-    geometry_.set_size(state_size_ != 0 ? state_size_ : g.size());
+    geometry_.set_size(state_.state_size() != 0 ? state_.state_size()
+                                                : g.size());
     geometry_.set_size(geometry_.size() -
                        geometry_.size() % geometry_.logical_block_size());
     geometry_.set_identity(config_.name());
     geometry_.set_read_only(g.read_only() || config_.read_only());
     geometry_.clear_attributes();
   }
-  if (!slot.identity.empty() && slot.identity != g.identity() &&
-      slot.sync != Sync::kUnknown) {
-    DST_LOG(Warning,
-            "gateway: volume %s: replica %s changed identity from '%s' to "
-            "'%s': treating it as a new disk (full resync)",
-            config_.name(), slot.replica->address(), slot.identity,
-            g.identity());
-    generations.clear();
-    SizeBitmapsLocked();
-    RegionBitmap all(slot.dirty.size());
-    all.SetAll();
-    MarkMissedLocked(index, all, "replaced");
-    save_later_ = true;
-  }
-  slot.identity = g.identity();
-  slot.generations = std::move(generations);
-  slot.admitted = true;
-  if (!decided_ || mirror()) DecideLocked(index);
+  state_.SetSize(geometry_.size());
+  Negotiated negotiated;
+  negotiated.identity = g.identity();
+  negotiated.instance = reply.instance();
+  negotiated.generations = std::move(generations);
+  state_.Admit(index, negotiated);
+  SaveIfRequiredLocked();
   return epoch;
-}
-
-void Volume::SizeBitmapsLocked() {
-  const uint64_t regions =
-      (geometry_.size() + config_.region_bytes() - 1) / config_.region_bytes();
-  for (auto& slot : slots_) {
-    if (slot->dirty.size() != regions) slot->dirty = RegionBitmap(regions);
-    if (slot->unflushed.size() != regions) {
-      slot->unflushed = RegionBitmap(regions);
-    }
-  }
-  if (active_.size() != regions) active_ = RegionBitmap(regions);
-  if (crashed_active_.size() != regions) {
-    crashed_active_ = RegionBitmap(regions);
-  }
-}
-
-void Volume::DecideLocked(size_t index) {
-  Slot& slot = *slots_[index];
-  if (!mirror()) {
-    slot.sync = Sync::kInSync;
-    decided_ = true;
-    return;
-  }
-  SizeBitmapsLocked();
-  if (generations_.empty()) {
-    DecideFirstStartLocked();
-    return;
-  }
-  const uint64_t current = slot.generations.empty() ? 0 : slot.generations[0];
-  if (current == generations_[0] ||
-      (current != 0 && Contains(generations_, current))) {
-    // Known history: the state file says whether it is in sync.
-    if (slot.sync == Sync::kInSync && current != generations_[0]) {
-      slot.push_generation = true;
-    }
-  } else if (current == 0) {
-    if (slot.sync != Sync::kOutOfSync || slot.dirty.count() == 0) {
-      DST_LOG(Warning,
-              "gateway: volume %s: replica %s has no generation (a new or "
-              "wiped disk): full resync",
-              config_.name(), slot.replica->address());
-      RegionBitmap all(slot.dirty.size());
-      all.SetAll();
-      MarkMissedLocked(index, all, "new disk");
-      save_later_ = true;
-    }
-  } else {
-    diverged_ = absl::StrCat(
-        "replica ", slot.replica->address(), " has generation ", Hex(current),
-        Contains(slot.generations, generations_[0])
-            ? ", newer than this gateway's state (written by another gateway?)"
-            : ", unknown to this gateway's history (split brain)",
-        "; keep one replica's data with: dstctl resolve ", config_.name(),
-        " --source=ADDRESS");
-    DST_LOG(Error, "gateway: volume %s diverged: %s", config_.name(),
-            diverged_);
-  }
-  decided_ = true;
-  if (slot.sync == Sync::kUnknown) slot.sync = Sync::kOutOfSync;
-  slot.in_sync->Set(slot.sync == Sync::kInSync ? 1 : 0);
-  // The first up-to-date replica back after a crash is the source of the
-  // regions that were being written: the other in-sync replicas get them.
-  if (crashed_active_.count() > 0 && slot.sync == Sync::kInSync &&
-      diverged_.empty()) {
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      if (i != index && slots_[i]->sync == Sync::kInSync) {
-        MarkMissedLocked(i, crashed_active_,
-                         "regions were being written when the gateway "
-                         "stopped");
-      }
-    }
-    DST_LOG(Warning,
-            "gateway: volume %s: %d region(s) were being written when the "
-            "gateway stopped; replica %s is their source",
-            config_.name(), crashed_active_.count(), slot.replica->address());
-    crashed_active_.ClearAll();
-    save_later_ = true;
-  }
-}
-
-void Volume::DecideFirstStartLocked() {
-  for (const auto& slot : slots_) {
-    if (!slot->admitted) return;  // first start: every replica must speak
-  }
-  // Pick the replica whose history contains every other's current one.
-  const Slot* newest = nullptr;
-  bool all_new = true;
-  for (const auto& candidate : slots_) {
-    if (!candidate->generations.empty()) all_new = false;
-    bool covers = true;
-    for (const auto& other : slots_) {
-      if (!other->generations.empty() &&
-          !Contains(candidate->generations, other->generations[0])) {
-        covers = false;
-      }
-    }
-    if (covers && !candidate->generations.empty() &&
-        (newest == nullptr ||
-         candidate->generations.size() > newest->generations.size())) {
-      newest = candidate.get();
-    }
-  }
-  if (all_new) {
-    generations_ = {NewGeneration()};
-    for (auto& slot : slots_) {
-      slot->sync = Sync::kInSync;
-      slot->push_generation = true;
-      slot->in_sync->Set(1);
-    }
-    DST_LOG(Info,
-            "gateway: volume %s: new mirror of %d replicas (fresh exporters, "
-            "assumed identical; `dstctl verify` compares them), generation %s",
-            config_.name(), slots_.size(), Hex(generations_[0]));
-  } else if (newest == nullptr) {
-    diverged_ = absl::StrCat(
-        "the replicas' generation histories diverged (split brain); keep one "
-        "replica's data with: dstctl resolve ",
-        config_.name(), " --source=ADDRESS");
-    DST_LOG(Error, "gateway: volume %s diverged: %s", config_.name(),
-            diverged_);
-    return;
-  } else {
-    generations_ = newest->generations;
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      Slot& slot = *slots_[i];
-      if (!slot.generations.empty() && slot.generations[0] == generations_[0]) {
-        slot.sync = Sync::kInSync;
-        slot.in_sync->Set(1);
-      } else {
-        slot.sync = Sync::kOutOfSync;
-        slot.dirty.SetAll();  // no bitmap survived: copy everything
-        slot.in_sync->Set(0);
-        DST_LOG(Warning,
-                "gateway: volume %s: replica %s is behind (no state file): "
-                "full resync",
-                config_.name(), slot.replica->address());
-      }
-    }
-  }
-  decided_ = true;
-  save_later_ = true;
-}
-
-void Volume::Heal(const Slot* slot, uint64_t offset, uint64_t length) {
-  absl::MutexLock lock(&mu_);
-  size_t index = slots_.size();
-  size_t in_sync_others = 0;
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].get() == slot) {
-      index = i;
-    } else if (slots_[i]->sync == Sync::kInSync) {
-      ++in_sync_others;
-    }
-  }
-  // Without another in-sync copy there is nothing to heal from: the read
-  // fails over or fails, and the replica stays.
-  if (!mirror() || index == slots_.size() || in_sync_others == 0) return;
-  const uint64_t region = config_.region_bytes();
-  if (MarkMissedLocked(index, offset / region, (offset + length - 1) / region,
-                       "its data failed a checksum; the region is recopied")) {
-    save_later_ = true;
-  }
-}
-
-bool Volume::LeaveInSyncLocked(size_t index, const std::string& why) {
-  Slot& slot = *slots_[index];
-  if (slot.dirty.size() == 0) SizeBitmapsLocked();
-  if (slot.sync == Sync::kOutOfSync) return false;
-  slot.sync = Sync::kOutOfSync;
-  slot.in_sync->Set(0);
-  slot.resync_total = 0;
-  slot.resync_ready = false;
-  generations_.insert(generations_.begin(), NewGeneration());
-  if (generations_.size() > kGenerationHistory) {
-    generations_.resize(kGenerationHistory);
-  }
-  for (auto& other : slots_) {
-    if (other->sync == Sync::kInSync) other->push_generation = true;
-  }
-  lagging_counter_.Increment();
-  DST_LOG(Warning,
-          "gateway: volume %s: replica %s left the in-sync set (%s); "
-          "generation %s",
-          config_.name(), slot.replica->address(), why, Hex(generations_[0]));
-  return true;
-}
-
-bool Volume::MarkMissedLocked(size_t index, uint64_t first, uint64_t last,
-                              const std::string& why) {
-  bool changed = LeaveInSyncLocked(index, why);
-  Slot& slot = *slots_[index];
-  changed |= slot.dirty.Set(first, last);
-  slot.dirty_bytes->Set(static_cast<double>(slot.dirty.count()) *
-                        config_.region_bytes());
-  return changed;
-}
-
-bool Volume::MarkMissedLocked(size_t index, const RegionBitmap& missed,
-                              const std::string& why) {
-  bool changed = LeaveInSyncLocked(index, why);
-  Slot& slot = *slots_[index];
-  changed |= slot.dirty.Merge(missed);
-  slot.dirty_bytes->Set(static_cast<double>(slot.dirty.count()) *
-                        config_.region_bytes());
-  return changed;
-}
-
-v1::VolumeState Volume::SnapshotLocked() const {
-  v1::VolumeState state;
-  state.set_volume(config_.name());
-  state.set_size(geometry_.size() != 0 ? geometry_.size() : state_size_);
-  state.set_region_bytes(config_.region_bytes());
-  for (uint64_t g : generations_) state.add_generations(g);
-  if (mirror()) {
-    RegionBitmap active = active_;
-    active.Merge(crashed_active_);
-    if (active.count() > 0) state.set_active(active.ToBytes());
-  }
-  for (const auto& slot : slots_) {
-    v1::VolumeState::Replica* r = state.add_replicas();
-    r->set_address(slot->replica->address());
-    r->set_identity(slot->identity);
-    r->set_in_sync(slot->sync == Sync::kInSync);
-    if (slot->sync != Sync::kInSync) r->set_dirty(slot->dirty.ToBytes());
-  }
-  return state;
-}
-
-void Volume::PersistLocked(std::function<void(const absl::Status&)> then) {
-  save_later_ = false;
-  saved_at_ = Now();
-  store_->Write(SnapshotLocked(), std::move(then));
 }
 
 // --- lease --------------------------------------------------------------
@@ -683,14 +509,14 @@ absl::StatusOr<v1::Geometry> Volume::Open(bool read_only,
     return absl::FailedPreconditionError(
         absl::StrCat("volume ", config_.name(), " is fenced: ", fenced_));
   }
-  if (!diverged_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("volume ", config_.name(), " diverged: ", diverged_));
+  if (!state_.diverged().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", config_.name(), " diverged: ", state_.diverged()));
   }
-  if (!decided_ || geometry_.size() == 0) {
+  if (!state_.decided() || geometry_.size() == 0) {
     return absl::UnavailableError(absl::StrCat(
         "volume ", config_.name(), " is not ready: ",
-        mirror() && generations_.empty()
+        mirror() && state_.generations().empty()
             ? "a new mirror waits for all its replicas to connect once"
             : "no replica has connected yet"));
   }
@@ -739,12 +565,11 @@ absl::Status Volume::AttachWriter(const std::string& lease_token) {
 void Volume::DetachWriter() {
   absl::MutexLock lock(&mu_);
   if (--lease_streams_ == 0) {
-    lease_expiry_ =
-        Now() + absl::Milliseconds(config_.lease_timeout_ms());
+    lease_expiry_ = Now() + absl::Milliseconds(config_.lease_timeout_ms());
   }
 }
 
-// --- I/O ----------------------------------------------------------------
+// --- I/O -------------------------------------------------------------------
 
 void Volume::Submit(v1::Request request, Payload data, bool read_only,
                     TransactionDone done) {
@@ -770,10 +595,10 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
     geometry = geometry_;
     if (!fenced_.empty()) {
       status = absl::AbortedError(absl::StrCat("volume is fenced: ", fenced_));
-    } else if (!diverged_.empty()) {
+    } else if (!state_.diverged().empty()) {
       status = absl::FailedPreconditionError(
-          absl::StrCat("volume diverged: ", diverged_));
-    } else if (!decided_ || geometry_.size() == 0) {
+          absl::StrCat("volume diverged: ", state_.diverged()));
+    } else if (!state_.decided() || geometry_.size() == 0) {
       status = absl::UnavailableError("volume is not ready");
     }
   }
@@ -825,7 +650,7 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
       for (bool connected : {true, false}) {
         for (size_t i = 0; i < slots_.size(); ++i) {
           const size_t k = (first + i) % slots_.size();
-          if (slots_[k]->sync == Sync::kInSync &&
+          if (state_.replica(k).sync == SyncState::kInSync &&
               slots_[k]->replica->connected() == connected) {
             op->order.push_back(k);
           }
@@ -844,13 +669,18 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   auto fanout = std::make_shared<Fanout>();
   fanout->request = std::move(request);
   fanout->data = std::move(data);
-  if (!IsModifying(fanout->request.op())) {  // FLUSH
+  fanout->flush = !IsModifying(fanout->request.op());
+  const uint64_t offset = fanout->request.offset();
+  const uint64_t length = fanout->request.length();
+  const uint64_t region = config_.region_bytes();
+  fanout->first_region = offset / region;
+  fanout->last_region =
+      length == 0 ? fanout->first_region : (offset + length - 1) / region;
+  if (fanout->flush) {
     fanout->done = std::move(counted);
     SubmitFanout(fanout);
     return;
   }
-  const uint64_t offset = fanout->request.offset();
-  const uint64_t length = fanout->request.length();
   fanout->done = [this, offset, length, counted = std::move(counted)](
                      v1::Reply&& reply, Payload&& reply_data) {
     modifications_.Release(offset, length);
@@ -883,8 +713,22 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
   }
   Slot* slot = slots_[k].get();
   ReplicaHandle* replica = slot->replica.get();
-  replica->Submit(op->request, [this, op, slot, replica](v1::Reply&& reply,
-                                                         Payload&& data) {
+  uint64_t leaves;
+  {
+    absl::MutexLock lock(&mu_);
+    leaves = state_.replica(k).leaves;
+  }
+  replica->Submit(op->request, [this, op, slot, replica, k, leaves](
+                                   v1::Reply&& reply, Payload&& data) {
+    if (reply.status() == 0) {
+      absl::MutexLock lock(&mu_);
+      if (!state_.StillInSync(k, leaves)) {
+        reply = ErrorReply(
+            reply.id(),
+            absl::UnavailableError("it left the in-sync set while the read was "
+                                   "out (its answer may be stale)"));
+      }
+    }
     const v1::ChecksumAlgorithm algorithm = op->request.checksum_algorithm();
     if (reply.status() == 0 && algorithm != v1::CHECKSUM_NONE) {
       absl::Status intact =
@@ -931,71 +775,32 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
   });
 }
 
+void Volume::Heal(const Slot* slot, uint64_t offset, uint64_t length) {
+  absl::MutexLock lock(&mu_);
+  size_t index = slots_.size();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].get() == slot) index = i;
+  }
+  if (index == slots_.size() || geometry_.size() == 0) return;
+  const uint64_t region = config_.region_bytes();
+  if (state_.Heal(index, offset / region, (offset + length - 1) / region)) {
+    SaveIfRequiredLocked();
+  }
+}
+
 void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
-  const v1::Request& request = fanout->request;
-  const bool flush = request.op() == v1::OP_FLUSH;
-  bool persist = false;
+  const uint64_t id = fanout->request.id();
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    const uint64_t first_region = request.offset() / config_.region_bytes();
-    const uint64_t last_region =
-        request.length() == 0 ? first_region
-                              : (request.offset() + request.length() - 1) /
-                                    config_.region_bytes();
-    fanout->first_region = first_region;
-    fanout->last_region = last_region;
-    const bool modifying = IsModifying(request.op());
-    if (mirror() && modifying) {
-      if (active_.size() == 0) SizeBitmapsLocked();
-      persist |= active_.Set(first_region, last_region);
-    }
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      Slot& slot = *slots_[i];
-      if (slot.sync == Sync::kInSync) {
-        Fanout::Target target(i, true);
-        if (flush && mirror()) {
-          target.unflushed = slot.unflushed;
-          slot.unflushed.ClearAll();
-        }
-        fanout->targets.push_back(std::move(target));
-      } else if (flush) {
-        continue;  // out of sync: resync copies are written with FUA
-      } else if (slot.resync_ready && slot.replica->connected() &&
-                 slot.dirty.AllClear(first_region, last_region)) {
-        // Keeps a clean (already resynced) region clean.
-        fanout->targets.emplace_back(i, false);
-      } else {
-        persist |=
-            MarkMissedLocked(i, first_region, last_region, "out of sync");
-      }
-    }
-    fanout->pending = fanout->targets.size();
-    if (!persist && mirror() && modifying && !fanout->targets.empty()) {
-      for (uint64_t r = first_region; r <= last_region; ++r) ++writing_[r];
-    }
-    if (persist) {
-      // The missed regions are durable before any replica is asked, so no
-      // acknowledgement can outrun them.
-      PersistLocked([this, fanout](const absl::Status& saved) {
-        if (!saved.ok()) {
-          fanout->done(ErrorReply(fanout->request.id(),
-                                  absl::InternalError(absl::StrCat(
-                                      "cannot record dirty regions: ",
-                                      saved.message()))),
-                       Payload());
-          return;
-        }
-        SubmitFanout(fanout);
-      });
-      // Restarted once saved, with the state then current.
-      fanout->targets.clear();
-      return;
+    if (!fenced_.empty()) {
+      refused = absl::AbortedError(absl::StrCat("volume is fenced: ", fenced_));
+    } else if (!PlanLocked(fanout, &refused)) {
+      return;  // sent once what it relies on is durable
     }
   }
-  if (fanout->targets.empty()) {
-    fanout->done(
-        ErrorReply(request.id(), absl::UnavailableError("no in-sync replica")),
-        Payload());
+  if (!refused.ok()) {
+    fanout->done(ErrorReply(id, refused), Payload());
     return;
   }
   // Every target shares the data: a mirrored write is not copied here.
@@ -1003,7 +808,7 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   for (size_t t = 0; t < fanout->targets.size(); ++t) {
     ReplicaHandle* replica = slots_[fanout->targets[t].slot]->replica.get();
     replica->Submit(
-        request,
+        fanout->request,
         [this, fanout, t](v1::Reply&& reply, Payload&&) {
           OnFanoutReply(fanout, t, std::move(reply));
         },
@@ -1011,19 +816,77 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   }
 }
 
+bool Volume::PlanLocked(const std::shared_ptr<Fanout>& fanout,
+                        absl::Status* refused) {
+  const std::vector<bool> connected = ConnectedLocked();
+  if (fanout->flush) {
+    fanout->flush_plan = state_.PlanFlush(connected);
+    fanout->plan = fanout->flush_plan.targets;
+  } else {
+    MirrorState::WritePlan plan =
+        state_.PlanWrite(fanout->first_region, fanout->last_region, connected);
+    fanout->plan = std::move(plan.targets);
+    // A modification goes out only once what it relies on is durable: the
+    // activity log of its regions, the dirty bits of the replicas it skips.
+    // Then it is planned again, with the state then current.
+    const uint64_t id = fanout->request.id();
+    if (!DurableOrWaitLocked(plan.needed_version,
+                             [this, fanout, id](const absl::Status& s) {
+                               if (s.ok()) {
+                                 SubmitFanout(fanout);
+                               } else {
+                                 fanout->done(ErrorReply(id, s), Payload());
+                               }
+                             })) {
+      return false;
+    }
+  }
+  bool any_required = false;
+  for (const MirrorState::Target& t : fanout->plan) any_required |= t.required;
+  if (!any_required) {
+    if (fanout->flush) {  // gives back what the flush was to cover
+      state_.EndFlush(fanout->flush_plan,
+                      std::vector<MirrorState::Outcome>(
+                          fanout->plan.size(), MirrorState::Outcome::kFailed),
+                      /*acknowledged=*/false);
+    }
+    *refused = absl::UnavailableError("no in-sync replica");
+    return true;
+  }
+  if (!fanout->flush) {
+    state_.BeginWrite(fanout->first_region, fanout->last_region);
+  }
+  absl::MutexLock fanout_lock(&fanout->mu);
+  fanout->targets.clear();
+  for (const MirrorState::Target& t : fanout->plan) {
+    fanout->targets.push_back(Fanout::Target{t.replica, t.required});
+  }
+  fanout->pending = fanout->targets.size();
+  return true;
+}
+
 void Volume::OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                            v1::Reply&& reply) {
   bool finish = false;
   bool arm_timer = false;
+  if (mirror() && !fanout->flush && reply.status() == 0) {
+    // Once finished, a late taker has the region dirty (EndWrite).
+    absl::MutexLock lock(&mu_);
+    absl::MutexLock fanout_lock(&fanout->mu);
+    if (!fanout->finished) {
+      state_.Took(fanout->targets[target].slot, fanout->first_region,
+                  fanout->last_region);
+    }
+  }
   {
     absl::MutexLock lock(&fanout->mu);
     Fanout::Target& t = fanout->targets[target];
     --fanout->pending;
     if (reply.status() == 0) {
-      t.state = Fanout::Target::kOk;
+      t.state = Fanout::kOk;
       if (t.required) fanout->required_ok = true;
     } else {
-      t.state = Fanout::Target::kFailed;
+      t.state = Fanout::kFailed;
       if (reply.status() == static_cast<int>(absl::StatusCode::kAborted)) {
         fanout->fenced = true;
       }
@@ -1036,7 +899,7 @@ void Volume::OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
     }
     bool required_left = false;
     for (const auto& other : fanout->targets) {
-      if (other.required && other.state == Fanout::Target::kPending) {
+      if (other.required && other.state == Fanout::kPending) {
         required_left = true;
       }
     }
@@ -1061,106 +924,74 @@ void Volume::OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
 }
 
 void Volume::FinishFanout(const std::shared_ptr<Fanout>& fanout) {
-  std::vector<Fanout::Target*> missed;
-  std::vector<Fanout::Target*> ok;
-  {
-    absl::MutexLock lock(&fanout->mu);
-    if (fanout->finished) return;
-    fanout->finished = true;
-    for (auto& t : fanout->targets) {
-      (t.state == Fanout::Target::kOk ? ok : missed).push_back(&t);
-    }
-  }
-  const uint64_t id = fanout->request.id();
-  const bool flush = fanout->request.op() == v1::OP_FLUSH;
-  if (mirror()) {
-    absl::MutexLock lock(&mu_);
-    if (IsModifying(fanout->request.op())) {
-      for (uint64_t r = fanout->first_region; r <= fanout->last_region; ++r) {
-        auto it = writing_.find(r);
-        if (it != writing_.end() && --it->second <= 0) writing_.erase(it);
-      }
-    } else if (flush && fanout->required_ok && !fanout->fenced) {
-      // Everything acknowledged is on every in-sync replica: only regions
-      // with a modification still in flight stay active.
-      bool cleared = false;
-      for (uint64_t r = active_.NextSet(0); r < active_.size();) {
-        if (writing_.count(r) == 0) {
-          active_.Clear(r);
-          cleared = true;
-        }
-        const uint64_t next =
-            r + 1 < active_.size() ? active_.NextSet(r + 1) : active_.size();
-        if (next <= r) break;  // wrapped around: done
-        r = next;
-      }
-      if (cleared) save_later_ = true;
-    }
-  }
-  if (fanout->fenced || !fanout->required_ok) {
-    // Fenced: another gateway writes now. Nothing in sync took it: no
-    // replica is behind another, but an out-of-sync one that took it must
-    // not keep the region clean, and a flush gives back what it was to
-    // make durable.
-    {
-      absl::MutexLock lock(&mu_);
-      if (fanout->fenced) FenceLocked(fanout->first_error.message());
-      for (auto& t : fanout->targets) {
-        Slot& slot = *slots_[t.slot];
-        if (flush) {
-          slot.unflushed.Merge(t.unflushed);
-        } else if (!t.required && t.state == Fanout::Target::kOk &&
-                   slot.dirty.Set(fanout->first_region, fanout->last_region)) {
-          save_later_ = true;
-        }
-      }
-    }
-    v1::Reply error = fanout->first_error;
-    if (error.status() == 0) {
-      error = ErrorReply(id, absl::UnavailableError("no replica answered"));
-    }
-    error.set_id(id);
-    fanout->done(std::move(error), Payload());
-    return;
-  }
-  bool persist = false;
+  std::vector<std::function<void()>> ready;
   {
     absl::MutexLock lock(&mu_);
-    if (mirror()) {
-      for (Fanout::Target* t : ok) {
-        if (!flush && t->required) {
-          slots_[t->slot]->unflushed.Set(fanout->first_region,
-                                         fanout->last_region);
-        }
-      }
-      for (Fanout::Target* t : missed) {
-        const std::string why = t->state == Fanout::Target::kFailed
-                                    ? "a transaction failed"
-                                    : "lagged past lag_limit_ms";
-        persist |= flush ? MarkMissedLocked(t->slot, t->unflushed, why)
-                         : MarkMissedLocked(t->slot, fanout->first_region,
-                                            fanout->last_region, why);
-      }
-    }
-    if (persist) {
-      PersistLocked([fanout, id](const absl::Status& saved) {
-        fanout->done(saved.ok()
-                         ? v1::Reply()
-                         : ErrorReply(id, absl::InternalError(absl::StrCat(
-                                              "cannot record dirty "
-                                              "regions: ",
-                                              saved.message()))),
-                     Payload());
-      });
-      return;
-    }
+    FinishLocked(fanout, &ready);
   }
-  v1::Reply reply;
-  reply.set_id(id);
-  fanout->done(std::move(reply), Payload());
+  for (auto& fn : ready) fn();
 }
 
-// --- monitor: timers, resync, generations ---------------------------------
+void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
+                          std::vector<std::function<void()>>* ready) {
+  const uint64_t id = fanout->request.id();
+  std::vector<MirrorState::Outcome> outcomes;
+  bool fenced;
+  v1::Reply first_error;
+  {
+    absl::MutexLock fanout_lock(&fanout->mu);
+    if (fanout->finished) return;
+    for (const Fanout::Target& t : fanout->targets) {
+      outcomes.push_back(OutcomeOf(t.state));
+    }
+    fenced = fanout->fenced;
+    first_error = fanout->first_error;
+    // The lag limit passed, but the replicas that took it have left the
+    // set since: the others are not left behind; wait for them instead.
+    if (!fenced && fanout->pending > 0 &&
+        !state_.HeldInSync(fanout->plan, outcomes)) {
+      After(absl::Milliseconds(config_.lag_limit_ms()),
+            [this, weak = std::weak_ptr<Fanout>(fanout)] {
+              if (std::shared_ptr<Fanout> fanout = weak.lock()) {
+                FinishFanout(fanout);
+              }
+            });
+      return;
+    }
+    fanout->finished = true;
+  }
+  const bool acknowledged =
+      !fenced && state_.HeldInSync(fanout->plan, outcomes);
+  auto reply = std::make_shared<v1::Reply>();
+  if (!acknowledged) {
+    // Fenced: another gateway writes now. Else nothing in sync took it.
+    *reply = first_error;
+    if (reply->status() == 0) {
+      *reply =
+          ErrorReply(id, absl::UnavailableError("no in-sync replica took it"));
+    }
+  }
+  reply->set_id(id);
+  if (fenced) FenceLocked(first_error.message());
+  const uint64_t needed =
+      fanout->flush
+          ? state_.EndFlush(fanout->flush_plan, outcomes, acknowledged)
+          : state_.EndWrite(fanout->first_region, fanout->last_region,
+                            fanout->plan, outcomes, acknowledged);
+  // The reply goes once what it relies on is durable (the replicas that
+  // missed it recorded as out of sync), from the store's thread; if it
+  // already is, once the lock is released.
+  auto answer = [fanout, reply](const absl::Status& s) {
+    fanout->done(s.ok() ? v1::Reply(*reply) : ErrorReply(reply->id(), s),
+                 Payload());
+  };
+  if (fenced || DurableOrWaitLocked(needed, answer)) {
+    ready->push_back([answer] { answer(absl::OkStatus()); });
+  }
+}
+
+// --- timers and the worker
+// ----------------------------------------------------
 
 void Volume::After(absl::Duration delay, std::function<void()> fn) {
   timers_->After(delay, std::move(fn));
@@ -1187,8 +1018,9 @@ void Volume::Work(bool periodic) {
   PushGenerations();
   DriveResync(/*promote=*/true);
   absl::MutexLock lock(&mu_);
-  if (save_later_ && decided_ && Now() - saved_at_ > kLazySave) {
-    PersistLocked(nullptr);
+  if (state_.version() > state_.durable_version() && state_.decided() &&
+      Now() - saved_at_ > kLazySave) {
+    SaveLocked();
   }
 }
 
@@ -1215,6 +1047,23 @@ void Volume::UpdateMetrics() {
       });
     }
   }
+  uint64_t exits;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const MirrorState::Replica& r = state_.replica(i);
+      slots_[i]->in_sync->Set(r.sync == SyncState::kInSync ? 1 : 0);
+      slots_[i]->dirty_bytes->Set(r.sync == SyncState::kInSync
+                                      ? 0
+                                      : static_cast<double>(r.dirty.count()) *
+                                            config_.region_bytes());
+    }
+    exits = state_.exits();
+  }
+  if (exits > exits_seen_) {
+    lagging_counter_.Increment(static_cast<double>(exits - exits_seen_));
+    exits_seen_ = exits;
+  }
   const std::string state = this->state();
   for (size_t i = 0; i < state_gauges_.size(); ++i) {
     state_gauges_[i]->Set(state == kVolumeStates[i] ? 1 : 0);
@@ -1227,107 +1076,116 @@ void Volume::PushGenerations() {
     v1::ClaimRequest claim;
     {
       absl::MutexLock lock(&mu_);
-      if (!slot.push_generation || !slot.replica->connected() || epoch_ == 0 ||
-          !fenced_.empty() || slot.sync != Sync::kInSync) {
+      if (!state_.GenerationDue(i) || !slot.replica->connected() ||
+          !fenced_.empty()) {
         continue;
       }
-      claim.set_epoch(epoch_);
+      if (slot.epoch == 0) {  // an exporter that keeps no metadata
+        state_.GenerationPushed(i, state_.generations()[0], {});
+        continue;
+      }
+      claim.set_epoch(slot.epoch);
       claim.set_owner(options_.gateway_id);
       claim.set_set_generations(true);
-      for (uint64_t g : generations_) claim.add_generations(g);
+      for (uint64_t g : state_.generations()) claim.add_generations(g);
     }
     absl::StatusOr<v1::ReplicaMetadata> claimed = slot.replica->Claim(claim);
     absl::MutexLock lock(&mu_);
     if (absl::IsAborted(claimed.status())) {
       FenceLocked(std::string(claimed.status().message()));
-    } else if (claimed.ok() || absl::IsUnimplemented(claimed.status())) {
-      if (!generations_.empty() && claim.generations(0) == generations_[0]) {
-        slot.push_generation = false;
-      }
-      if (claimed.ok()) {
-        slot.generations.assign(claimed->generations().begin(),
-                                claimed->generations().end());
-      }
+    } else if (claimed.ok()) {
+      state_.GenerationPushed(
+          i, claim.generations(0),
+          {claimed->generations().begin(), claimed->generations().end()});
     }
   }
 }
 
 void Volume::DriveResync(bool promote) {
   std::vector<std::pair<size_t, uint64_t>> copies;  // (target, region)
-  std::vector<size_t> promotions;
-  size_t source = slots_.size();
+  std::vector<size_t> flushes;                      // promotion flushes
+  std::vector<size_t> finishes;                     // flushed: rejoin
   {
     absl::MutexLock lock(&mu_);
-    if (resync_paused_ || !decided_ || !fenced_.empty() || !diverged_.empty()) {
+    if (resync_paused_ || !state_.decided() || !fenced_.empty() ||
+        !state_.diverged().empty()) {
       return;
     }
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i]->sync == Sync::kInSync && slots_[i]->replica->connected()) {
-        source = i;
-        break;
-      }
-    }
-    if (source == slots_.size()) return;
+    const std::vector<bool> connected = ConnectedLocked();
     const absl::Time now = Now();
     for (size_t i = 0; i < slots_.size(); ++i) {
       Slot& slot = *slots_[i];
-      if (slot.sync != Sync::kOutOfSync || !slot.admitted ||
-          slot.copying.size() >= kResyncDepth || !slot.replica->connected()) {
+      if (slot.promotion_answered) {
+        finishes.push_back(i);
         continue;
       }
-      // Transactions sent before it left the set must be over first: a late
+      if (!state_.Resyncing(i) || !connected[i]) continue;
+      const MirrorState::Replica& r = state_.replica(i);
+      // Transactions sent before its last miss must be over first: a late
       // one could land after the copy of its region.
-      if (!slot.resync_ready) {
+      if (!r.drained) {
         if (slot.replica->pending() != 0) continue;
-        slot.resync_ready = true;
+        state_.SetDrained(i, true);
       }
-      if (slot.dirty.count() == 0) {
-        if (slot.copying.empty()) promotions.push_back(i);
+      if (state_.CanPromote(i)) {
+        flushes.push_back(i);
         continue;
       }
+      if (r.dirty.count() == 0 || !state_.Source(i, connected)) continue;
       if (slot.resync_total == 0) {
-        slot.resync_total = slot.dirty.count() * config_.region_bytes();
+        slot.resync_total = r.dirty.count() * config_.region_bytes();
         slot.resync_started = now;
         slot.copied_before = slot.copied;
         DST_LOG(Info,
-                "gateway: volume %s: resync of replica %s from %s: %d "
-                "dirty bytes",
-                config_.name(), slot.replica->address(),
-                slots_[source]->replica->address(), slot.resync_total);
+                "gateway: volume %s: resync of replica %s: %d dirty bytes",
+                config_.name(), slot.replica->address(), slot.resync_total);
       }
       // Up to kResyncDepth regions in flight, as the throttle allows.
-      while (slot.copying.size() < kResyncDepth && now >= slot.next_copy) {
-        uint64_t region = slot.dirty.NextSet(slot.cursor);
-        for (size_t tries = 0;
-             region < slot.dirty.size() && slot.copying.count(region) != 0 &&
-             tries <= slot.copying.size();
-             ++tries) {
-          region = slot.dirty.NextSet(region + 1);
-        }
-        if (region >= slot.dirty.size() || slot.copying.count(region) != 0) {
-          break;
-        }
-        slot.cursor = region + 1;
-        slot.copying.insert(region);
+      while (state_.replica(i).copying.size() < kResyncDepth &&
+             now >= slot.next_copy) {
+        std::optional<uint64_t> region = state_.NextCopy(i);
+        if (!region.has_value()) break;
         if (resync_rate_ > 0) {
           slot.next_copy =
               std::max(slot.next_copy, now) +
               absl::Seconds(static_cast<double>(config_.region_bytes()) /
                             static_cast<double>(resync_rate_));
         }
-        copies.emplace_back(i, region);
+        copies.emplace_back(i, *region);
       }
     }
   }
-  for (auto [target, region] : copies) CopyRegion(target, source, region);
-  if (!promote) {
-    if (!promotions.empty()) KickWorker();
-    return;
+  for (auto [target, region] : copies) CopyRegion(target, region);
+  for (size_t target : flushes) {
+    // Before it rejoins, what it took while out of sync is made durable:
+    // a power cut right after must not lose it unnoticed.
+    RegionBitmap covered;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!state_.CanPromote(target)) continue;
+      covered = state_.StartPromotion(target);
+    }
+    v1::Request flush;
+    flush.set_op(v1::OP_FLUSH);
+    slots_[target]->replica->Submit(
+        flush, [this, target, covered](v1::Reply&& reply, Payload&&) {
+          {
+            absl::MutexLock lock(&mu_);
+            Slot& slot = *slots_[target];
+            slot.promotion_answered = true;
+            slot.promotion_flushed = reply.status() == 0;
+            slot.promotion_covered = covered;
+          }
+          KickWorker();
+        });
   }
-  for (size_t target : promotions) Promote(target);
+  if (!finishes.empty() && !promote) KickWorker();
+  if (promote) {
+    for (size_t target : finishes) FinishPromotion(target);
+  }
 }
 
-void Volume::CopyRegion(size_t target, size_t source, uint64_t region) {
+void Volume::CopyRegion(size_t target, uint64_t region) {
   uint64_t offset;
   uint64_t end;
   {
@@ -1337,51 +1195,67 @@ void Volume::CopyRegion(size_t target, size_t source, uint64_t region) {
   }
   // Under the range lock: no client write to the region meanwhile.
   modifications_.Acquire(offset, end - offset,
-                         [this, target, source, region, offset, end] {
-                           CopyChunk(target, source, region, offset, end);
+                         [this, target, region, offset, end] {
+                           CopyChunk(target, region, offset, end);
                          });
 }
 
-void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
-                       uint64_t offset, uint64_t end) {
+void Volume::CopyChunk(size_t target, uint64_t region, uint64_t offset,
+                       uint64_t end) {
   const uint64_t region_start = region * config_.region_bytes();
   if (offset >= end) {
     EndCopy(target, region, true);
     modifications_.Release(region_start, end - region_start);
     return;
   }
-  uint64_t length;
-  {
-    absl::MutexLock lock(&mu_);
-    length = std::min<uint64_t>(end - offset, geometry_.max_transfer());
-  }
-  v1::Request read;
-  read.set_op(v1::OP_READ);
-  read.set_offset(offset);
-  read.set_length(static_cast<uint32_t>(length));
-  {
-    absl::MutexLock lock(&mu_);
-    if (geometry_.features() & ChecksumFeature(checksum_)) {
-      read.set_checksum_algorithm(checksum_);
-    }
-  }
-  auto fail = [this, target, region, region_start, end](const v1::Reply& why) {
+  auto fail = [this, target, region, region_start,
+               end](const std::string& why) {
     DST_LOG(Warning, "gateway: volume %s: resync of %s: region %d: %s",
-            config_.name(), slots_[target]->replica->address(), region,
-            why.message());
+            config_.name(), slots_[target]->replica->address(), region, why);
     EndCopy(target, region, false);
     modifications_.Release(region_start, end - region_start);
   };
-  slots_[source]->replica->Submit(read, [this, target, source, region, offset,
-                                         end, length, fail](v1::Reply&& reply,
-                                                            Payload&& data) {
+  uint64_t length;
+  v1::Request read;
+  std::optional<size_t> source;
+  uint64_t leaves = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    length = std::min<uint64_t>(end - offset, geometry_.max_transfer());
+    if (geometry_.features() & ChecksumFeature(checksum_)) {
+      read.set_checksum_algorithm(checksum_);
+    }
+    // Chosen now, under the range lock: a replica in sync when the copy
+    // was planned may have left the set since, missing the very write that
+    // held the lock.
+    source = state_.Source(target, ConnectedLocked());
+    if (source.has_value()) leaves = state_.replica(*source).leaves;
+  }
+  if (!source.has_value()) {
+    fail("no in-sync replica to copy from");
+    return;
+  }
+  read.set_op(v1::OP_READ);
+  read.set_offset(offset);
+  read.set_length(static_cast<uint32_t>(length));
+  slots_[*source]->replica->Submit(read, [this, target, region, offset, end,
+                                          length, fail, source = *source,
+                                          leaves](v1::Reply&& reply,
+                                                  Payload&& data) {
+    if (reply.status() == 0) {
+      absl::MutexLock lock(&mu_);
+      if (!state_.StillInSync(source, leaves)) {
+        reply = ErrorReply(reply.id(), absl::UnavailableError(
+                                           "the source left the in-sync set"));
+      }
+    }
     if (reply.status() == 0 && !reply.checksum().empty()) {
       absl::Status intact =
           VerifyChecksum(checksum_, data, reply.checksum(), "resync data");
       if (!intact.ok()) reply = ErrorReply(reply.id(), intact);
     }
     if (reply.status() != 0) {
-      fail(reply);
+      fail(reply.message());
       return;
     }
     v1::Request write;
@@ -1396,10 +1270,10 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
     // The data read goes on as it arrived, not copied.
     slots_[target]->replica->Submit(
         write,
-        [this, target, source, region, offset, end, length, fail](
-            v1::Reply&& written, Payload&&) {
+        [this, target, region, offset, end, length, fail](v1::Reply&& written,
+                                                          Payload&&) {
           if (written.status() != 0) {
-            fail(written);
+            fail(written.message());
             return;
           }
           {
@@ -1407,7 +1281,7 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
             slots_[target]->copied += length;
           }
           slots_[target]->resync_bytes->Increment(static_cast<double>(length));
-          CopyChunk(target, source, region, offset + length, end);
+          CopyChunk(target, region, offset + length, end);
         },
         std::move(data));
   });
@@ -1416,56 +1290,51 @@ void Volume::CopyChunk(size_t target, size_t source, uint64_t region,
 void Volume::EndCopy(size_t target, uint64_t region, bool ok) {
   {
     absl::MutexLock lock(&mu_);
-    Slot& slot = *slots_[target];
-    slot.copying.erase(region);
-    if (!ok) {
-      slot.next_copy = Now() + kCopyRetry;
-      return;
-    }
-    slot.dirty.Clear(region);
-    slot.dirty_bytes->Set(static_cast<double>(slot.dirty.count()) *
-                          config_.region_bytes());
-    save_later_ = true;
+    state_.CopyDone(target, region, ok);
+    if (!ok) slots_[target]->next_copy = Now() + kCopyRetry;
   }
   // The next region at once, not at the next tick (no blocking work here:
   // this runs on a reply's thread).
-  DriveResync(/*promote=*/false);
+  if (ok) DriveResync(/*promote=*/false);
 }
 
-void Volume::Promote(size_t target) {
+void Volume::FinishPromotion(size_t target) {
   Slot& slot = *slots_[target];
   v1::ClaimRequest claim;
+  RegionBitmap covered;
+  bool flushed;
   {
     absl::MutexLock lock(&mu_);
-    claim.set_epoch(epoch_);
+    if (!slot.promotion_answered) return;
+    flushed = slot.promotion_flushed;
+    covered = slot.promotion_covered;
+    if (flushed && state_.durable_version() < state_.required_version()) {
+      // The generation it is to learn must be durable first.
+      SaveLocked();
+      return;
+    }
+    slot.promotion_answered = false;
+    claim.set_epoch(slot.epoch);
     claim.set_owner(options_.gateway_id);
     claim.set_set_generations(true);
-    for (uint64_t g : generations_) claim.add_generations(g);
+    for (uint64_t g : state_.generations()) claim.add_generations(g);
   }
-  if (claim.epoch() != 0) {
+  std::vector<uint64_t> generations(claim.generations().begin(),
+                                    claim.generations().end());
+  if (flushed && claim.epoch() != 0) {
     absl::StatusOr<v1::ReplicaMetadata> claimed = slot.replica->Claim(claim);
-    if (!claimed.ok() && !absl::IsUnimplemented(claimed.status())) {
+    if (!claimed.ok()) {
+      flushed = false;
       absl::MutexLock lock(&mu_);
       if (absl::IsAborted(claimed.status())) {
         FenceLocked(std::string(claimed.status().message()));
       }
-      slot.next_copy = Now() + kCopyRetry;
-      return;
     }
   }
   absl::MutexLock lock(&mu_);
-  if (slot.sync != Sync::kOutOfSync || slot.dirty.count() != 0 ||
-      !slot.copying.empty() || !slot.replica->connected()) {
-    return;  // something changed meanwhile: the next round decides
-  }
-  slot.sync = Sync::kInSync;
-  slot.in_sync->Set(1);
-  slot.unflushed.ClearAll();
-  slot.generations.assign(claim.generations().begin(),
-                          claim.generations().end());
-  if (generations_.empty() || slot.generations.empty() ||
-      slot.generations[0] != generations_[0]) {
-    slot.push_generation = true;
+  if (!state_.FinishPromotion(target, covered, flushed, generations)) {
+    slot.next_copy = Now() + kCopyRetry;
+    return;
   }
   DST_LOG(Info,
           "gateway: volume %s: replica %s is in sync again (resync copied %d "
@@ -1474,20 +1343,28 @@ void Volume::Promote(size_t target) {
           slot.copied - slot.copied_before, slot.resync_total,
           absl::FormatDuration(Now() - slot.resync_started));
   slot.resync_total = 0;
-  PersistLocked(nullptr);
+  // A replica kept in the set without its stream only because it was the
+  // only copy is one no longer.
+  const std::vector<bool> connected = ConnectedLocked();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!connected[i]) state_.StreamLost(i);
+  }
+  SaveLocked();
 }
 
-// --- admin ----------------------------------------------------------------
+// --- admin
+// --------------------------------------------------------------------
 
 std::string Volume::StateLocked() const {
   if (!fenced_.empty()) return "fenced";
-  if (!diverged_.empty()) return "diverged";
-  if (!decided_ || geometry_.size() == 0) return "unavailable";
+  if (!state_.diverged().empty()) return "diverged";
+  if (!state_.decided() || geometry_.size() == 0) return "unavailable";
   bool any_in_sync_connected = false;
   bool all_in_sync = true;
-  for (const auto& slot : slots_) {
-    if (slot->sync != Sync::kInSync) all_in_sync = false;
-    if (slot->sync == Sync::kInSync && slot->replica->connected()) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const bool in_sync = state_.replica(i).sync == SyncState::kInSync;
+    if (!in_sync) all_in_sync = false;
+    if (in_sync && slots_[i]->replica->connected()) {
       any_in_sync_connected = true;
     }
   }
@@ -1508,47 +1385,47 @@ v1::VolumeStatus Volume::Status() const {
   status.set_state(StateLocked());
   if (!fenced_.empty()) {
     status.set_message(fenced_);
-  } else if (!diverged_.empty()) {
-    status.set_message(diverged_);
+  } else if (!state_.diverged().empty()) {
+    status.set_message(state_.diverged());
   } else if (status.state() == "waiting") {
     status.set_message(
         "no up-to-date replica is reachable; I/O waits for one (out-of-sync "
         "replicas are never a source; `dstctl resolve` overrides)");
   }
-  status.set_generation(generations_.empty() ? 0 : generations_[0]);
+  status.set_generation(state_.generations().empty() ? 0
+                                                     : state_.generations()[0]);
   status.set_epoch(epoch_);
-  if (!lease_token_.empty() &&
-      (lease_streams_ > 0 || Now() < lease_expiry_)) {
+  if (!lease_token_.empty() && (lease_streams_ > 0 || Now() < lease_expiry_)) {
     status.set_lease_holder(lease_client_);
   }
   status.set_resync_rate_bytes(resync_rate_);
   status.set_resync_paused(resync_paused_);
-  for (const auto& slot : slots_) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& slot = *slots_[i];
+    const MirrorState::Replica& state = state_.replica(i);
     v1::ReplicaStatus* r = status.add_replicas();
-    *r = slot->replica->Status();
-    if (r->identity().empty()) r->set_identity(slot->identity);
-    const bool connected = slot->replica->connected();
-    switch (slot->sync) {
-      case Sync::kUnknown:
-        r->set_sync("unknown");
+    *r = slot.replica->Status();
+    if (r->identity().empty()) r->set_identity(state.identity);
+    const bool connected = slot.replica->connected();
+    switch (state.sync) {
+      case SyncState::kUnknown:
+      case SyncState::kInSync:
+        r->set_sync(SyncName(state.sync));
         break;
-      case Sync::kInSync:
-        r->set_sync("in_sync");
-        break;
-      case Sync::kOutOfSync:
+      case SyncState::kOutOfSync:
         r->set_sync(!connected ? "stale"
-                    : slot->resync_total > 0 || !slot->copying.empty()
+                    : slot.resync_total > 0 || !state.copying.empty()
                         ? "resyncing"
                         : "out_of_sync");
         break;
     }
-    r->set_dirty_bytes(slot->sync == Sync::kInSync
+    r->set_dirty_bytes(state.sync == SyncState::kInSync
                            ? 0
-                           : slot->dirty.count() * config_.region_bytes());
-    r->set_resync_copied_bytes(slot->copied);
-    r->set_resync_total_bytes(slot->resync_total);
-    r->set_generation(slot->generations.empty() ? 0 : slot->generations[0]);
-    r->set_checksum_mismatches(slot->checksum_mismatches.load());
+                           : state.dirty.count() * config_.region_bytes());
+    r->set_resync_copied_bytes(slot.copied);
+    r->set_resync_total_bytes(slot.resync_total);
+    r->set_generation(state.generations.empty() ? 0 : state.generations[0]);
+    r->set_checksum_mismatches(slot.checksum_mismatches.load());
   }
   status.set_transactions_total(total_.load());
   status.set_transactions_failed(failed_.load());
@@ -1556,87 +1433,83 @@ v1::VolumeStatus Volume::Status() const {
   return status;
 }
 
+namespace {
+// Runs `start`, which takes a callback, and waits for it.
+absl::Status Wait(
+    const std::function<void(std::function<void(const absl::Status&)>)>&
+        start) {
+  absl::Notification done;
+  absl::Status outcome;
+  start([&](const absl::Status& status) {
+    outcome = status;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return outcome;
+}
+}  // namespace
+
 absl::Status Volume::Resync(const v1::ResyncRequest& request) {
-  absl::MutexLock lock(&mu_);
-  if (request.has_rate_bytes()) resync_rate_ = request.rate_bytes();
-  resync_paused_ = request.stop();
-  if (!request.full()) return absl::OkStatus();
-  if (!mirror()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("volume ", config_.name(), " is not a mirror"));
-  }
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i]->replica->address() != request.replica()) continue;
-    size_t in_sync_others = 0;
-    for (size_t j = 0; j < slots_.size(); ++j) {
-      if (j != i && slots_[j]->sync == Sync::kInSync) ++in_sync_others;
+  return Wait([&](Done done) { ResyncThen(request, std::move(done)); });
+}
+
+void Volume::ResyncThen(const v1::ResyncRequest& request, Done done) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (request.has_rate_bytes()) resync_rate_ = request.rate_bytes();
+    resync_paused_ = request.stop();
+    if (request.full()) {
+      size_t i = 0;
+      while (i < slots_.size() &&
+             slots_[i]->replica->address() != request.replica()) {
+        ++i;
+      }
+      if (i == slots_.size()) {
+        status = absl::NotFoundError(absl::StrCat(
+            "volume ", config_.name(), " has no replica ", request.replica()));
+      } else {
+        status = state_.ResyncFull(i);
+        slots_[i]->resync_total = 0;
+      }
+      // Answered once the state that will copy everything is durable.
+      if (status.ok() && state_.durable_version() < state_.required_version()) {
+        DurableOrWaitLocked(state_.required_version(), std::move(done));
+        return;
+      }
     }
-    if (in_sync_others == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "replica ", request.replica(),
-          " is the only in-sync replica: there is nothing to copy from"));
-    }
-    if (!decided_) return absl::UnavailableError("volume is not ready");
-    SizeBitmapsLocked();
-    RegionBitmap all(slots_[i]->dirty.size());
-    all.SetAll();
-    MarkMissedLocked(i, all, "full resync requested");
-    slots_[i]->resync_total = 0;
-    PersistLocked(nullptr);
-    return absl::OkStatus();
   }
-  return absl::NotFoundError(absl::StrCat(
-      "volume ", config_.name(), " has no replica ", request.replica()));
+  done(status);
 }
 
 absl::Status Volume::Resolve(const std::string& source) {
-  absl::MutexLock lock(&mu_);
-  if (!mirror()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("volume ", config_.name(), " is not a mirror"));
-  }
-  size_t chosen = slots_.size();
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i]->replica->address() == source) chosen = i;
-  }
-  if (chosen == slots_.size()) {
-    return absl::NotFoundError(
-        absl::StrCat("volume ", config_.name(), " has no replica ", source));
-  }
-  if (!slots_[chosen]->admitted || geometry_.size() == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "replica ", source, " has not connected: its data cannot be kept"));
-  }
-  SizeBitmapsLocked();
-  generations_.insert(generations_.begin(), NewGeneration());
-  if (generations_.size() > kGenerationHistory) {
-    generations_.resize(kGenerationHistory);
-  }
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    Slot& slot = *slots_[i];
-    slot.resync_total = 0;
-    if (i == chosen) {
-      slot.sync = Sync::kInSync;
-      slot.dirty.ClearAll();
-      slot.push_generation = true;
-    } else {
-      slot.sync = Sync::kOutOfSync;
-      slot.dirty.SetAll();
-      slot.resync_ready = false;
+  return Wait([&](Done done) { ResolveThen(source, std::move(done)); });
+}
+
+void Volume::ResolveThen(const std::string& source, Done done) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    size_t chosen = 0;
+    while (chosen < slots_.size() &&
+           slots_[chosen]->replica->address() != source) {
+      ++chosen;
     }
-    slot.in_sync->Set(slot.sync == Sync::kInSync ? 1 : 0);
-    slot.dirty_bytes->Set(static_cast<double>(slot.dirty.count()) *
-                          config_.region_bytes());
+    if (chosen == slots_.size()) {
+      status = absl::NotFoundError(
+          absl::StrCat("volume ", config_.name(), " has no replica ", source));
+    } else {
+      status = state_.Resolve(chosen);
+    }
+    if (status.ok()) {
+      for (const auto& slot : slots_) slot->resync_total = 0;
+      if (state_.durable_version() < state_.required_version()) {
+        DurableOrWaitLocked(state_.required_version(), std::move(done));
+        return;
+      }
+    }
   }
-  diverged_.clear();
-  decided_ = true;
-  DST_LOG(Warning,
-          "gateway: volume %s resolved by the operator: keeping the data of "
-          "replica %s (generation %s); every other replica is fully "
-          "resynchronized from it",
-          config_.name(), source, Hex(generations_[0]));
-  PersistLocked(nullptr);
-  return absl::OkStatus();
+  done(status);
 }
 
 absl::StatusOr<v1::VerifyReply> Volume::Verify(
@@ -1646,11 +1519,11 @@ absl::StatusOr<v1::VerifyReply> Volume::Verify(
   uint64_t chunk;
   {
     absl::MutexLock lock(&mu_);
-    if (!decided_ || geometry_.size() == 0) {
+    if (!state_.decided() || geometry_.size() == 0) {
       return absl::UnavailableError("volume is not ready");
     }
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i]->sync == Sync::kInSync) compared.push_back(i);
+      if (state_.replica(i).sync == SyncState::kInSync) compared.push_back(i);
     }
     size = geometry_.size();
     chunk =

@@ -12,28 +12,37 @@
 // - Reads go to one in-sync replica (spread round robin) and fail over to
 //   another on error; one unanswered after the lag limit is also sent to
 //   the next (the first answer wins).
-// - Flushes go to every in-sync replica; one that fails or lags leaves the
-//   set with the regions written since its last flush marked dirty.
+// - Flushes go to every in-sync replica (and to out-of-sync ones holding
+//   unflushed writes); one that fails or lags leaves the set with the
+//   regions written since its last flush marked dirty.
 // - A returning replica is resynchronized online: its dirty regions are
 //   copied from an in-sync replica, one region at a time under the range
-//   lock, throttled, then it rejoins the set.
+//   lock, throttled; then it is flushed and rejoins the set.
 //
-// What survives restarts: the mirror state file (STATE_DIR/VOLUME.state:
-// generations, in-sync flags, dirty bitmaps) written before any write that a
-// replica missed is acknowledged, and each exporter's generation history and
-// fencing epoch. After a restart an out-of-sync replica is never a source:
-// with only stale replicas reachable, I/O waits (suspend time) for an
-// up-to-date one or for `dstctl resolve`. Replicas whose histories diverged
-// stop the volume ("diverged") until resolved.
+// The parts: MirrorState (mirror_state.h) owns the membership state and
+// decides; this class sequences it: replicas (ReplicaHandle), the state
+// store (StateStore, written before anything relies on it: a write is sent
+// and acknowledged only once the state version it needs is durable), the
+// range lock, timers and the worker (Scheduler), fencing and the lease.
 //
-// Fencing: the volume claims an epoch above every replica's on each
-// negotiation and writes under it; an exporter claimed by a newer gateway
-// refuses this one's writes, and the volume turns "fenced".
+// What survives restarts: the mirror state file (STATE_DIR/VOLUME.state)
+// and each exporter's generation history, fencing epoch and instance id.
+// After a restart an out-of-sync replica is never a source: with only
+// stale replicas reachable, I/O waits (suspend time) for an up-to-date one
+// or for `dstctl resolve`. Replicas whose histories diverged stop the
+// volume ("diverged") until resolved.
+//
+// Fencing: the volume claims, at each exporter's first negotiation of its
+// run, an epoch above the one the exporter holds, and writes under it; an
+// exporter claimed by a newer gateway refuses this one's writes, when they
+// run, and the volume turns "fenced" (and saves no more state).
 //
 // One writer: read-write opens take the volume's lease (one token at a
 // time); read-only opens are always allowed.
 //
 // Thread-safe. Replicas are owned; Start() connects them in the background.
+// `done` callbacks run on the replicas', the timers' or the state store's
+// threads.
 #ifndef DST_SERVICES_GATEWAY_VOLUME_H_
 #define DST_SERVICES_GATEWAY_VOLUME_H_
 
@@ -54,6 +63,7 @@
 #include "services/common/scheduler.h"
 #include "services/common/tls.h"
 #include "services/common/transaction_table.h"
+#include "services/gateway/mirror_state.h"
 #include "services/gateway/range_serializer.h"
 #include "services/gateway/region_bitmap.h"
 #include "services/gateway/replica_handle.h"
@@ -103,7 +113,7 @@ class Volume {
   // failed to be, on the store's thread (not at all for a plain volume or
   // one not yet decided).
   void SaveThen(std::function<void(const absl::Status&)> then);
-  // Stops the monitor and worker threads and closes every replica's
+  // Stops the timers and the worker and closes every replica's
   // session: each transaction still in flight is answered (or fails) and
   // its caller's `done` has run when this returns. Submissions after it
   // fail. Called by the owner of those callers (the gateway's Io streams)
@@ -134,69 +144,87 @@ class Volume {
   // VolumeStatus.state alone (cheap: health polls it).
   std::string state() const;
 
-  // Admin (dstctl): see gateway.proto.
+  // Admin (dstctl): see gateway.proto. Each returns once what it changed
+  // is durable; the *Then forms call `done` then instead of blocking.
   absl::Status Resync(const v1::ResyncRequest& request);
+  void ResyncThen(const v1::ResyncRequest& request,
+                  std::function<void(const absl::Status&)> done);
   absl::StatusOr<v1::VerifyReply> Verify(const v1::VerifyRequest& request);
   absl::Status Resolve(const std::string& source);
+  void ResolveThen(const std::string& source,
+                   std::function<void(const absl::Status&)> done);
+
+  // "" or the first broken invariant of the mirror state (tests).
+  std::string CheckInvariants() const;
 
  private:
   struct Slot;
   struct Fanout;
   struct ReadOp;
-  enum class Sync { kUnknown, kInSync, kOutOfSync };
+  using Done = std::function<void(const absl::Status&)>;
 
+  absl::Time Now() const { return timers_->Now(); }
   bool mirror() const { return slots_.size() > 1; }
+  std::vector<bool> ConnectedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Admission of replica `index` after a negotiation (ReplicaHandle's).
   absl::StatusOr<uint64_t> Admit(size_t index, const v1::NegotiateReply& reply);
   void OnReplicaChange(size_t index);
   void FenceLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DecideLocked(size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DecideFirstStartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SizeBitmapsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records that replica `index` missed regions [first, last] (or those set
-  // in `missed`): it leaves the in-sync set if it was in it (a new
-  // generation). True when the state changed and must be saved.
-  bool MarkMissedLocked(size_t index, uint64_t first, uint64_t last,
-                        const std::string& why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool MarkMissedLocked(size_t index, const RegionBitmap& missed,
-                        const std::string& why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool LeaveInSyncLocked(size_t index, const std::string& why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::VolumeState SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Saves the state; `then` runs once it is durable (or failed to be).
-  void PersistLocked(std::function<void(const absl::Status&)> then)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // --- durability: the state store ---
+  // True when state version `needed` is durable. Else `then` runs once it
+  // is (OK) or once the save meant to make it so failed (its error), on
+  // the store's thread, and a save starts unless one is running.
+  bool DurableOrWaitLocked(uint64_t needed, Done then)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Saves the current state unless a save is running (one at a time: the
+  // next takes every change made meanwhile), and after any change that
+  // acknowledgements rely on.
+  void SaveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveIfRequiredLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnSaved(uint64_t version, const absl::Status& status);
+  // Fails what waits for durability (fenced: nothing is saved any more).
+  void FailWaiters(const absl::Status& why);
+
+  // --- I/O ---
   void SubmitRead(const std::shared_ptr<ReadOp>& op);
   // A replica returned damaged data for [offset, +length): when another
   // replica is in sync, the region is marked dirty for it (it leaves the
   // set) and resync copies it back from a good replica.
   void Heal(const Slot* slot, uint64_t offset, uint64_t length);
+  // Plans a modification (or a flush), and sends it once the state the
+  // plan relies on is durable.
   void SubmitFanout(const std::shared_ptr<Fanout>& fanout);
+  // Plans it and fills its targets: true to send it now, or with
+  // `*refused` set to answer it so; false when it waits for a save.
+  bool PlanLocked(const std::shared_ptr<Fanout>& fanout, absl::Status* refused)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                      v1::Reply&& reply);
   void FinishFanout(const std::shared_ptr<Fanout>& fanout);
+  // What its reply waits for, or what to run once the lock is released.
+  void FinishLocked(const std::shared_ptr<Fanout>& fanout,
+                    std::vector<std::function<void()>>* ready)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Time Now() const { return timers_->Now(); }
+  // --- timers and the worker ---
   // Timers (lag limits, hedged reads) run on `timers_`; resync, generation
-  // pushes and lazy saves on `worker_` (they may block on an exporter),
-  // every kWorkTick and when kicked.
+  // pushes, promotions and lazy saves on `worker_` (they may block on an
+  // exporter), every kWorkTick and when kicked.
   void After(absl::Duration delay, std::function<void()> fn);
-  void Work(bool periodic);
-  // Starts region copies; promotes finished replicas (blocking: an RPC to
-  // the exporter) only when `promote`, else leaves that to the worker.
-  void DriveResync(bool promote);
   void KickWorker();
-  void CopyRegion(size_t target, size_t source, uint64_t region);
-  void CopyChunk(size_t target, size_t source, uint64_t region, uint64_t offset,
-                 uint64_t end);
-  void EndCopy(size_t target, uint64_t region, bool ok);
-  void Promote(size_t target);
-  void PushGenerations();
+  void Work(bool periodic);
   void UpdateMetrics();
+  void PushGenerations();
+  // Starts region copies and promotion flushes; finishes promotions whose
+  // flush answered (blocking: a claim on the exporter) only when `promote`,
+  // else leaves that to the worker.
+  void DriveResync(bool promote);
+  void CopyRegion(size_t target, uint64_t region);
+  void CopyChunk(size_t target, uint64_t region, uint64_t offset, uint64_t end);
+  void EndCopy(size_t target, uint64_t region, bool ok);
+  void FinishPromotion(size_t target);
 
   const v1::VolumeConfig config_;
   const VolumeOptions options_;
@@ -215,30 +243,23 @@ class Volume {
   prometheus::Counter& lagging_counter_;
   prometheus::Counter& hedged_reads_counter_;
   std::vector<prometheus::Gauge*> state_gauges_;  // by kVolumeStates
+  uint64_t exits_seen_ = 0;                       // worker only
 
   absl::Mutex work_mu_;
   bool kicked_ ABSL_GUARDED_BY(work_mu_) = false;  // a Work run is queued
 
   mutable absl::Mutex mu_;
-  v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);    // size 0 until known
-  bool decided_ ABSL_GUARDED_BY(mu_) = false;     // sync states known
-  uint64_t state_size_ ABSL_GUARDED_BY(mu_) = 0;  // from the state file
-  // The volume's generations, current first (mirrors).
-  std::vector<uint64_t> generations_ ABSL_GUARDED_BY(mu_);
-  // The activity log (mirrors): regions with modifications sent since the
-  // last flush, saved before any is sent; after a crash they may differ
-  // between in-sync replicas. `writing_` counts modifications in flight per
-  // region; a flush clears the regions with none.
-  RegionBitmap active_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, int> writing_ ABSL_GUARDED_BY(mu_);
-  // Active regions of the previous run (state file): copied from the first
-  // up-to-date replica that connects to the other in-sync ones.
-  RegionBitmap crashed_active_ ABSL_GUARDED_BY(mu_);
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string fenced_ ABSL_GUARDED_BY(mu_);    // why, when fenced
-  std::string diverged_ ABSL_GUARDED_BY(mu_);  // why, when diverged
-  bool save_later_ ABSL_GUARDED_BY(mu_) = false;
+  MirrorState state_ ABSL_GUARDED_BY(mu_);
+  v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);  // size 0 until known
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;     // the highest claimed
+  std::string fenced_ ABSL_GUARDED_BY(mu_);     // why, when fenced
+  bool saving_ ABSL_GUARDED_BY(mu_) = false;    // a save is running
   absl::Time saved_at_ ABSL_GUARDED_BY(mu_);
+  struct Waiter {
+    uint64_t needed;
+    Done then;
+  };
+  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   bool resync_paused_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t resync_rate_ ABSL_GUARDED_BY(mu_) = 0;
   std::string lease_token_ ABSL_GUARDED_BY(mu_);

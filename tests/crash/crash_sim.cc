@@ -50,7 +50,9 @@ uint64_t Decode(const char* bytes, uint64_t block) {
 }
 
 std::string TagName(uint64_t tag) {
-  return tag == 0 ? "zeroes" : tag == kGarbage ? "garbage" : absl::StrCat("w", tag);
+  return tag == 0          ? "zeroes"
+         : tag == kGarbage ? "garbage"
+                           : absl::StrCat("w", tag);
 }
 
 }  // namespace
@@ -150,13 +152,14 @@ std::string Model::Check(uint64_t b, uint64_t tag, bool remember) {
   if (tag == kGarbage ||
       std::find(allowed.begin(), allowed.end(), tag) == allowed.end()) {
     std::vector<std::string> names;
+    names.reserve(allowed.size());
     for (uint64_t a : allowed) names.push_back(TagName(a));
     return absl::StrCat("block ", b, " holds ", TagName(tag),
                         "; it may hold only ", absl::StrJoin(names, " or "));
   }
   if (block.last_read.has_value() && *block.last_read != tag) {
-    return absl::StrCat("block ", b, " holds ", TagName(tag), " after a read of ",
-                        TagName(*block.last_read),
+    return absl::StrCat("block ", b, " holds ", TagName(tag),
+                        " after a read of ", TagName(*block.last_read),
                         " with no write in between (a stale read)");
   }
   if (remember) state_[b].last_read = tag;
@@ -224,7 +227,8 @@ void Simulation::Fail(const std::string& why) {
 
 void Simulation::At(absl::Duration delay, std::string what,
                     std::function<void()> fn) {
-  events_.push_back(Event{world_.now() + delay, std::move(what), std::move(fn)});
+  events_.push_back(
+      Event{world_.now() + delay, std::move(what), std::move(fn)});
 }
 
 // --- the gateway ------------------------------------------------------------
@@ -239,8 +243,9 @@ void Simulation::StartGateway() {
   VolumeOptions options;
   options.gateway_id = "gw";
   options.state_dir = "sim";
-  options.open_state_store = [this, g](const std::string&)
-      -> absl::StatusOr<std::unique_ptr<StateStore>> {
+  options.open_state_store =
+      [this,
+       g](const std::string&) -> absl::StatusOr<std::unique_ptr<StateStore>> {
     auto store = std::make_unique<SimStateStore>(&world_, &state_disk_);
     g->store = store.get();
     return std::unique_ptr<StateStore>(std::move(store));
@@ -260,8 +265,8 @@ void Simulation::StartGateway() {
   }
   g->volume = std::make_unique<Volume>(config_, options, std::move(replicas),
                                        *g->registry);
-  world_.Trace(absl::StrCat("gateway: starts (incarnation ", g->incarnation,
-                            ")"));
+  world_.Trace(
+      absl::StrCat("gateway: starts (incarnation ", g->incarnation, ")"));
   if (absl::Status s = g->volume->Init(); !s.ok()) {
     Fail(absl::StrCat("the gateway cannot start: ", s.ToString()));
     return;
@@ -360,19 +365,26 @@ void Simulation::StartExporter(int i) {
 }
 
 void Simulation::PowerCut(int i) {
-  // The client loses what was acknowledged and not durable only when no
-  // other replica is in sync to serve it.
-  int others_in_sync = 0;
+  // The client may lose what was acknowledged and not durable only when no
+  // other replica in sync was there to take it: none is in sync, or every
+  // one that is is unresponsive (stalled, cut off), so that the lag limit
+  // may leave it behind the one that lost power (the gateway cannot tell a
+  // dead replica from a slow one within the lag limit).
+  int others = 0;
   if (Volume* v = volume()) {
     const v1::VolumeStatus status = v->Status();
     for (int j = 0; j < status.replicas_size(); ++j) {
-      if (j != i && status.replicas(j).sync() == "in_sync") ++others_in_sync;
+      const size_t k = static_cast<size_t>(j);
+      if (j != i && status.replicas(j).sync() == "in_sync" &&
+          exporters_[k]->up() && !exporters_[k]->held && !links_[k].cut) {
+        ++others;
+      }
     }
   }
-  if (others_in_sync == 0) {
+  if (others == 0) {
     world_.Trace(absl::StrCat("e", i,
-                              " is the only replica in sync: what it did not "
-                              "flush may be lost"));
+                              " is the only replica in sync and responsive: "
+                              "what it did not flush may be lost"));
     model_.Widen();
   }
   ++stats_.power_cuts;
@@ -425,8 +437,7 @@ void Simulation::SubmitRandom() {
   op.fua = op.op != v1::OP_READ && op.op != v1::OP_FLUSH && rng.Chance(0.15);
   if (op.op != v1::OP_FLUSH) {
     op.first = rng.Below(kBlocks);
-    const uint64_t longest =
-        std::min(kMaxBlocksPerRequest, kBlocks - op.first);
+    const uint64_t longest = std::min(kMaxBlocksPerRequest, kBlocks - op.first);
     op.count = 1 + rng.Below(rng.Chance(0.7) ? std::min<uint64_t>(2, longest)
                                              : longest);
     if (Overlaps(op.first, op.count)) return;
@@ -466,10 +477,9 @@ void Simulation::Send(const Op& op) {
       data += BlockData(op.tag, b);
     }
   }
-  world_.Trace(absl::StrCat("client: ", v1::Op_Name(op.op), " #", op.id, " ",
-                            op.first, "+", op.count,
-                            op.tag != 0 ? absl::StrCat(" w", op.tag) : "",
-                            op.fua ? " fua" : ""));
+  world_.Trace(absl::StrCat(
+      "client: ", v1::Op_Name(op.op), " #", op.id, " ", op.first, "+", op.count,
+      op.tag != 0 ? absl::StrCat(" w", op.tag) : "", op.fua ? " fua" : ""));
   const int incarnation = gateway_->incarnation;
   gateway_->volume->Submit(
       std::move(request), Payload(std::move(data)), /*read_only=*/false,
@@ -486,9 +496,9 @@ void Simulation::OnReply(uint64_t id, int incarnation, v1::Reply&& reply,
   pending_.erase(it);
   const bool ok = reply.status() == 0;
   succeeded_[id] = ok;
-  world_.Trace(absl::StrCat("client: #", id, " ",
-                            ok ? "done" : absl::StrCat("failed: ",
-                                                       reply.message())));
+  world_.Trace(
+      absl::StrCat("client: #", id, " ",
+                   ok ? "done" : absl::StrCat("failed: ", reply.message())));
   if (IsModifying(op.op)) {
     if (ok) {
       model_.Acked(op.id, op.first, op.count, op.fua);
@@ -598,7 +608,8 @@ void Simulation::Perform(const Action& action) {
   } else if (what == "notice lost stream") {
     g->replicas[static_cast<size_t>(i)]->BreakStream("stream ended");
   } else if (what == "deliver request") {
-    std::shared_ptr<SimStream> stream = g->replicas[static_cast<size_t>(i)]->stream();
+    std::shared_ptr<SimStream> stream =
+        g->replicas[static_cast<size_t>(i)]->stream();
     SimStream::Request request = std::move(stream->requests.front());
     stream->requests.pop_front();
     stream->exporter->Receive(stream, std::move(request));
@@ -627,7 +638,8 @@ void Simulation::ScheduleFault(Fault fault) {
   // Exponential gaps: faults come at random moments of virtual time, each
   // kind at its own mean rate.
   static constexpr double kMeanSeconds[] = {
-      /*kCutLink=*/1.5, /*kStall=*/1.5, /*kKill=*/6, /*kPowerCut=*/4,
+      /*kCutLink=*/1.5,    /*kStall=*/1.5,
+      /*kKill=*/6,         /*kPowerCut=*/4,
       /*kCrashGateway=*/4, /*kStopGateway=*/12};
   const double u =
       (static_cast<double>(world_.rng().Below(1 << 20)) + 1) / (1 << 20);
@@ -703,7 +715,8 @@ absl::Time Simulation::NextTimed() const {
     for (SimScheduler* s : gateway_->schedulers) {
       next = std::min(next, s->next_due());
     }
-    for (SimReplica* r : gateway_->replicas) next = std::min(next, r->next_tick());
+    for (SimReplica* r : gateway_->replicas)
+      next = std::min(next, r->next_tick());
     if (!gateway_->opened) next = std::min(next, gateway_->next_open);
   }
   return next;
@@ -729,6 +742,10 @@ void Simulation::AdvanceTime(bool forced) {
 
 void Simulation::Step(bool faults, bool client) {
   ++stats_.steps;
+  if (Volume* v = volume()) {
+    const std::string broken = v->CheckInvariants();
+    if (!broken.empty()) Fail(absl::StrCat("invariant: ", broken));
+  }
   std::vector<Action> actions;
   Collect(faults, client, actions);
   double total = 0;
@@ -808,7 +825,8 @@ std::string Simulation::Describe() {
   if (v == nullptr) return "no gateway";
   const v1::VolumeStatus status = v->Status();
   std::string out = absl::StrCat("volume ", status.state());
-  if (!status.message().empty()) absl::StrAppend(&out, " (", status.message(), ")");
+  if (!status.message().empty())
+    absl::StrAppend(&out, " (", status.message(), ")");
   for (const v1::ReplicaStatus& r : status.replicas()) {
     absl::StrAppend(&out, "; ", r.address(), " ", r.sync(), " ", r.state(),
                     " dirty ", r.dirty_bytes(), " pending ", r.in_flight());
@@ -822,7 +840,8 @@ void Simulation::CheckAll() {
        b += kMaxBlocksPerRequest) {
     const uint64_t id = Read(b, kMaxBlocksPerRequest);
     if (!RunUntil([this, id] { return Answered(id); }, absl::Seconds(10))) {
-      Fail(absl::StrCat("a read after recovery was not answered: ", Describe()));
+      Fail(
+          absl::StrCat("a read after recovery was not answered: ", Describe()));
     } else if (!Succeeded(id)) {
       Fail("a read after recovery failed");
     }
@@ -850,9 +869,9 @@ void Simulation::CheckAll() {
 SimResult Simulation::Run() {
   for (int round = 0; round < options_.rounds && failure_.empty(); ++round) {
     world_.Trace(absl::StrCat("--- round ", round + 1, ": faults"));
-    for (Fault fault : {Fault::kCutLink, Fault::kStall, Fault::kKill,
-                        Fault::kPowerCut, Fault::kCrashGateway,
-                        Fault::kStopGateway}) {
+    for (Fault fault :
+         {Fault::kCutLink, Fault::kStall, Fault::kKill, Fault::kPowerCut,
+          Fault::kCrashGateway, Fault::kStopGateway}) {
       ScheduleFault(fault);
     }
     for (int step = 0; step < options_.steps_per_round && failure_.empty();

@@ -8,9 +8,10 @@
 // A model of what was promised checks every read, and after each round of
 // faults, once everything is healed and the volume is whole again, every
 // block of every replica:
-// - a write acknowledged and not superseded reads back, unless the only
-//   in-sync replica lost power meanwhile (then anything written since the
-//   block was last made durable may read back);
+// - a write acknowledged and not superseded reads back, unless a replica
+//   lost power while no other in-sync replica was responsive (then
+//   anything written since the block was last made durable may read back:
+//   the lag limit acknowledges a write on the replicas that answer);
 // - a write covered by an acknowledged flush, or written with FUA, is
 //   never lost, even to a power cut of every replica;
 // - a block never reads back two different contents without a write in
@@ -164,6 +165,8 @@ class Simulation {
   bool Connected(int i);
   // While set, state saves wait (none completes).
   bool hold_saves = false;
+  // State files written so far (by every gateway of the run).
+  uint64_t saves() const { return state_disk_.saves; }
   // Faults.
   void CutLink(int i);
   void HealLink(int i);
@@ -177,7 +180,7 @@ class Simulation {
   // the plugin does; else those requests stay unanswered for good.
   void CrashGateway(std::optional<bool> save_survives = std::nullopt,
                     bool client_dies = false);
-  void StopGateway();   // SIGTERM: drains, saves
+  void StopGateway();  // SIGTERM: drains, saves
   void StartGateway();
   // Reads every block through the volume and compares the replicas'
   // storage; the result is failure().
@@ -238,8 +241,7 @@ class Simulation {
   void SubmitRandom();
   uint64_t Submit(Op op);
   void Send(const Op& op);
-  void OnReply(uint64_t id, int incarnation, v1::Reply&& reply,
-               Payload&& data);
+  void OnReply(uint64_t id, int incarnation, v1::Reply&& reply, Payload&& data);
   bool Overlaps(uint64_t first, uint64_t count) const;
   void PowerCut(int i);  // a random one: some cache may survive
   bool Quiet() const;

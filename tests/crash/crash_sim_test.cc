@@ -1,6 +1,8 @@
 // The crash simulation's scripted scenarios (one per way the engine could
 // lose or fork data at a crash, each deterministic) and a sweep of seeds
 // (crash_sim.h: random faults at every step, checked by the model).
+#include "tests/crash/crash_sim.h"
+
 #include <cstdlib>
 #include <string>
 
@@ -8,8 +10,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-
-#include "tests/crash/crash_sim.h"
 
 namespace dst::sim {
 namespace {
@@ -35,7 +35,7 @@ std::string HealAndCheck(Simulation& sim) {
 
 // Finding 1: an in-sync replica that loses power loses what it acknowledged
 // and did not flush; back "in sync", it served the old data.
-TEST(CrashSimTest, DISABLED_AReplicaThatLostPowerIsRecopiedWhereItHadNotFlushed) {
+TEST(CrashSimTest, AReplicaThatLostPowerIsRecopiedWhereItHadNotFlushed) {
   Simulation sim(1, Replicas(2));
   ASSERT_TRUE(sim.Settle()) << sim.Describe();
   const uint64_t write = sim.Write(8, 2);
@@ -50,7 +50,7 @@ TEST(CrashSimTest, DISABLED_AReplicaThatLostPowerIsRecopiedWhereItHadNotFlushed)
 // Finding 1: a resync target gets the client's writes to the regions it
 // already has, without FUA; it must not rejoin the set before they are
 // durable, or a power cut right after loses them unnoticed.
-TEST(CrashSimTest, DISABLED_AResyncTargetRejoinsOnlyWithItsWritesDurable) {
+TEST(CrashSimTest, AResyncTargetRejoinsOnlyWithItsWritesDurable) {
   Simulation sim(2, Replicas(2));
   ASSERT_TRUE(sim.Settle()) << sim.Describe();
   sim.CutLink(1);
@@ -74,7 +74,7 @@ TEST(CrashSimTest, DISABLED_AResyncTargetRejoinsOnlyWithItsWritesDurable) {
 // Finding 2: a second write into a region whose dirty bit a pending save
 // sets was acknowledged before that save was durable; a crash then forgot
 // that the replica missed it.
-TEST(CrashSimTest, DISABLED_AnAcknowledgementWaitsForTheStateItReliesOn) {
+TEST(CrashSimTest, AnAcknowledgementWaitsForTheStateItReliesOn) {
   Simulation sim(3, Replicas(2));
   ASSERT_TRUE(sim.Settle()) << sim.Describe();
   sim.CutLink(1);
@@ -93,8 +93,7 @@ TEST(CrashSimTest, DISABLED_AnAcknowledgementWaitsForTheStateItReliesOn) {
   sim.CutLink(0);
   sim.HealLink(1);
   sim.StartGateway();
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.Connected(1); }))
-      << sim.Describe();
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Connected(1); })) << sim.Describe();
   EXPECT_EQ(HealAndCheck(sim), "") << sim.world().TraceTail();
 }
 
@@ -102,7 +101,7 @@ TEST(CrashSimTest, DISABLED_AnAcknowledgementWaitsForTheStateItReliesOn) {
 // its "nothing in flight from before" mark, so resync copied the region
 // while that write was still pending at the exporter, which runs a
 // stream's requests in any order: the old write could land after the copy.
-TEST(CrashSimTest, DISABLED_ALateWriteCannotLandAfterItsRegionsResyncCopy) {
+TEST(CrashSimTest, ALateWriteCannotLandAfterItsRegionsResyncCopy) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     Simulation sim(seed, Replicas(2));
     ASSERT_TRUE(sim.Settle()) << sim.Describe();
@@ -121,7 +120,8 @@ TEST(CrashSimTest, DISABLED_ALateWriteCannotLandAfterItsRegionsResyncCopy) {
     sim.RunUntil([] { return false; }, absl::Milliseconds(300));
     sim.exporter(1).held = false;
     const std::string failure = HealAndCheck(sim);
-    EXPECT_EQ(failure, "") << "seed " << seed << "\n" << sim.world().TraceTail();
+    EXPECT_EQ(failure, "") << "seed " << seed << "\n"
+                           << sim.world().TraceTail();
     if (!failure.empty()) break;
   }
 }
@@ -129,7 +129,7 @@ TEST(CrashSimTest, DISABLED_ALateWriteCannotLandAfterItsRegionsResyncCopy) {
 // Finding 4: with three replicas, resync chose its source before waiting
 // for the region's range lock; the source could leave the set meanwhile,
 // missing the very write that held the lock, and still be read.
-TEST(CrashSimTest, DISABLED_AResyncSourceIsStillInSyncWhenItIsRead) {
+TEST(CrashSimTest, AResyncSourceIsStillInSyncWhenItIsRead) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     SimOptions options = Replicas(3);
     options.lag_limit_ms = 1000;
@@ -145,7 +145,8 @@ TEST(CrashSimTest, DISABLED_AResyncSourceIsStillInSyncWhenItIsRead) {
     sim.RunUntil([] { return false; }, absl::Milliseconds(200));
     sim.exporter(0).held = false;
     const std::string failure = HealAndCheck(sim);
-    EXPECT_EQ(failure, "") << "seed " << seed << "\n" << sim.world().TraceTail();
+    EXPECT_EQ(failure, "") << "seed " << seed << "\n"
+                           << sim.world().TraceTail();
     if (!failure.empty()) break;
   }
 }
@@ -154,7 +155,7 @@ TEST(CrashSimTest, DISABLED_AResyncSourceIsStillInSyncWhenItIsRead) {
 // a write admitted before a restarted gateway's claim could land after
 // that gateway's own acknowledged write to the same block. The exporter
 // runs a stream's requests in any order: several seeds.
-TEST(CrashSimTest, DISABLED_AWriteAdmittedBeforeATakeoverNeverLandsAfterIt) {
+TEST(CrashSimTest, AWriteAdmittedBeforeATakeoverNeverLandsAfterIt) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     Simulation sim(seed, Replicas(1));
     ASSERT_TRUE(sim.Settle()) << sim.Describe();
@@ -168,7 +169,8 @@ TEST(CrashSimTest, DISABLED_AWriteAdmittedBeforeATakeoverNeverLandsAfterIt) {
     const uint64_t new_write = sim.Write(4, 1);
     ASSERT_TRUE(Complete(sim, new_write)) << "seed " << seed;
     const std::string failure = HealAndCheck(sim);
-    EXPECT_EQ(failure, "") << "seed " << seed << "\n" << sim.world().TraceTail();
+    EXPECT_EQ(failure, "") << "seed " << seed << "\n"
+                           << sim.world().TraceTail();
     if (!failure.empty()) break;
     (void)old_write;
   }
@@ -177,7 +179,7 @@ TEST(CrashSimTest, DISABLED_AWriteAdmittedBeforeATakeoverNeverLandsAfterIt) {
 // Finding 6: after a crash, the regions being written were recopied only to
 // the in-sync replicas; an out-of-sync one that had taken a write there (a
 // clean region during its resync) kept it, unlike its source.
-TEST(CrashSimTest, DISABLED_RegionsInFlightAtACrashAreRecopiedToEveryReplica) {
+TEST(CrashSimTest, RegionsInFlightAtACrashAreRecopiedToEveryReplica) {
   Simulation sim(4, Replicas(2));
   ASSERT_TRUE(sim.Settle()) << sim.Describe();
   sim.CutLink(1);
@@ -203,7 +205,7 @@ TEST(CrashSimTest, DISABLED_RegionsInFlightAtACrashAreRecopiedToEveryReplica) {
 // Finding 7: the epoch was taken from the first replica to connect, so a
 // replica that this same gateway had claimed at a higher epoch (while the
 // other was away) fenced the volume.
-TEST(CrashSimTest, DISABLED_ARestartedGatewayClaimsAboveEveryReplicasEpoch) {
+TEST(CrashSimTest, ARestartedGatewayClaimsAboveEveryReplicasEpoch) {
   Simulation sim(5, Replicas(2));
   ASSERT_TRUE(sim.Settle()) << sim.Describe();
   sim.KillExporter(1, /*power=*/false);
@@ -218,8 +220,7 @@ TEST(CrashSimTest, DISABLED_ARestartedGatewayClaimsAboveEveryReplicasEpoch) {
   sim.StartExporter(1);
   sim.CutLink(0);
   sim.StartGateway();
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.Connected(1); }))
-      << sim.Describe();
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Connected(1); })) << sim.Describe();
   sim.HealLink(0);
   EXPECT_EQ(HealAndCheck(sim), "") << sim.world().TraceTail();
 }
@@ -227,11 +228,11 @@ TEST(CrashSimTest, DISABLED_ARestartedGatewayClaimsAboveEveryReplicasEpoch) {
 // Finding 7: the generation history held 16 entries; a replica away while
 // the others changed membership more often than that came back "diverged"
 // and stopped the volume.
-TEST(CrashSimTest, DISABLED_AReplicaAwayForManyMembershipChangesIsStaleNotDiverged) {
+TEST(CrashSimTest, AReplicaAwayForManyMembershipChangesIsStaleNotDiverged) {
   Simulation sim(6, Replicas(3));
   ASSERT_TRUE(sim.Settle()) << sim.Describe();
   sim.KillExporter(2, /*power=*/false);
-  ASSERT_TRUE(Complete(sim, sim.Write(0, 1)));  // e2 leaves
+  ASSERT_TRUE(Complete(sim, sim.Write(0, 1)));   // e2 leaves
   for (int change = 0; change < 20; ++change) {  // e1 leaves and returns
     sim.CutLink(1);
     ASSERT_TRUE(Complete(sim, sim.Write(8, 1)));
@@ -244,10 +245,67 @@ TEST(CrashSimTest, DISABLED_AReplicaAwayForManyMembershipChangesIsStaleNotDiverg
   EXPECT_EQ(HealAndCheck(sim), "") << sim.world().TraceTail();
 }
 
+// Finding 7: `dstctl resync --full` answered before the state that said so
+// was durable; a crash then forgot the request. Now the answer waits.
+TEST(CrashSimTest, AFullResyncIsAnsweredOnceItIsDurable) {
+  Simulation sim(7, Replicas(2));
+  ASSERT_TRUE(sim.Settle()) << sim.Describe();
+  sim.hold_saves = true;
+  v1::ResyncRequest request;
+  request.set_volume("v");
+  request.set_replica("e1");
+  request.set_full(true);
+  bool answered = false;
+  absl::Status outcome;
+  sim.volume()->ResyncThen(request, [&](const absl::Status& s) {
+    answered = true;
+    outcome = s;
+  });
+  sim.RunUntil([&] { return answered; }, absl::Seconds(1));
+  EXPECT_FALSE(answered) << "answered before the state was durable";
+  sim.hold_saves = false;
+  ASSERT_TRUE(sim.RunUntil([&] { return answered; }));
+  EXPECT_TRUE(outcome.ok()) << outcome;
+  // A crash right after the answer keeps the request.
+  sim.CrashGateway(/*save_survives=*/false);
+  sim.CutLink(1);
+  sim.StartGateway();
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Connected(0); }));
+  EXPECT_NE(sim.Sync(1), "in_sync");
+  EXPECT_EQ(HealAndCheck(sim), "") << sim.world().TraceTail();
+}
+
+// Finding 7: a fenced gateway went on saving its state, and could overwrite
+// its successor's. Once fenced, it writes none.
+TEST(CrashSimTest, AFencedGatewayNeverSavesItsState) {
+  Simulation sim(8, Replicas(2));
+  ASSERT_TRUE(sim.Settle()) << sim.Describe();
+  ASSERT_TRUE(Complete(sim, sim.Write(0, 1)));
+  // Another gateway takes e0 over.
+  v1::ClaimRequest claim;
+  claim.set_epoch(100);
+  claim.set_owner("successor");
+  ASSERT_TRUE(sim.exporter(0).Claim(claim).ok());
+  const uint64_t write = sim.Write(8, 1);
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Answered(write); }));
+  EXPECT_FALSE(sim.Succeeded(write));
+  ASSERT_EQ(sim.volume()->state(), "fenced");
+  const uint64_t saves = sim.saves();
+  // Changes that would be saved: e1 loses its stream with a write
+  // unflushed; a full resync is asked for.
+  sim.CutLink(1);
+  v1::ResyncRequest request;
+  request.set_replica("e1");
+  request.set_full(true);
+  sim.volume()->ResyncThen(request, [](const absl::Status&) {});
+  sim.RunUntil([] { return false; }, absl::Seconds(3));
+  EXPECT_EQ(sim.saves(), saves);
+}
+
 // The whole class: random faults at every step, each seed checked.
 // DST_CRASH_SEEDS sets how many (CI: a few thousand in all, split in
 // shards that ctest runs side by side).
-TEST(CrashSimTest, DISABLED_SeededRuns) {
+TEST(CrashSimTest, SeededRuns) {
   uint64_t seeds = 200;
   if (const char* text = std::getenv("DST_CRASH_SEEDS")) {
     ASSERT_TRUE(absl::SimpleAtoi(text, &seeds)) << "DST_CRASH_SEEDS=" << text;

@@ -95,8 +95,7 @@ void SimStorage::Put(uint64_t offset, const std::string& bytes, bool fua) {
   }
 }
 
-absl::Status SimStorage::Write(uint64_t offset, const Payload& data,
-                               bool fua) {
+absl::Status SimStorage::Write(uint64_t offset, const Payload& data, bool fua) {
   Put(offset, data.ToString(), fua);
   return absl::OkStatus();
 }
@@ -163,8 +162,8 @@ void SimExporter::Start() {
   absl::StatusOr<std::unique_ptr<MetadataStore>> metadata =
       MetadataStore::Open(state_path_);
   if (!metadata.ok()) {
-    world_->Trace(absl::StrCat(name_, ": cannot start: ",
-                               metadata.status().ToString()));
+    world_->Trace(
+        absl::StrCat(name_, ": cannot start: ", metadata.status().ToString()));
     return;
   }
   metadata_ = *std::move(metadata);
@@ -175,6 +174,7 @@ void SimExporter::Start() {
   options.inline_io = false;
   options.identity = name_;
   options.metadata = metadata_.get();
+  options.instance = instance_;
   service_ = std::make_unique<ExporterService>(&storage_, options);
   if (absl::Status s = service_->Init(); !s.ok()) {
     world_->Trace(absl::StrCat(name_, ": cannot start: ", s.ToString()));
@@ -204,27 +204,30 @@ absl::StatusOr<v1::NegotiateReply> SimExporter::Negotiate() {
   v1::NegotiateReply reply;
   *reply.mutable_geometry() = service_->geometry();
   *reply.mutable_metadata() = metadata_->Get();
+  reply.set_instance(service_->instance());
   return reply;
 }
 
 absl::StatusOr<v1::ReplicaMetadata> SimExporter::Claim(
     const v1::ClaimRequest& request) {
   if (!up()) return absl::UnavailableError("connection refused");
-  return metadata_->Claim(request);
+  return service_->ClaimEpoch(request);
 }
 
-absl::StatusOr<ExporterService::StreamGrant> SimExporter::OpenStream(
+absl::StatusOr<std::shared_ptr<SimStream>> SimExporter::OpenStream(
     uint64_t epoch) {
   if (!up()) return absl::UnavailableError("connection refused");
-  ExporterService::StreamGrant grant;
-  grant.epoch = epoch;
-  return grant;
+  auto stream = std::make_shared<SimStream>();
+  stream->id = world_->NextId();
+  stream->exporter = this;
+  stream->grant = service_->Grant(/*read_only=*/false, epoch, Peer());
+  streams_.push_back(stream);
+  return stream;
 }
 
 void SimExporter::Receive(const std::shared_ptr<SimStream>& stream,
                           SimStream::Request request) {
   if (!up()) return;
-  streams_.push_back(stream);
   absl::Status status =
       service_->Check(stream->grant, request.request, request.data.size());
   if (!status.ok() || request.request.op() == v1::OP_PING) {
@@ -239,17 +242,16 @@ void SimExporter::Execute(size_t index) {
   Received received = std::move(received_[index]);
   received_.erase(received_.begin() + static_cast<long>(index));
   Payload reply_data;
-  v1::Reply reply = service_->Execute(received.request.request,
-                                      received.request.data, &reply_data);
+  v1::Reply reply =
+      service_->Run(received.stream->grant, received.request.request,
+                    received.request.data, &reply_data);
   const v1::Request& request = received.request.request;
-  world_->Trace(absl::StrCat(name_, ": executed ", v1::Op_Name(request.op()),
-                             " ", request.offset(), "+", request.length(),
-                             request.flags() & v1::REQUEST_FLAG_FUA ? " fua"
-                                                                     : "",
-                             " of stream ", received.stream->id,
-                             reply.status() == 0
-                                 ? ""
-                                 : absl::StrCat(": ", reply.message())));
+  world_->Trace(absl::StrCat(
+      name_, ": executed ", v1::Op_Name(request.op()), " ", request.offset(),
+      "+", request.length(),
+      request.flags() & v1::REQUEST_FLAG_FUA ? " fua" : "", " of stream ",
+      received.stream->id,
+      reply.status() == 0 ? "" : absl::StrCat(": ", reply.message())));
   if (!received.stream->broken) {
     received.stream->replies.emplace_back(std::move(reply),
                                           std::move(reply_data));
@@ -343,7 +345,7 @@ bool SimReplica::connected() const {
 v1::ReplicaStatus SimReplica::Status() const {
   v1::ReplicaStatus status;
   status.set_address(address());
-  status.set_state(connected()            ? "connected"
+  status.set_state(connected()           ? "connected"
                    : last_error_.empty() ? "connecting"
                                          : "failed");
   status.set_last_error(last_error_);
@@ -375,28 +377,24 @@ void SimReplica::Connect() {
       status = admitted.status();
     }
   }
-  absl::StatusOr<ExporterService::StreamGrant> grant;
+  absl::StatusOr<std::shared_ptr<SimStream>> stream;
   if (status.ok()) {
-    grant = link_->cut ? absl::UnavailableError("unreachable")
-                       : exporter_->OpenStream(epoch);
-    status = grant.status();
+    stream = link_->cut ? absl::UnavailableError("unreachable")
+                        : exporter_->OpenStream(epoch);
+    status = stream.status();
   }
   if (dead_ || stopped_) return;
   if (!status.ok()) {
     last_error_ = status.ToString();
-    world_->Trace(absl::StrCat("gateway: ", address(), ": connect failed: ",
-                               last_error_));
-    const double jitter = 0.5 + 0.5 * static_cast<double>(
-                                          world_->rng().Below(1000)) /
-                                    1000.0;
+    world_->Trace(absl::StrCat("gateway: ", address(),
+                               ": connect failed: ", last_error_));
+    const double jitter =
+        0.5 + 0.5 * static_cast<double>(world_->rng().Below(1000)) / 1000.0;
     next_attempt_ = world_->now() + backoff_ * jitter;
     backoff_ = std::min(backoff_ * 2, options_.max_backoff);
     return;
   }
-  stream_ = std::make_shared<SimStream>();
-  stream_->id = world_->NextId();
-  stream_->exporter = exporter_;
-  stream_->grant = *grant;
+  stream_ = *std::move(stream);
   if (ever_connected_) ++counters_.reconnects;
   ever_connected_ = true;
   backoff_ = options_.min_backoff;
@@ -423,10 +421,12 @@ bool SimReplica::HasReply() const {
 }
 
 void SimReplica::DeliverReply() {
-  auto [reply, data] = std::move(stream_->replies.front());
+  v1::Reply reply = std::move(stream_->replies.front().first);
+  Payload data = std::move(stream_->replies.front().second);
   stream_->replies.pop_front();
-  auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
-                         [&](const Txn& t) { return t.request.id() == reply.id(); });
+  auto it =
+      std::find_if(in_flight_.begin(), in_flight_.end(),
+                   [&](const Txn& t) { return t.request.id() == reply.id(); });
   if (it == in_flight_.end()) return;  // late or unknown: dropped
   Txn txn = std::move(*it);
   in_flight_.erase(it);
@@ -469,7 +469,8 @@ void SimReplica::Tick() {
   std::vector<Txn> expired;
   for (Txn& txn : backlog_) {
     if (txn.sends > options_.max_resends ||
-        (stream_ == nullptr && now - txn.submitted > options_.suspend_timeout)) {
+        (stream_ == nullptr &&
+         now - txn.submitted > options_.suspend_timeout)) {
       expired.push_back(std::move(txn));
     } else {
       keep.push_back(std::move(txn));

@@ -185,8 +185,8 @@ class SimExporter {
   // The unary calls; Unavailable while down.
   absl::StatusOr<v1::NegotiateReply> Negotiate();
   absl::StatusOr<v1::ReplicaMetadata> Claim(const v1::ClaimRequest& request);
-  // A stream opens (the Stream call's metadata): its grant, or why refused.
-  absl::StatusOr<ExporterService::StreamGrant> OpenStream(uint64_t epoch);
+  // A stream opens (the Stream call's metadata), or why refused.
+  absl::StatusOr<std::shared_ptr<SimStream>> OpenStream(uint64_t epoch);
 
   // A request read from `stream`: checked now, as the stream handler does,
   // and executed later, in any order with the others: the exporter runs
@@ -317,7 +317,8 @@ struct SimStateDisk {
 // runner says, group-committed like FileStateStore; a crash cuts it.
 class SimStateStore final : public StateStore {
  public:
-  SimStateStore(World* world, SimStateDisk* disk) : world_(world), disk_(disk) {}
+  SimStateStore(World* world, SimStateDisk* disk)
+      : world_(world), disk_(disk) {}
   const std::string& name() const override { return name_; }
   absl::StatusOr<v1::VolumeState> Load() override;
   void Write(v1::VolumeState state,

@@ -500,6 +500,98 @@ TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
   EXPECT_EQ(negotiated.metadata().owner(), "new");
 }
 
+// A write read before a takeover and still waiting for the disk when the
+// new gateway claims must never land: fencing is decided when it runs, and
+// the claim returns only once the writes already running have finished.
+TEST_F(ExporterTest, AWriteQueuedBeforeAClaimIsRefusedWhenItRuns) {
+  ExporterOptions options;
+  options.io_threads = 1;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  auto channel = Channel(exporter.address());
+  auto stub = Stub(channel);
+  auto claim = [&stub](uint64_t epoch) {
+    grpc::ClientContext context;
+    v1::ClaimRequest request;
+    request.set_epoch(epoch);
+    request.set_owner("g");
+    v1::ClaimReply reply;
+    return stub->Claim(&context, request, &reply);
+  };
+  ASSERT_TRUE(claim(1).ok());
+  auto old_stream = OpenStream(channel, "rw", "1");
+  exporter.storage().Hold();
+  auto write = [](uint64_t offset, char fill) {
+    v1::Request w = Op(v1::OP_WRITE);
+    w.set_offset(offset);
+    w.set_length(512);
+    w.set_data(std::string(512, fill));
+    return w;
+  };
+  std::promise<v1::Reply> running, queued;
+  old_stream->Submit(write(0, 'r'), [&](v1::Reply&& reply, Payload&&) {
+    running.set_value(reply);
+  });
+  ASSERT_TRUE(exporter.storage().AwaitWaiting(1)) << "the first write runs";
+  old_stream->Submit(write(512, 'O'), [&](v1::Reply&& reply, Payload&&) {
+    queued.set_value(reply);
+  });
+  auto claimed = std::async(std::launch::async, [&] { return claim(2); });
+  EXPECT_EQ(claimed.wait_for(std::chrono::milliseconds(300)),
+            std::future_status::timeout)
+      << "the claim returned while an older write was still running";
+  exporter.storage().Release();
+  EXPECT_TRUE(claimed.get().ok());
+  EXPECT_EQ(running.get_future().get().status(), 0);
+  v1::Reply refused = queued.get_future().get();
+  EXPECT_EQ(refused.status(), grpc::StatusCode::ABORTED) << refused.message();
+  v1::Request read = Op(v1::OP_READ);
+  read.set_offset(512);
+  read.set_length(512);
+  EXPECT_EQ(OpenStream(channel, "rw", "2")->Call(read).data(),
+            std::string(512, '\0'));
+}
+
+// A gateway that gave up on a stream (a timeout) resends on a new one; what
+// the old stream still holds must not run after the new stream's writes.
+TEST_F(ExporterTest, ANewerStreamOfTheEpochSupersedesTheOlder) {
+  ExporterOptions options;
+  options.io_threads = 1;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  auto channel = Channel(exporter.address());
+  grpc::ClientContext context;
+  v1::ClaimRequest request;
+  request.set_epoch(1);
+  request.set_owner("g");
+  v1::ClaimReply claimed;
+  ASSERT_TRUE(Stub(channel)->Claim(&context, request, &claimed).ok());
+  auto old_stream = OpenStream(channel, "rw", "1");
+  exporter.storage().Hold();
+  std::promise<v1::Reply> running, queued;
+  v1::Request first = Op(v1::OP_WRITE);
+  first.set_length(512);
+  first.set_data(std::string(512, 'r'));
+  old_stream->Submit(
+      first, [&](v1::Reply&& reply, Payload&&) { running.set_value(reply); });
+  ASSERT_TRUE(exporter.storage().AwaitWaiting(1));
+  v1::Request late = Op(v1::OP_WRITE);
+  late.set_offset(512);
+  late.set_length(512);
+  late.set_data(std::string(512, 'O'));
+  old_stream->Submit(
+      late, [&](v1::Reply&& reply, Payload&&) { queued.set_value(reply); });
+  // The new stream opens (as after a timeout) while both wait.
+  auto new_stream = OpenStream(channel, "rw", "1");
+  v1::Request ping = Op(v1::OP_PING);
+  ASSERT_EQ(new_stream->Call(ping).status(), 0);
+  exporter.storage().Release();
+  EXPECT_EQ(running.get_future().get().status(), 0);
+  EXPECT_EQ(queued.get_future().get().status(), grpc::StatusCode::UNAVAILABLE);
+  v1::Request read = Op(v1::OP_READ);
+  read.set_offset(512);
+  read.set_length(512);
+  EXPECT_EQ(new_stream->Call(read).data(), std::string(512, '\0'));
+}
+
 TEST_F(ExporterTest, ChecksumIsTheSha256OfTheRange) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   auto stream = OpenStream(Channel(exporter.address()));

@@ -1,0 +1,262 @@
+// MirrorState: every decision of a mirror's membership, alone (no threads,
+// no replicas): who is in sync after a negotiation, what a write plan
+// needs durable, who is left behind, what a lost stream or a restarted
+// exporter costs, what the activity log covers, when a replica rejoins.
+#include "services/gateway/mirror_state.h"
+
+#include <gtest/gtest.h>
+
+namespace dst {
+namespace {
+
+constexpr uint32_t kRegion = 4096;
+constexpr uint64_t kSize = 16 * kRegion;
+
+class MirrorStateTest : public ::testing::Test {
+ protected:
+  MirrorStateTest()
+      : state_("v", {"a", "b"}, kRegion, [this] { return ++next_; }) {
+    state_.SetSize(kSize);
+  }
+
+  // Both replicas fresh: a new mirror, decided once both hold generation 1.
+  void StartFresh() {
+    state_.Admit(0, {"a", 11, {}});
+    state_.Admit(1, {"b", 22, {}});
+    ASSERT_FALSE(state_.decided()) << "decided before the generation is out";
+    ASSERT_TRUE(state_.GenerationDue(0));
+    state_.GenerationPushed(0, state_.generations()[0],
+                            {state_.generations()[0]});
+    state_.GenerationPushed(1, state_.generations()[0],
+                            {state_.generations()[0]});
+    ASSERT_TRUE(state_.decided());
+    state_.Saved(state_.version());
+  }
+
+  // Plans and ends a write of `region` that every target takes.
+  void WriteEverywhere(uint64_t region) {
+    MirrorState::WritePlan plan =
+        state_.PlanWrite(region, region, {true, true});
+    state_.BeginWrite(region, region);
+    std::vector<MirrorState::Outcome> outcomes;
+    for (const auto& t : plan.targets) {
+      state_.Took(t.replica, region, region);
+      outcomes.push_back(MirrorState::Outcome::kOk);
+    }
+    state_.EndWrite(region, region, plan.targets, outcomes, true);
+    state_.Saved(state_.version());
+  }
+
+  bool InSync(size_t i) const {
+    return state_.replica(i).sync == SyncState::kInSync;
+  }
+
+  uint64_t next_ = 0;
+  MirrorState state_;
+};
+
+TEST_F(MirrorStateTest, AWriteGoesOutOnlyOnceItsActiveRegionIsDurable) {
+  StartFresh();
+  const uint64_t durable = state_.durable_version();
+  MirrorState::WritePlan plan = state_.PlanWrite(3, 3, {true, true});
+  EXPECT_EQ(plan.targets.size(), 2u);
+  EXPECT_GT(plan.needed_version, durable) << "the activity log changed";
+  state_.Saved(plan.needed_version);
+  // The same region again: nothing new to save.
+  EXPECT_EQ(state_.PlanWrite(3, 3, {true, true}).needed_version,
+            state_.durable_version());
+  EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST_F(MirrorStateTest, ALaggardLeavesTheSetBeforeTheWriteIsAcknowledged) {
+  StartFresh();
+  MirrorState::WritePlan plan = state_.PlanWrite(2, 2, {true, true});
+  state_.Saved(plan.needed_version);
+  state_.BeginWrite(2, 2);
+  state_.Took(0, 2, 2);
+  const std::vector<MirrorState::Outcome> outcomes = {
+      MirrorState::Outcome::kOk, MirrorState::Outcome::kLagging};
+  ASSERT_TRUE(state_.HeldInSync(plan.targets, outcomes));
+  const uint64_t needed =
+      state_.EndWrite(2, 2, plan.targets, outcomes, /*acknowledged=*/true);
+  EXPECT_TRUE(InSync(0));
+  EXPECT_FALSE(InSync(1));
+  EXPECT_TRUE(state_.replica(1).dirty.Test(2));
+  EXPECT_GT(needed, state_.durable_version())
+      << "the ack waits for the state that says b missed it";
+  // A second write into that region relies on the same unsaved state.
+  EXPECT_EQ(state_.PlanWrite(2, 2, {true, true}).needed_version, needed);
+  EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST_F(MirrorStateTest, AWriteHeldOnlyByAReplicaThatLeftIsNotAcknowledged) {
+  StartFresh();
+  MirrorState::WritePlan plan = state_.PlanWrite(2, 2, {true, true});
+  state_.BeginWrite(2, 2);
+  state_.Took(0, 2, 2);
+  state_.StreamLost(0);  // a took it, then lost its stream: it leaves
+  ASSERT_FALSE(InSync(0));
+  EXPECT_FALSE(state_.HeldInSync(
+      plan.targets,
+      {MirrorState::Outcome::kOk, MirrorState::Outcome::kLagging}))
+      << "b must not be left behind for a write only a has";
+}
+
+TEST_F(MirrorStateTest,
+       ALostStreamMarksWhatItHadNotFlushedUnlessItIsTheOnlyCopy) {
+  StartFresh();
+  WriteEverywhere(5);
+  state_.StreamLost(1);
+  EXPECT_FALSE(InSync(1));
+  EXPECT_TRUE(state_.replica(1).dirty.Test(5));
+  // a is now the only replica in sync: its lost stream changes nothing.
+  state_.StreamLost(0);
+  EXPECT_TRUE(InSync(0));
+  EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST_F(MirrorStateTest, AFlushClearsTheActivityLogOnlyWhereNothingIsUnflushed) {
+  StartFresh();
+  WriteEverywhere(1);
+  WriteEverywhere(2);
+  MirrorState::FlushPlan flush = state_.PlanFlush({true, true});
+  ASSERT_EQ(flush.targets.size(), 2u);
+  WriteEverywhere(2);  // taken after the flush was sent: not covered
+  state_.EndFlush(flush, {MirrorState::Outcome::kOk, MirrorState::Outcome::kOk},
+                  /*acknowledged=*/true);
+  const v1::VolumeState saved = state_.Snapshot();
+  RegionBitmap active;
+  ASSERT_TRUE(active.FromBytes(16, saved.active()));
+  EXPECT_FALSE(active.Test(1));
+  EXPECT_TRUE(active.Test(2));
+  EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST_F(MirrorStateTest, ARestartedReplicaHasWhatItHadNotFlushedCopiedBack) {
+  StartFresh();
+  WriteEverywhere(4);
+  state_.Admit(1, {"b", 23, {state_.generations()[0]}});  // a new instance
+  EXPECT_FALSE(InSync(1));
+  EXPECT_TRUE(state_.replica(1).dirty.Test(4));
+  EXPECT_FALSE(state_.replica(1).dirty.Test(5));
+}
+
+TEST_F(MirrorStateTest, TheOnlyInSyncReplicaRestartingIsTheSourceForTheOthers) {
+  StartFresh();
+  WriteEverywhere(4);
+  state_.StreamLost(1);  // b leaves (region 4 dirty for it)
+  WriteEverywhere(6);    // a alone
+  ASSERT_FALSE(InSync(1));
+  state_.Admit(0, {"a", 12, {state_.generations()[0]}});  // a restarted
+  EXPECT_TRUE(InSync(0)) << "no better copy exists";
+  EXPECT_TRUE(state_.replica(1).dirty.Test(6))
+      << "b takes a's contents where a may have lost writes";
+}
+
+TEST_F(MirrorStateTest, AReplicaAwayForLongIsStaleByItsGenerationOfDeparture) {
+  MirrorState state("v", {"a", "b", "c"}, kRegion, [this] { return ++next_; });
+  state.SetSize(kSize);
+  for (size_t i = 0; i < 3; ++i) state.Admit(i, {"x", 0, {}});
+  for (size_t i = 0; i < 3; ++i) {
+    state.GenerationPushed(i, state.generations()[0], {state.generations()[0]});
+  }
+  ASSERT_TRUE(state.decided());
+  const uint64_t first = state.generations()[0];
+  ASSERT_TRUE(state.ResyncFull(2).ok());  // c leaves
+  ASSERT_EQ(state.replica(2).sync, SyncState::kOutOfSync);
+  for (int change = 0; change < 20; ++change) {  // b leaves and rejoins
+    ASSERT_TRUE(state.ResyncFull(1).ok());
+    while (std::optional<uint64_t> region = state.NextCopy(1)) {
+      state.CopyDone(1, *region, true);
+    }
+    state.SetDrained(1, true);
+    RegionBitmap covered = state.StartPromotion(1);
+    ASSERT_TRUE(state.FinishPromotion(1, covered, true, state.generations()));
+  }
+  // Saved and loaded by the next gateway: c is still known as stale.
+  state.Saved(state.version());
+  MirrorState next("v", {"a", "b", "c"}, kRegion, [this] { return ++next_; });
+  ASSERT_TRUE(next.Load(state.Snapshot(), "test").ok());
+  next.Admit(2, {"x", 0, {first}});
+  EXPECT_EQ(next.diverged(), "");
+  EXPECT_EQ(next.replica(2).sync, SyncState::kOutOfSync);
+}
+
+TEST_F(MirrorStateTest,
+       AfterACrashTheActiveRegionsAreCopiedToEveryOtherReplica) {
+  StartFresh();
+  WriteEverywhere(3);
+  state_.StreamLost(1);  // b out of sync: region 3 dirty, region 7 clean
+  state_.SetDrained(1, true);
+  WriteEverywhere(7);  // both take it (b as a clean region of its resync)
+  ASSERT_FALSE(state_.replica(1).dirty.Test(7));
+  const v1::VolumeState crashed = state_.Snapshot();
+  MirrorState next("v", {"a", "b"}, kRegion, [this] { return ++next_; });
+  ASSERT_TRUE(next.Load(crashed, "test").ok());
+  next.SetSize(kSize);
+  next.Admit(0, {"a", 11, state_.replica(0).generations});  // same instance
+  EXPECT_TRUE(next.replica(0).sync == SyncState::kInSync);
+  next.Admit(1, {"b", 22, state_.replica(1).generations});
+  EXPECT_TRUE(next.replica(1).dirty.Test(7))
+      << "an out-of-sync replica gets the crash's active regions too";
+  EXPECT_EQ(next.CheckInvariants(), "");
+}
+
+TEST_F(MirrorStateTest, AReplicaRejoinsOnlyFlushedAndDrained) {
+  StartFresh();
+  WriteEverywhere(3);
+  state_.StreamLost(1);
+  WriteEverywhere(0);  // b is not a target yet (not drained)
+  ASSERT_FALSE(InSync(1));
+  state_.Admit(1, {"b", 22, state_.replica(1).generations});
+  EXPECT_FALSE(state_.CanPromote(1)) << "dirty regions left";
+  while (std::optional<uint64_t> region = state_.NextCopy(1)) {
+    state_.CopyDone(1, *region, true);
+  }
+  EXPECT_FALSE(state_.CanPromote(1)) << "not drained";
+  state_.SetDrained(1, true);
+  ASSERT_TRUE(state_.CanPromote(1));
+  RegionBitmap covered = state_.StartPromotion(1);
+  EXPECT_FALSE(state_.FinishPromotion(1, covered, /*flushed=*/false, {}));
+  EXPECT_FALSE(InSync(1));
+  covered = state_.StartPromotion(1);
+  EXPECT_TRUE(state_.FinishPromotion(1, covered, /*flushed=*/true,
+                                     state_.generations()));
+  EXPECT_TRUE(InSync(1));
+  EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST_F(MirrorStateTest, AWriteThatFailedEverywhereMakesItsRegionTheSameAgain) {
+  StartFresh();
+  MirrorState::WritePlan plan = state_.PlanWrite(9, 9, {true, true});
+  state_.BeginWrite(9, 9);
+  state_.EndWrite(
+      9, 9, plan.targets,
+      {MirrorState::Outcome::kFailed, MirrorState::Outcome::kFailed},
+      /*acknowledged=*/false);
+  EXPECT_TRUE(InSync(0));
+  EXPECT_FALSE(InSync(1));
+  EXPECT_TRUE(state_.replica(1).dirty.Test(9));
+}
+
+TEST_F(MirrorStateTest, AStateOfAnotherVolumeOrDamagedIsRefused) {
+  v1::VolumeState other;
+  other.set_volume("w");
+  other.set_region_bytes(kRegion);
+  EXPECT_TRUE(absl::IsDataLoss(state_.Load(other, "f")));
+  v1::VolumeState damaged;
+  damaged.set_volume("v");
+  damaged.set_region_bytes(kRegion);
+  damaged.set_size(kSize);
+  auto* r = damaged.add_replicas();
+  r->set_address("a");
+  r->set_dirty("x");  // 16 regions need 2 bytes
+  EXPECT_TRUE(absl::IsDataLoss(state_.Load(damaged, "f")));
+  v1::VolumeState region;
+  region.set_volume("v");
+  region.set_region_bytes(2 * kRegion);
+  EXPECT_TRUE(absl::IsFailedPrecondition(state_.Load(region, "f")));
+}
+
+}  // namespace
+}  // namespace dst
