@@ -4,7 +4,7 @@
 
 BUILD_PACKAGES=(build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev prometheus-cpp-dev
-  nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev)
+  nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev ccache)
 RUN_PACKAGES=(nbdkit libnbd-bin)
 TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
   e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format clang
@@ -39,10 +39,16 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
 }
 
-# build_dst DIR [CMAKE ARGS...]: configure and build into DIR.
+# build_dst DIR [CMAKE ARGS...]: configure and build into DIR, compiling
+# through ccache (its cache, ~/.cache/ccache, survives between runs on one
+# machine: a rebuild compiles only what changed).
 build_dst() {
   local dir=$1
   shift
-  cmake -S "$DST_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  local launcher=()
+  if command -v ccache >/dev/null; then
+    launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  fi
+  cmake -S "$DST_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" "$@" >/dev/null
   cmake --build "$dir" -j"$(nproc)"
 }
