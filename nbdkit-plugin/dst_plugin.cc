@@ -30,6 +30,7 @@
 #include "nbdkit-plugin/errno_map.h"
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/common/checksum.h"
+#include "services/common/limits.h"
 #include "services/common/process_tuning.h"
 #include "services/common/tls.h"
 #include "services/common/transaction_stream.h"
@@ -169,7 +170,7 @@ int DstAfterFork() {
     return 0;
   }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      dst::GatewayChannel(g_gateway, 64 << 20, *g_tls);
+      dst::GatewayChannel(g_gateway, dst::kMaxMessageBytes, *g_tls);
   if (!channel.ok()) {
     nbdkit_error("gateway=%s: %s", g_gateway.c_str(),
                  std::string(channel.status().message()).c_str());

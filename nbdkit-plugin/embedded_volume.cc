@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "services/common/limits.h"
 #include "services/common/request_validation.h"
 #include "services/common/status.h"
 #include "services/common/tls.h"
@@ -48,9 +49,9 @@ absl::StatusOr<std::unique_ptr<EmbeddedVolume>> EmbeddedVolume::Start(
   options.tls = embedded->tls_;
   options.gateway_id = id;
   options.state_dir = config.state_dir();
-  ASSIGN_OR_RETURN(
-      embedded->volume_,
-      BuildVolume(*volume_config, options, 64 << 20, *embedded->registry_));
+  ASSIGN_OR_RETURN(embedded->volume_,
+                   BuildVolume(*volume_config, options, kMaxMessageBytes,
+                               *embedded->registry_));
   embedded->volume_->Start();
   return embedded;
 }

@@ -17,6 +17,7 @@
 
 #include "dst/v1/gateway.grpc.pb.h"
 #include "nbdkit-plugin/volume_client.h"
+#include "services/common/limits.h"
 #include "services/common/transaction_session.h"
 
 namespace dst {
@@ -38,7 +39,7 @@ struct GatewayClientOptions {
   // answers within its own suspend time and resends, so this is a last
   // resort. Default 300 s.
   absl::Duration request_timeout = absl::Seconds(300);
-  int max_message_bytes = 64 << 20;
+  int max_message_bytes = kMaxMessageBytes;
 };
 
 class GatewayClient : public VolumeClient {
@@ -78,7 +79,7 @@ class GatewayClient : public VolumeClient {
 // A channel to `address` (address.h syntax) with dst's channel settings.
 // `tls` null: plaintext.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GatewayChannel(
-    const std::string& address, int max_message_bytes = 64 << 20,
+    const std::string& address, int max_message_bytes = kMaxMessageBytes,
     const std::shared_ptr<Tls>& tls = nullptr);
 
 }  // namespace dst

@@ -18,6 +18,7 @@
 #include "services/common/async_service.h"
 #include "services/common/completion_loop.h"
 #include "services/common/health_service.h"
+#include "services/common/limits.h"
 #include "services/common/thread_pool.h"
 #include "services/common/unix_listener.h"
 
@@ -31,8 +32,8 @@ struct ServerSpec {
   // Not owned; outlive the server. dst's are AsyncServices, every method
   // async; any other (a test's fake) is served by gRPC's own threads.
   std::vector<grpc::Service*> services;
-  // Largest message accepted, in bytes. Default 64 MiB.
-  int max_message_bytes = 64 << 20;
+  // Largest message accepted, in bytes. Default kMaxMessageBytes.
+  int max_message_bytes = kMaxMessageBytes;
   // The server's loop also becomes the process's CompletionLoop::Shared(),
   // for its client streams (the gateway's to its exporters): one gRPC
   // thread in all. Then the loop outlives the server, to the process's

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 
 #include "services/common/completion_loop.h"
+#include "services/common/limits.h"
 #include "services/common/log.h"
 
 namespace dst {
@@ -328,10 +329,10 @@ class ServerStream {
     if (!CanWriteLocked()) return false;
     out_.Clear();
     size_t bytes = 0;
-    while (!queue_.empty() &&
-           (out_.size() == 0 ||
-            bytes + queue_.front().data.size() <= options_.max_batch_bytes)) {
-      bytes += queue_.front().data.size() + 32;
+    while (!queue_.empty()) {
+      const size_t size = queue_.front().data.size() + kBatchItemOverheadBytes;
+      if (out_.size() > 0 && bytes + size > options_.max_batch_bytes) break;
+      bytes += size;
       out_.Add(std::move(queue_.front().reply), std::move(queue_.front().data));
       queue_.pop_front();
     }

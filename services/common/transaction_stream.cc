@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 
+#include "services/common/limits.h"
 #include "services/common/status.h"
 
 namespace dst {
@@ -207,7 +208,7 @@ bool TransactionStream::FillLocked() {
       unsent_.pop_front();
       continue;
     }
-    const size_t size = transaction->data.size() + 32;
+    const size_t size = transaction->data.size() + kBatchItemOverheadBytes;
     if (out_.size() > 0 && bytes + size > options_.max_batch_bytes) {
       break;
     }

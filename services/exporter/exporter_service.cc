@@ -2,12 +2,14 @@
 #include "services/exporter/exporter_service.h"
 
 #include <algorithm>
+#include <cctype>
 #include <random>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
+#include "services/common/atomic_file.h"
 #include "services/common/checksum.h"
 #include "services/common/log.h"
 #include "services/common/request_validation.h"
@@ -17,10 +19,25 @@
 namespace dst {
 
 namespace {
-// A random, non-zero id for this start of the process.
+// What identifies the page cache the exporter's writes wait in before a
+// flush: the kernel's boot id, which changes when the host restarts (and
+// not when only the exporter does). Random when it cannot be read: every
+// start then counts as one that may have lost unflushed writes.
 uint64_t NewInstance() {
-  std::random_device random;
+  absl::StatusOr<std::string> boot =
+      ReadWholeFile("/proc/sys/kernel/random/boot_id");
   uint64_t id = 0;
+  if (boot.ok()) {
+    for (char c : *boot) {
+      if (std::isxdigit(static_cast<unsigned char>(c))) {
+        id = (id << 4 | (id >> 60)) ^
+             static_cast<uint64_t>(std::isdigit(static_cast<unsigned char>(c))
+                                       ? c - '0'
+                                       : std::tolower(c) - 'a' + 10);
+      }
+    }
+  }
+  std::random_device random;
   while (id == 0) id = (uint64_t{random()} << 32) | random();
   return id;
 }

@@ -63,8 +63,10 @@ struct ExporterOptions {
   // Who may read or write, checked on every request (see acl.h). Not
   // owned. Default none: everyone may (the exporter logs a warning).
   AclHolder* acl = nullptr;
-  // This process's instance id in negotiation (NegotiateReply.instance).
-  // Default 0: a random one, new at every start.
+  // The instance id in negotiation (NegotiateReply.instance): changes when
+  // what was written and not flushed may have been lost. Default 0: derived
+  // from the kernel's boot id (the page cache survives an exporter restart,
+  // not a host's); random if that cannot be read.
   uint64_t instance = 0;
   // Fault injection for tests: sees (and may damage) every reply of an
   // executed request, and its data, before it is sent. Default none.

@@ -96,8 +96,7 @@ bool GatewayService::Drain(absl::Time deadline) {
 
 bool GatewayService::Ready() const {
   for (const auto& volume : volumes_) {
-    const std::string state = volume->state();
-    if (state != "ready" && state != "degraded") return false;
+    if (!Serving(volume->health())) return false;
   }
   return true;
 }

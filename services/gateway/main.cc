@@ -14,6 +14,7 @@
 #include "services/common/acl.h"
 #include "services/common/address.h"
 #include "services/common/flags.h"
+#include "services/common/limits.h"
 #include "services/common/log.h"
 #include "services/common/metrics.h"
 #include "services/common/process_tuning.h"
@@ -30,9 +31,6 @@ int Fail(const std::string& message) {
   std::fprintf(stderr, "dst-gateway: %s\n", message.c_str());
   return 2;
 }
-
-// Room for the largest transfer plus a batch's headers.
-constexpr int kMaxMessageBytes = 64 << 20;
 
 int Main(int argc, char** argv) {
   Flags flags(

@@ -42,8 +42,7 @@ MirrorState::MirrorState(std::string volume, std::vector<std::string> addresses,
                          std::function<uint64_t()> new_generation)
     : volume_(std::move(volume)),
       region_bytes_(region_bytes),
-      new_generation_(std::move(new_generation)),
-      admitted_before_(addresses.size(), false) {
+      new_generation_(std::move(new_generation)) {
   for (std::string& address : addresses) {
     Replica r;
     r.address = std::move(address);
@@ -88,9 +87,9 @@ absl::Status MirrorState::Load(const v1::VolumeState& state,
     }
   }
   active_ = RegionBitmap(regions_);
-  crashed_active_ = RegionBitmap(regions_);
+  unsettled_ = RegionBitmap(regions_);
   if (!state.active().empty() &&
-      !crashed_active_.FromBytes(regions_, state.active())) {
+      !unsettled_.FromBytes(regions_, state.active())) {
     return absl::DataLossError(
         absl::StrCat(where, ": the activity log is damaged"));
   }
@@ -108,7 +107,7 @@ v1::VolumeState MirrorState::Snapshot() const {
   state.set_version(version_);
   for (uint64_t g : generations_) state.add_generations(g);
   RegionBitmap active = active_;
-  active.Merge(crashed_active_);
+  active.Merge(unsettled_);
   if (active.count() > 0) state.set_active(active.ToBytes());
   for (const Replica& r : replicas_) {
     v1::VolumeState::Replica* out = state.add_replicas();
@@ -152,7 +151,7 @@ void MirrorState::SetSize(uint64_t bytes) {
     fit(r.flushing);
   }
   fit(active_);
-  fit(crashed_active_);
+  fit(unsettled_);
 }
 
 // --- decisions ---------------------------------------------------------------
@@ -177,6 +176,7 @@ bool MirrorState::LeaveInSync(size_t i, const std::string& why) {
   Replica& r = replicas_[i];
   if (r.sync == SyncState::kOutOfSync) return false;
   r.sync = SyncState::kOutOfSync;
+  r.drained = false;  // what was sent to it while in sync must end first
   ++r.leaves;
   r.left_generation = r.generations.empty() ? 0 : r.generations[0];
   NewGeneration();
@@ -192,36 +192,26 @@ bool MirrorState::LeaveInSync(size_t i, const std::string& why) {
 }
 
 void MirrorState::MarkMissed(size_t i, const RegionBitmap& missed,
-                             const std::string& why) {
+                             const std::string& why, bool sent) {
   Replica& r = replicas_[i];
   bool changed = LeaveInSync(i, why);
-  if (changed) {
-    // Out of sync, it is not flushed with the others: what it had not
-    // flushed is copied again, whatever becomes of its exporter; and so is
-    // every region with a write in flight, which may land there or not.
-    changed |= r.dirty.Merge(r.unflushed);
-    changed |= r.dirty.Merge(r.flushing);
-    for (const auto& [region, count] : writing_) {
-      changed |= r.dirty.Set(region, region);
-    }
-  }
   changed |= r.dirty.Merge(missed);
-  // Something sent to it may still be pending, and land after a copy.
-  r.drained = false;
+  // A write sent to it and missed (it lagged, or failed by timeout) may
+  // still land, after the region's copy: resync waits until nothing sent
+  // before is pending.
+  if (sent) r.drained = false;
   if (changed) Change(/*required=*/true);
 }
 
 void MirrorState::MarkMissed(size_t i, uint64_t first, uint64_t last,
-                             const std::string& why) {
+                             const std::string& why, bool sent) {
   RegionBitmap missed(regions_);
   missed.Set(first, last);
-  MarkMissed(i, missed, why);
+  MarkMissed(i, missed, why, sent);
 }
 
 void MirrorState::Admit(size_t i, const Negotiated& n) {
   Replica& r = replicas_[i];
-  const bool first = !admitted_before_[i];
-  admitted_before_[i] = true;
   std::vector<uint64_t> generations = n.generations;
   if (mirror() && !r.identity.empty() && r.identity != n.identity &&
       r.sync != SyncState::kUnknown) {
@@ -258,54 +248,46 @@ void MirrorState::Admit(size_t i, const Negotiated& n) {
   DecideByGenerations(i);
   if (!diverged_.empty()) return;
   if (restarted) {
-    // A new process: what it had not flushed may be gone. Before the
-    // gateway's own restart, that is what the activity log covers.
-    // (A flush sent to the old process may answer from the new one: what
-    // it was to cover is lost all the same.)
+    // A new instance: what it had not flushed may be gone, and what was
+    // unsettled (it may have differed there) too. (A flush sent to the old
+    // instance may answer from the new one: what it was to cover is lost
+    // all the same.)
     RegionBitmap lost = r.unflushed;
     lost.Merge(r.flushing);
-    if (first) lost.Merge(crashed_active_);
+    lost.Merge(unsettled_);
     r.unflushed.ClearAll();
     if (lost.count() > 0) LostCache(i, lost);
   }
-  // After a crash, the regions that were being written may differ between
-  // replicas, in sync or not: the first up-to-date replica whose exporter
-  // kept its cache is their source for every other. What it holds there
-  // may not be flushed: those regions stay active, and unflushed on it.
-  if (first && !restarted && crashed_active_.count() > 0) {
-    r.unflushed.Merge(crashed_active_);
-  }
-  if (first && !restarted && crashed_active_.count() > 0 &&
-      r.sync == SyncState::kInSync) {
+  // Unsettled regions (written when the gateway stopped, or by a write that
+  // failed on every in-sync replica while none was reachable) may differ
+  // between replicas, in sync or not: the first up-to-date replica back
+  // whose exporter kept its cache is their source for every other. What it
+  // holds there may not be flushed: those regions stay active, and
+  // unflushed on it.
+  if (!restarted && unsettled_.count() > 0) r.unflushed.Merge(unsettled_);
+  if (!restarted && unsettled_.count() > 0 && r.sync == SyncState::kInSync) {
     for (size_t j = 0; j < replicas_.size(); ++j) {
       if (j != i) {
-        MarkMissed(j, crashed_active_,
-                   "regions were being written when the gateway stopped");
+        MarkMissed(j, unsettled_,
+                   "regions that may differ between replicas (being written "
+                   "when the gateway stopped, or a write that failed "
+                   "everywhere)");
       }
     }
     DST_LOG(Warning,
-            "gateway: volume %s: %d region(s) were being written when the "
-            "gateway stopped; replica %s is their source",
-            volume_, crashed_active_.count(), r.address);
-    ConsumeCrashedActive();
+            "gateway: volume %s: %d region(s) may differ between replicas "
+            "(being written when the gateway stopped, or a write that "
+            "failed everywhere); replica %s is their source",
+            volume_, unsettled_.count(), r.address);
+    SettleUnsettled();
     Change(/*required=*/true);
   }
 }
 
-void MirrorState::ConsumeCrashedActive() {
+void MirrorState::SettleUnsettled() {
   // Still active: what replicas hold there may not be flushed yet.
-  active_.Merge(crashed_active_);
-  crashed_active_.ClearAll();
-}
-
-void MirrorState::StreamLost(size_t i) {
-  Replica& r = replicas_[i];
-  if (!mirror() || !decided_ || r.sync == SyncState::kUnknown) return;
-  RegionBitmap unflushed = r.unflushed;
-  unflushed.Merge(r.flushing);
-  if (unflushed.count() == 0) return;
-  if (r.sync == SyncState::kInSync && !OthersInSync(i)) return;  // the copy
-  MarkMissed(i, unflushed, "its stream was lost before it flushed");
+  active_.Merge(unsettled_);
+  unsettled_.ClearAll();
 }
 
 void MirrorState::LostCache(size_t i, const RegionBitmap& lost) {
@@ -321,7 +303,7 @@ void MirrorState::LostCache(size_t i, const RegionBitmap& lost) {
   // The only replica in sync: its contents are the volume's now. Every
   // other replica takes them, so that none reads differently.
   RegionBitmap differ = lost;
-  differ.Merge(crashed_active_);
+  differ.Merge(unsettled_);
   DST_LOG(Warning,
           "gateway: volume %s: replica %s, the only one in sync, restarted: "
           "writes it had not flushed to %d region(s) may be lost; the other "
@@ -330,7 +312,7 @@ void MirrorState::LostCache(size_t i, const RegionBitmap& lost) {
   for (size_t j = 0; j < replicas_.size(); ++j) {
     if (j != i) MarkMissed(j, differ, "the only in-sync replica restarted");
   }
-  ConsumeCrashedActive();
+  SettleUnsettled();
   Change(/*required=*/true);
 }
 
@@ -468,10 +450,12 @@ void MirrorState::Took(size_t i, uint64_t first_region, uint64_t last_region) {
 }
 
 bool MirrorState::HeldInSync(const std::vector<Target>& targets,
-                             const std::vector<Outcome>& outcomes) const {
+                             const std::vector<Outcome>& outcomes,
+                             const std::vector<bool>& connected) const {
   for (size_t t = 0; t < targets.size(); ++t) {
-    if (outcomes[t] == Outcome::kOk &&
-        replicas_[targets[t].replica].sync == SyncState::kInSync) {
+    const size_t i = targets[t].replica;
+    if (outcomes[t] == Outcome::kOk && connected[i] &&
+        replicas_[i].sync == SyncState::kInSync) {
       return true;
     }
   }
@@ -481,28 +465,36 @@ bool MirrorState::HeldInSync(const std::vector<Target>& targets,
 uint64_t MirrorState::EndWrite(uint64_t first_region, uint64_t last_region,
                                const std::vector<Target>& targets,
                                const std::vector<Outcome>& outcomes,
-                               bool acknowledged) {
+                               bool acknowledged,
+                               const std::vector<bool>& connected) {
   if (!mirror()) return 0;
   for (uint64_t region = first_region; region <= last_region; ++region) {
     auto it = writing_.find(region);
     if (it != writing_.end() && --it->second <= 0) writing_.erase(it);
   }
   // Nothing in sync took it, yet a replica that timed out may have run it
-  // all the same: the replicas in sync may differ there now. One of them
-  // stays the region's source (whatever it holds is the write's outcome),
-  // the others copy it.
+  // all the same: the replicas in sync may differ there now. One that is
+  // reachable stays the region's source (whatever it holds is the write's
+  // outcome) and the others copy it; with none reachable, the region is
+  // unsettled until one is back with its cache (Admit).
   if (!acknowledged) {
-    bool source = false;
-    for (size_t t = 0; t < targets.size(); ++t) {
-      const size_t i = targets[t].replica;
-      if (replicas_[i].sync != SyncState::kInSync) continue;
-      if (!source) {
-        source = true;
-      } else {
-        MarkMissed(i, first_region, last_region,
+    std::optional<size_t> source;
+    bool in_sync = false;
+    for (const Target& t : targets) {
+      if (replicas_[t.replica].sync != SyncState::kInSync) continue;
+      in_sync = true;
+      if (!source && connected[t.replica]) source = t.replica;
+    }
+    for (const Target& t : targets) {
+      if (source && t.replica != *source &&
+          replicas_[t.replica].sync == SyncState::kInSync) {
+        MarkMissed(t.replica, first_region, last_region,
                    "a write failed on every in-sync replica; the region is "
                    "made the same again");
       }
+    }
+    if (!source && in_sync && unsettled_.Set(first_region, last_region)) {
+      Change(/*required=*/true);
     }
   }
   for (size_t t = 0; t < targets.size(); ++t) {
@@ -510,8 +502,9 @@ uint64_t MirrorState::EndWrite(uint64_t first_region, uint64_t last_region,
     Replica& r = replicas_[i];
     if (!acknowledged) {
       // Nothing in sync took it: a replica out of sync that took it, or
-      // still may, must not keep the region clean (the others lack it).
-      if (outcomes[t] != Outcome::kFailed && r.sync != SyncState::kInSync &&
+      // may have (a failure by timeout is no proof it did not), must not
+      // keep the region clean (the others may lack it).
+      if (r.sync != SyncState::kInSync &&
           r.dirty.Set(first_region, last_region)) {
         r.drained = false;
         Change(/*required=*/true);
@@ -519,7 +512,8 @@ uint64_t MirrorState::EndWrite(uint64_t first_region, uint64_t last_region,
     } else if (outcomes[t] != Outcome::kOk) {
       MarkMissed(i, first_region, last_region,
                  outcomes[t] == Outcome::kFailed ? "a transaction failed"
-                                                 : "lagged past lag_limit_ms");
+                                                 : "lagged past lag_limit_ms",
+                 /*sent=*/true);
     }
   }
   return required_version_;
@@ -753,7 +747,7 @@ absl::Status MirrorState::Resolve(size_t chosen) {
       r.drained = false;
     }
   }
-  ConsumeCrashedActive();
+  SettleUnsettled();
   diverged_.clear();
   decided_ = true;
   Change(/*required=*/true);
@@ -786,7 +780,7 @@ std::string MirrorState::CheckInvariants() const {
     RegionBitmap unflushed = r.unflushed;
     unflushed.Merge(r.flushing);
     for (uint64_t region = unflushed.NextSet(0); region < unflushed.size();) {
-      if (!active_.Test(region) && !crashed_active_.Test(region)) {
+      if (!active_.Test(region) && !unsettled_.Test(region)) {
         return absl::StrCat("region ", region, " is unflushed on ", r.address,
                             " but not in the activity log");
       }

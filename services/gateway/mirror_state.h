@@ -126,11 +126,6 @@ class MirrorState {
   // Replica `i` negotiated: decides whether it is in sync (generations,
   // identity, a restart of its exporter, the activity log of a crash).
   void Admit(size_t i, const Negotiated& negotiated);
-  // Replica i's stream was lost: its exporter may have died with what it
-  // had not flushed. Unless it is the only copy in sync, those regions
-  // are dirty for it now (it leaves the set), before anything else is
-  // acknowledged; its instance, when it returns, tells no more.
-  void StreamLost(size_t i);
   bool decided() const { return decided_; }
   const std::string& diverged() const { return diverged_; }
   const std::vector<uint64_t>& generations() const { return generations_; }
@@ -146,16 +141,20 @@ class MirrorState {
   // Replica i took a planned write (its reply): it holds it unflushed
   // from now, whatever becomes of the rest of the write.
   void Took(size_t i, uint64_t first_region, uint64_t last_region);
-  // True when a target that took it (kOk) is in sync now: only then may
-  // the write be acknowledged and the others left behind. A target in
-  // sync when planned may have left the set since (another write's lag).
+  // True when a target that took it (kOk) is in sync now and connected:
+  // only then may the write be acknowledged and the others left behind. A
+  // target in sync when planned may have left the set since (another
+  // write's lag), or lost its stream: its exporter may have died with the
+  // write in its cache (a new instance tells, when it returns).
   bool HeldInSync(const std::vector<Target>& targets,
-                  const std::vector<Outcome>& outcomes) const;
+                  const std::vector<Outcome>& outcomes,
+                  const std::vector<bool>& connected) const;
   // The outcome of each planned target. `acknowledged`: HeldInSync and not
   // fenced. Returns the version the reply must wait for.
   uint64_t EndWrite(uint64_t first_region, uint64_t last_region,
                     const std::vector<Target>& targets,
-                    const std::vector<Outcome>& outcomes, bool acknowledged);
+                    const std::vector<Outcome>& outcomes, bool acknowledged,
+                    const std::vector<bool>& connected);
   FlushPlan PlanFlush(const std::vector<bool>& connected);
   uint64_t EndFlush(const FlushPlan& plan, const std::vector<Outcome>& outcomes,
                     bool acknowledged);
@@ -207,17 +206,20 @@ class MirrorState {
   // the required version.
   void Change(bool required);
   bool LeaveInSync(size_t i, const std::string& why);
-  void MarkMissed(size_t i, const RegionBitmap& missed, const std::string& why);
+  // Replica i misses `missed`: it leaves the set if it was in it. `sent`:
+  // a write to it was sent and missed, and may still land.
+  void MarkMissed(size_t i, const RegionBitmap& missed, const std::string& why,
+                  bool sent = false);
   void MarkMissed(size_t i, uint64_t first, uint64_t last,
-                  const std::string& why);
+                  const std::string& why, bool sent = false);
   void NewGeneration();
   void DecideByGenerations(size_t i);
   void DecideFirstStart();
   // Replica i's exporter restarted and may have lost `lost`.
   void LostCache(size_t i, const RegionBitmap& lost);
   bool OthersInSync(size_t i) const;
-  // The previous run's activity log is dealt with: it joins this run's.
-  void ConsumeCrashedActive();
+  // The unsettled regions are settled: they join the activity log.
+  void SettleUnsettled();
   static void FlushSent(Replica& r);
   // A flush of `r` covering `covered` answered; not `ok`: still unflushed.
   static void FlushAnswered(Replica& r, const RegionBitmap& covered, bool ok);
@@ -240,10 +242,11 @@ class MirrorState {
   uint64_t generation_version_ = 0;    // the version that holds [0]
   RegionBitmap active_;
   std::map<uint64_t, int> writing_;  // modifications in flight per region
-  // The previous run's activity log: copied from the first up-to-date
-  // replica whose exporter kept its cache to every other.
-  RegionBitmap crashed_active_;
-  std::vector<bool> admitted_before_;  // admitted once this run
+  // Regions that may differ between replicas until a source settles them
+  // (the previous run's activity log; writes that failed on every in-sync
+  // replica while none was reachable): copied from the first up-to-date
+  // replica back whose exporter kept its cache to every other.
+  RegionBitmap unsettled_;
   uint64_t version_ = 0;
   uint64_t required_version_ = 0;
   uint64_t durable_version_ = 0;

@@ -19,6 +19,7 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "dst/v1/gateway.pb.h"
+#include "services/common/limits.h"
 #include "services/common/tls.h"
 #include "services/common/transaction_session.h"
 #include "services/gateway/replica_handle.h"
@@ -29,7 +30,7 @@ struct ReplicaOptions {
   std::string address;     // the exporter (address.h syntax)
   std::string client_id;   // sent in negotiation, for the exporter's logs
   bool read_only = false;  // open the export read-only
-  int max_message_bytes = 64 << 20;
+  int max_message_bytes = kMaxMessageBytes;
   // Deadline of the negotiation (a hung exporter). Default 2 s.
   absl::Duration negotiate_timeout = absl::Seconds(2);
   // gRPC keepalive: ping interval and how long a ping may go unanswered

@@ -202,9 +202,9 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
                          "1 for the volume's current state (ready, degraded, "
                          "waiting, diverged, fenced, unavailable).")
                      .Register(registry);
-  for (const char* state : kVolumeStates) {
-    state_gauges_.push_back(
-        &states.Add({{"volume", config.name()}, {"state", state}}));
+  for (VolumeHealth health : kVolumeHealths) {
+    state_gauges_.push_back(&states.Add(
+        {{"volume", config.name()}, {"state", HealthName(health)}}));
   }
   auto& resync = prometheus::BuildCounter()
                      .Name("dst_gateway_resync_bytes_total")
@@ -329,10 +329,6 @@ void Volume::OnReplicaChange(size_t index) {
   // A new stream replays what the last one did not finish: resync waits
   // for it again.
   state_.SetDrained(index, false);
-  if (!connected) {
-    state_.StreamLost(index);
-    SaveIfRequiredLocked();
-  }
 }
 
 // --- durability --------------------------------------------------------------
@@ -949,7 +945,7 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     // The lag limit passed, but the replicas that took it have left the
     // set since: the others are not left behind; wait for them instead.
     if (!fenced && fanout->pending > 0 &&
-        !state_.HeldInSync(fanout->plan, outcomes)) {
+        !state_.HeldInSync(fanout->plan, outcomes, ConnectedLocked())) {
       After(absl::Milliseconds(config_.lag_limit_ms()),
             [this, weak = std::weak_ptr<Fanout>(fanout)] {
               if (std::shared_ptr<Fanout> fanout = weak.lock()) {
@@ -961,7 +957,7 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     fanout->finished = true;
   }
   const bool acknowledged =
-      !fenced && state_.HeldInSync(fanout->plan, outcomes);
+      !fenced && state_.HeldInSync(fanout->plan, outcomes, ConnectedLocked());
   auto reply = std::make_shared<v1::Reply>();
   if (!acknowledged) {
     // Fenced: another gateway writes now. Else nothing in sync took it.
@@ -977,7 +973,8 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
       fanout->flush
           ? state_.EndFlush(fanout->flush_plan, outcomes, acknowledged)
           : state_.EndWrite(fanout->first_region, fanout->last_region,
-                            fanout->plan, outcomes, acknowledged);
+                            fanout->plan, outcomes, acknowledged,
+                            ConnectedLocked());
   // The reply goes once what it relies on is durable (the replicas that
   // missed it recorded as out of sync), from the store's thread; if it
   // already is, once the lock is released.
@@ -1064,9 +1061,9 @@ void Volume::UpdateMetrics() {
     lagging_counter_.Increment(static_cast<double>(exits - exits_seen_));
     exits_seen_ = exits;
   }
-  const std::string state = this->state();
+  const VolumeHealth now_health = health();
   for (size_t i = 0; i < state_gauges_.size(); ++i) {
-    state_gauges_[i]->Set(state == kVolumeStates[i] ? 1 : 0);
+    state_gauges_[i]->Set(now_health == kVolumeHealths[i] ? 1 : 0);
   }
 }
 
@@ -1343,22 +1340,36 @@ void Volume::FinishPromotion(size_t target) {
           slot.copied - slot.copied_before, slot.resync_total,
           absl::FormatDuration(Now() - slot.resync_started));
   slot.resync_total = 0;
-  // A replica kept in the set without its stream only because it was the
-  // only copy is one no longer.
-  const std::vector<bool> connected = ConnectedLocked();
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    if (!connected[i]) state_.StreamLost(i);
-  }
   SaveLocked();
 }
 
 // --- admin
 // --------------------------------------------------------------------
 
-std::string Volume::StateLocked() const {
-  if (!fenced_.empty()) return "fenced";
-  if (!state_.diverged().empty()) return "diverged";
-  if (!state_.decided() || geometry_.size() == 0) return "unavailable";
+const char* HealthName(VolumeHealth health) {
+  switch (health) {
+    case VolumeHealth::kReady:
+      return "ready";
+    case VolumeHealth::kDegraded:
+      return "degraded";
+    case VolumeHealth::kWaiting:
+      return "waiting";
+    case VolumeHealth::kDiverged:
+      return "diverged";
+    case VolumeHealth::kFenced:
+      return "fenced";
+    case VolumeHealth::kUnavailable:
+      return "unavailable";
+  }
+  return "?";
+}
+
+VolumeHealth Volume::HealthLocked() const {
+  if (!fenced_.empty()) return VolumeHealth::kFenced;
+  if (!state_.diverged().empty()) return VolumeHealth::kDiverged;
+  if (!state_.decided() || geometry_.size() == 0) {
+    return VolumeHealth::kUnavailable;
+  }
   bool any_in_sync_connected = false;
   bool all_in_sync = true;
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -1368,13 +1379,13 @@ std::string Volume::StateLocked() const {
       any_in_sync_connected = true;
     }
   }
-  if (!any_in_sync_connected) return "waiting";
-  return all_in_sync ? "ready" : "degraded";
+  if (!any_in_sync_connected) return VolumeHealth::kWaiting;
+  return all_in_sync ? VolumeHealth::kReady : VolumeHealth::kDegraded;
 }
 
-std::string Volume::state() const {
+VolumeHealth Volume::health() const {
   absl::MutexLock lock(&mu_);
-  return StateLocked();
+  return HealthLocked();
 }
 
 v1::VolumeStatus Volume::Status() const {
@@ -1382,12 +1393,13 @@ v1::VolumeStatus Volume::Status() const {
   status.set_name(config_.name());
   absl::MutexLock lock(&mu_);
   *status.mutable_geometry() = geometry_;
-  status.set_state(StateLocked());
+  const VolumeHealth health = HealthLocked();
+  status.set_state(HealthName(health));
   if (!fenced_.empty()) {
     status.set_message(fenced_);
   } else if (!state_.diverged().empty()) {
     status.set_message(state_.diverged());
-  } else if (status.state() == "waiting") {
+  } else if (health == VolumeHealth::kWaiting) {
     status.set_message(
         "no up-to-date replica is reachable; I/O waits for one (out-of-sync "
         "replicas are never a source; `dstctl resolve` overrides)");
@@ -1459,7 +1471,10 @@ void Volume::ResyncThen(const v1::ResyncRequest& request, Done done) {
     absl::MutexLock lock(&mu_);
     if (request.has_rate_bytes()) resync_rate_ = request.rate_bytes();
     resync_paused_ = request.stop();
-    if (request.full()) {
+    if (request.full() && !mirror()) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat("volume ", config_.name(), " is not a mirror"));
+    } else if (request.full()) {
       size_t i = 0;
       while (i < slots_.size() &&
              slots_[i]->replica->address() != request.replica()) {
@@ -1495,7 +1510,10 @@ void Volume::ResolveThen(const std::string& source, Done done) {
            slots_[chosen]->replica->address() != source) {
       ++chosen;
     }
-    if (chosen == slots_.size()) {
+    if (!mirror()) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat("volume ", config_.name(), " is not a mirror"));
+    } else if (chosen == slots_.size()) {
       status = absl::NotFoundError(
           absl::StrCat("volume ", config_.name(), " has no replica ", source));
     } else {

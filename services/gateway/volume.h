@@ -71,9 +71,25 @@
 
 namespace dst {
 
-// Every state a volume reports (VolumeStatus.state).
-inline constexpr const char* kVolumeStates[] = {
-    "ready", "degraded", "waiting", "diverged", "fenced", "unavailable"};
+// What a volume can do now (VolumeStatus.state is its name).
+enum class VolumeHealth {
+  kReady,        // every replica in sync
+  kDegraded,     // I/O served, a replica out of sync
+  kWaiting,      // no up-to-date replica reachable: I/O waits
+  kDiverged,     // split brain: stopped until `dstctl resolve`
+  kFenced,       // another gateway took the volume over
+  kUnavailable,  // not yet negotiated
+};
+inline constexpr VolumeHealth kVolumeHealths[] = {
+    VolumeHealth::kReady,   VolumeHealth::kDegraded,
+    VolumeHealth::kWaiting, VolumeHealth::kDiverged,
+    VolumeHealth::kFenced,  VolumeHealth::kUnavailable};
+// "ready", "degraded", ...: the name in VolumeStatus.state and in metrics.
+const char* HealthName(VolumeHealth health);
+// I/O is served.
+inline bool Serving(VolumeHealth health) {
+  return health == VolumeHealth::kReady || health == VolumeHealth::kDegraded;
+}
 
 struct VolumeOptions {
   std::string gateway_id;  // the fencing owner name (gateway --id)
@@ -142,7 +158,7 @@ class Volume {
 
   v1::VolumeStatus Status() const;
   // VolumeStatus.state alone (cheap: health polls it).
-  std::string state() const;
+  VolumeHealth health() const;
 
   // Admin (dstctl): see gateway.proto. Each returns once what it changed
   // is durable; the *Then forms call `done` then instead of blocking.
@@ -170,7 +186,7 @@ class Volume {
   absl::StatusOr<uint64_t> Admit(size_t index, const v1::NegotiateReply& reply);
   void OnReplicaChange(size_t index);
   void FenceLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  VolumeHealth HealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- durability: the state store ---
   // True when state version `needed` is durable. Else `then` runs once it
@@ -242,7 +258,7 @@ class Volume {
   prometheus::Gauge& in_flight_gauge_;
   prometheus::Counter& lagging_counter_;
   prometheus::Counter& hedged_reads_counter_;
-  std::vector<prometheus::Gauge*> state_gauges_;  // by kVolumeStates
+  std::vector<prometheus::Gauge*> state_gauges_;  // by kVolumeHealths
   uint64_t exits_seen_ = 0;                       // worker only
 
   absl::Mutex work_mu_;

@@ -198,6 +198,7 @@ Simulation::Simulation(uint64_t seed, const SimOptions& options)
   config_.set_lease_timeout_ms(1000);
   config_.set_checksum("crc32c");
   links_.resize(static_cast<size_t>(options.replicas));
+  unrecovered_.resize(static_cast<size_t>(options.replicas), false);
   for (int i = 0; i < options.replicas; ++i) {
     const std::string name = absl::StrCat("e", i);
     exporters_.push_back(std::make_unique<SimExporter>(
@@ -376,7 +377,8 @@ void Simulation::PowerCut(int i) {
     for (int j = 0; j < status.replicas_size(); ++j) {
       const size_t k = static_cast<size_t>(j);
       if (j != i && status.replicas(j).sync() == "in_sync" &&
-          exporters_[k]->up() && !exporters_[k]->held && !links_[k].cut) {
+          exporters_[k]->up() && !exporters_[k]->held && !links_[k].cut &&
+          !unrecovered_[k]) {
         ++others;
       }
     }
@@ -388,6 +390,7 @@ void Simulation::PowerCut(int i) {
     model_.Widen();
   }
   ++stats_.power_cuts;
+  unrecovered_[static_cast<size_t>(i)] = true;
   world_.Trace(absl::StrCat("e", i, ": POWER CUT"));
   exporter(i).Stop(SimExporter::Death::kPowerCut);
 }
@@ -742,6 +745,15 @@ void Simulation::AdvanceTime(bool forced) {
 
 void Simulation::Step(bool faults, bool client) {
   ++stats_.steps;
+  // A replica that lost power holds nothing it had not flushed until the
+  // gateway has seen it back (and copied back what it lost).
+  if (gateway_ != nullptr) {
+    for (size_t j = 0; j < unrecovered_.size(); ++j) {
+      if (unrecovered_[j] && gateway_->replicas[j]->connected()) {
+        unrecovered_[j] = false;
+      }
+    }
+  }
   if (Volume* v = volume()) {
     const std::string broken = v->CheckInvariants();
     if (!broken.empty()) Fail(absl::StrCat("invariant: ", broken));

@@ -253,6 +253,8 @@ class Simulation {
   std::string dir_;  // the exporters' metadata files
   std::vector<std::unique_ptr<SimExporter>> exporters_;
   std::vector<SimLink> links_;
+  // Lost power and not yet back at the gateway.
+  std::vector<bool> unrecovered_;
   SimStateDisk state_disk_;
   v1::VolumeConfig config_;
   std::unique_ptr<Gateway> gateway_;

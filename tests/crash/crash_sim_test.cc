@@ -289,7 +289,7 @@ TEST(CrashSimTest, AFencedGatewayNeverSavesItsState) {
   const uint64_t write = sim.Write(8, 1);
   ASSERT_TRUE(sim.RunUntil([&] { return sim.Answered(write); }));
   EXPECT_FALSE(sim.Succeeded(write));
-  ASSERT_EQ(sim.volume()->state(), "fenced");
+  ASSERT_EQ(sim.volume()->health(), VolumeHealth::kFenced);
   const uint64_t saves = sim.saves();
   // Changes that would be saved: e1 loses its stream with a write
   // unflushed; a full resync is asked for.

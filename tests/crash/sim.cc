@@ -158,7 +158,9 @@ SimExporter::SimExporter(World* world, std::string name, std::string state_path,
 SimExporter::~SimExporter() { Stop(Death::kProcess); }
 
 void SimExporter::Start() {
-  instance_ = world_->rng().Next();
+  // As the boot id: new after a power cut, kept by a process restart.
+  if (instance_ == 0 || lost_power_) instance_ = world_->rng().Next() | 1;
+  lost_power_ = false;
   absl::StatusOr<std::unique_ptr<MetadataStore>> metadata =
       MetadataStore::Open(state_path_);
   if (!metadata.ok()) {
@@ -196,6 +198,7 @@ void SimExporter::Stop(Death death) {
   streams_.clear();
   if (death != Death::kProcess) {
     storage_.PowerCut(world_->rng(), death == Death::kPowerCutLosingAll);
+    lost_power_ = true;
   }
 }
 

@@ -174,7 +174,8 @@ class SimExporter {
   bool up() const { return service_ != nullptr; }
   uint64_t instance() const { return instance_; }
 
-  // Starts the process: a new instance id, its metadata read back.
+  // Starts the process, its metadata read back; a new instance id after a
+  // power cut (as the host's boot id).
   void Start();
   // The process dies: what it read and had not executed is gone, its
   // streams break. A power cut loses the disk's cache too: at random, or
@@ -211,6 +212,7 @@ class SimExporter {
   std::unique_ptr<MetadataStore> metadata_;
   std::unique_ptr<ExporterService> service_;
   uint64_t instance_ = 0;
+  bool lost_power_ = false;
   std::deque<Received> received_;
   std::vector<std::weak_ptr<SimStream>> streams_;
 };

@@ -67,7 +67,7 @@ TEST_F(EmbeddedTest, MirrorReadsBackWhatWasWrittenAndSurvivesAReplicaLoss) {
   read = (*client)->Call(ReadRequest(0, 4096));
   ASSERT_EQ(read.status(), 0) << read.message();
   EXPECT_EQ(read.data(), std::string(4096, 'b'));
-  EXPECT_EQ((*embedded)->volume().state(), "degraded");
+  EXPECT_EQ((*embedded)->volume().health(), VolumeHealth::kDegraded);
 }
 
 TEST_F(EmbeddedTest, OneWriterAtATimeAndReadersAlways) {

@@ -43,7 +43,21 @@ class MirrorStateTest : public ::testing::Test {
       state_.Took(t.replica, region, region);
       outcomes.push_back(MirrorState::Outcome::kOk);
     }
-    state_.EndWrite(region, region, plan.targets, outcomes, true);
+    state_.EndWrite(region, region, plan.targets, outcomes, true, {true, true});
+    state_.Saved(state_.version());
+  }
+
+  // Replica `i` lags out of a write to `region` that the other takes.
+  void LeaveByLag(size_t i, uint64_t region) {
+    MirrorState::WritePlan plan =
+        state_.PlanWrite(region, region, {true, true});
+    state_.BeginWrite(region, region);
+    std::vector<MirrorState::Outcome> outcomes;
+    for (const auto& t : plan.targets) {
+      outcomes.push_back(t.replica == i ? MirrorState::Outcome::kLagging
+                                        : MirrorState::Outcome::kOk);
+    }
+    state_.EndWrite(region, region, plan.targets, outcomes, true, {true, true});
     state_.Saved(state_.version());
   }
 
@@ -76,9 +90,9 @@ TEST_F(MirrorStateTest, ALaggardLeavesTheSetBeforeTheWriteIsAcknowledged) {
   state_.Took(0, 2, 2);
   const std::vector<MirrorState::Outcome> outcomes = {
       MirrorState::Outcome::kOk, MirrorState::Outcome::kLagging};
-  ASSERT_TRUE(state_.HeldInSync(plan.targets, outcomes));
-  const uint64_t needed =
-      state_.EndWrite(2, 2, plan.targets, outcomes, /*acknowledged=*/true);
+  ASSERT_TRUE(state_.HeldInSync(plan.targets, outcomes, {true, true}));
+  const uint64_t needed = state_.EndWrite(2, 2, plan.targets, outcomes,
+                                          /*acknowledged=*/true, {true, true});
   EXPECT_TRUE(InSync(0));
   EXPECT_FALSE(InSync(1));
   EXPECT_TRUE(state_.replica(1).dirty.Test(2));
@@ -94,25 +108,42 @@ TEST_F(MirrorStateTest, AWriteHeldOnlyByAReplicaThatLeftIsNotAcknowledged) {
   MirrorState::WritePlan plan = state_.PlanWrite(2, 2, {true, true});
   state_.BeginWrite(2, 2);
   state_.Took(0, 2, 2);
-  state_.StreamLost(0);  // a took it, then lost its stream: it leaves
-  ASSERT_FALSE(InSync(0));
-  EXPECT_FALSE(state_.HeldInSync(
-      plan.targets,
-      {MirrorState::Outcome::kOk, MirrorState::Outcome::kLagging}))
-      << "b must not be left behind for a write only a has";
+  const std::vector<MirrorState::Outcome> outcomes = {
+      MirrorState::Outcome::kOk, MirrorState::Outcome::kLagging};
+  // a took it, then lost its stream: its exporter may have died with it.
+  EXPECT_FALSE(state_.HeldInSync(plan.targets, outcomes, {false, true}))
+      << "b must not be left behind for a write only a may still have";
+  // a took it, then left the set for another write's lag.
+  LeaveByLag(0, 5);
+  EXPECT_FALSE(state_.HeldInSync(plan.targets, outcomes, {true, true}));
+}
+
+TEST_F(MirrorStateTest, AReplicaBackFromARestartHasItsUnflushedRegionsCopied) {
+  StartFresh();
+  WriteEverywhere(5);  // unflushed on both
+  LeaveByLag(1, 9);
+  EXPECT_FALSE(InSync(1));
+  EXPECT_TRUE(state_.replica(1).dirty.Test(9));
+  EXPECT_FALSE(state_.replica(1).dirty.Test(5))
+      << "b holds it (unflushed): copied back only if b restarts";
+  // b's exporter restarted meanwhile (a new boot): region 5 too.
+  state_.Admit(1, {"b", 99, state_.replica(1).generations});
+  EXPECT_TRUE(state_.replica(1).dirty.Test(5));
+  EXPECT_EQ(state_.CheckInvariants(), "");
 }
 
 TEST_F(MirrorStateTest,
-       ALostStreamMarksWhatItHadNotFlushedUnlessItIsTheOnlyCopy) {
+       AWriteThatFailedEverywhereLeavesNoOutOfSyncTargetClean) {
   StartFresh();
-  WriteEverywhere(5);
-  state_.StreamLost(1);
-  EXPECT_FALSE(InSync(1));
-  EXPECT_TRUE(state_.replica(1).dirty.Test(5));
-  // a is now the only replica in sync: its lost stream changes nothing.
-  state_.StreamLost(0);
-  EXPECT_TRUE(InSync(0));
-  EXPECT_EQ(state_.CheckInvariants(), "");
+  MirrorState::WritePlan plan = state_.PlanWrite(6, 6, {true, true});
+  state_.BeginWrite(6, 6);
+  LeaveByLag(1, 9);  // b leaves for another write; this one is out to it
+  state_.EndWrite(
+      6, 6, plan.targets,
+      {MirrorState::Outcome::kFailed, MirrorState::Outcome::kFailed},
+      /*acknowledged=*/false, {true, true});
+  EXPECT_TRUE(state_.replica(1).dirty.Test(6))
+      << "a timed-out write may have landed on b";
 }
 
 TEST_F(MirrorStateTest, AFlushClearsTheActivityLogOnlyWhereNothingIsUnflushed) {
@@ -144,8 +175,8 @@ TEST_F(MirrorStateTest, ARestartedReplicaHasWhatItHadNotFlushedCopiedBack) {
 TEST_F(MirrorStateTest, TheOnlyInSyncReplicaRestartingIsTheSourceForTheOthers) {
   StartFresh();
   WriteEverywhere(4);
-  state_.StreamLost(1);  // b leaves (region 4 dirty for it)
-  WriteEverywhere(6);    // a alone
+  LeaveByLag(1, 4);    // b leaves (region 4 dirty for it)
+  WriteEverywhere(6);  // a alone
   ASSERT_FALSE(InSync(1));
   state_.Admit(0, {"a", 12, {state_.generations()[0]}});  // a restarted
   EXPECT_TRUE(InSync(0)) << "no better copy exists";
@@ -185,8 +216,7 @@ TEST_F(MirrorStateTest, AReplicaAwayForLongIsStaleByItsGenerationOfDeparture) {
 TEST_F(MirrorStateTest,
        AfterACrashTheActiveRegionsAreCopiedToEveryOtherReplica) {
   StartFresh();
-  WriteEverywhere(3);
-  state_.StreamLost(1);  // b out of sync: region 3 dirty, region 7 clean
+  LeaveByLag(1, 3);  // b out of sync: region 3 dirty, region 7 clean
   state_.SetDrained(1, true);
   WriteEverywhere(7);  // both take it (b as a clean region of its resync)
   ASSERT_FALSE(state_.replica(1).dirty.Test(7));
@@ -204,8 +234,7 @@ TEST_F(MirrorStateTest,
 
 TEST_F(MirrorStateTest, AReplicaRejoinsOnlyFlushedAndDrained) {
   StartFresh();
-  WriteEverywhere(3);
-  state_.StreamLost(1);
+  LeaveByLag(1, 3);
   WriteEverywhere(0);  // b is not a target yet (not drained)
   ASSERT_FALSE(InSync(1));
   state_.Admit(1, {"b", 22, state_.replica(1).generations});
@@ -233,10 +262,29 @@ TEST_F(MirrorStateTest, AWriteThatFailedEverywhereMakesItsRegionTheSameAgain) {
   state_.EndWrite(
       9, 9, plan.targets,
       {MirrorState::Outcome::kFailed, MirrorState::Outcome::kFailed},
-      /*acknowledged=*/false);
-  EXPECT_TRUE(InSync(0));
-  EXPECT_FALSE(InSync(1));
-  EXPECT_TRUE(state_.replica(1).dirty.Test(9));
+      /*acknowledged=*/false, {false, true});
+  EXPECT_FALSE(InSync(0));
+  EXPECT_TRUE(InSync(1)) << "b, reachable, is the region's source";
+  EXPECT_TRUE(state_.replica(0).dirty.Test(9));
+}
+
+TEST_F(MirrorStateTest, AWriteThatFailedEverywhereUnreachableWaitsForASource) {
+  StartFresh();
+  MirrorState::WritePlan plan = state_.PlanWrite(9, 9, {true, true});
+  state_.BeginWrite(9, 9);
+  state_.EndWrite(
+      9, 9, plan.targets,
+      {MirrorState::Outcome::kFailed, MirrorState::Outcome::kFailed},
+      /*acknowledged=*/false, {false, false});
+  EXPECT_TRUE(InSync(0) && InSync(1)) << "no source chosen blind";
+  // a comes back as a new instance (it lost power): not a source.
+  state_.Admit(0, {"a", 98, state_.replica(0).generations});
+  EXPECT_FALSE(InSync(0));
+  EXPECT_TRUE(state_.replica(0).dirty.Test(9));
+  // b comes back with its cache: it is.
+  state_.Admit(1, {"b", 22, state_.replica(1).generations});
+  EXPECT_TRUE(InSync(1));
+  EXPECT_EQ(state_.CheckInvariants(), "");
 }
 
 TEST_F(MirrorStateTest, AStateOfAnotherVolumeOrDamagedIsRefused) {
