@@ -11,7 +11,7 @@
 #   embedded-2  the two-way mirror in the embedded mode: nbdkit runs the
 #             gateway engine itself (config=), no gateway process;
 # all on tmpfs, so the software path is what is measured. Every nbdkit,
-# the baseline's too, runs with --threads=64, as the README tells users to
+# the baseline's too, runs with --threads=64, as docs/configuration.md tells users to
 # (nbdkit's default of 16 would cap queue depth 32 at 16). Workloads:
 # sequential 1 MiB read and write at queue depth 8, 4 KiB random read and
 # write at queue depth 1 and 32, and a 70/30 random mix at queue depth 32.

@@ -6,8 +6,8 @@
 namespace dst {
 
 // - glibc malloc keeps freed large buffers on the heap instead of a fresh
-//   mmap per message (DESIGN.md: 2.6x throughput at 1 MiB; 10-22% of the
-//   plugin's sequential throughput).
+//   mmap per message (docs/architecture.md, "Toolchain": 2.6x throughput
+//   at 1 MiB; 10-22% of the plugin's sequential throughput).
 // - Abseil's mutex deadlock detection is off: Debian builds Abseil with it
 //   on, and it records every lock order in a graph on every acquisition.
 //   The tests keep it (they do not call this).

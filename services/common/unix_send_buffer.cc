@@ -12,9 +12,9 @@
 // gRPC 1.51's socket mutator, laid out as src/core/lib/iomgr/
 // socket_mutator.h declares it. The public headers name the type (and
 // ChannelArguments::SetSocketMutator takes one) but do not define it.
-// dst builds against Debian 12's gRPC 1.51 (DESIGN.md); another gRPC must
-// be checked against this layout (UnixSendBufferTest fails when the
-// mutator is not applied).
+// dst builds against Debian 12's gRPC 1.51 (docs/architecture.md,
+// "Toolchain"); another gRPC must be checked against this layout
+// (UnixSendBufferTest fails when the mutator is not applied).
 namespace dst::grpc_layout {
 enum FdUsage : int { kClientConnection, kServerListener, kServerConnection };
 struct MutateSocketInfo {

@@ -73,7 +73,8 @@ int Main(int argc, char** argv) {
            "PEM CA: clients must present a certificate it signed (mutual "
            "TLS)"},
           {"acl", "FILE",
-           "who may read or write (YAML, see README); default deny for "
+           "who may read or write (YAML, see docs/security.md); default deny "
+           "for "
            "anyone not listed. Without it every client may read and write"},
           {"state", "PATH",
            "file keeping the fencing epoch and generations (default "

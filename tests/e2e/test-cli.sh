@@ -30,7 +30,7 @@ expect_fail "volumes[0].replicas[0].adress: unknown key" \
 expect_fail "--config=FILE is required" "$DST_BIN/dst-gateway"
 printf 'listen: ["127.0.0.1:7000", "unix:/tmp/dst/gateway.sock"]\nvolumes:\n  - name: vol0\n    replicas:\n      - address: "127.0.0.1:7001"\n      - address: "127.0.0.1:7002"\n' >"$tmp/design.yaml"
 "$DST_BIN/dst-gateway" --config="$tmp/design.yaml" --check-config ||
-  fail "DESIGN.md's minimal config refused"
+  fail "the minimal config of docs/configuration.md refused"
 
 expect_fail "cannot reach the gateway at unix:$tmp/none.sock" \
   "$DST_BIN/dstctl" --gateway="unix:$tmp/none.sock" --timeout=2 status

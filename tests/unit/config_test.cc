@@ -1,5 +1,5 @@
-// The gateway config: DESIGN.md's minimal file accepted as it stands, and
-// every kind of mistake refused with its key path.
+// The gateway config: the minimal file of docs/configuration.md accepted
+// as it stands, and every kind of mistake refused with its key path.
 #include "services/gateway/config.h"
 
 #include <gtest/gtest.h>
