@@ -1,7 +1,8 @@
 # Shared helpers for dst's e2e tests (sourced by tests/e2e/test-*.sh), in
 # nbdkit's manner: real processes on Unix sockets in a private temporary
 # directory, a cleanup trap that stops them all, and a prerequisite that is
-# missing makes the test FAIL with its name, never skip.
+# missing makes the test FAIL with its name, never skip. DST_KEEP_TMP=DIR
+# copies the temporary directory (logs, images) there before it is removed.
 set -euo pipefail
 
 DST_BIN=${DST_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../build/bin" && pwd)}
@@ -46,7 +47,7 @@ cleanup() {
   for hook in "${cleanup_hooks[@]}"; do eval "$hook"; done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-  rm -rf "$tmp"
+  [ -n "${DST_KEEP_TMP:-}" ] && cp -r "$tmp" "$DST_KEEP_TMP"; rm -rf "$tmp"
   exit $status
 }
 trap cleanup EXIT INT TERM
