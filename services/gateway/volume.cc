@@ -153,7 +153,8 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
               .Register(registry)
               .Add({{"volume", config.name()}})),
       state_(config.name(), Addresses(replicas), config.region_bytes(),
-             NewGeneration) {
+             NewGeneration),
+      connected_(replicas.size(), false) {
   auto& connected =
       prometheus::BuildGauge()
           .Name("dst_gateway_replica_connected")
@@ -314,18 +315,12 @@ std::string Volume::CheckInvariants() const {
   return state_.CheckInvariants();
 }
 
-std::vector<bool> Volume::ConnectedLocked() const {
-  std::vector<bool> connected;
-  for (const auto& slot : slots_)
-    connected.push_back(slot->replica->connected());
-  return connected;
-}
-
 void Volume::OnReplicaChange(size_t index) {
   Slot& slot = *slots_[index];
   const bool connected = slot.replica->connected();
   slot.connected->Set(connected ? 1 : 0);
   absl::MutexLock lock(&mu_);
+  connected_[index] = connected;
   // A new stream replays what the last one did not finish: resync waits
   // for it again.
   state_.SetDrained(index, false);
@@ -814,7 +809,7 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
 
 bool Volume::PlanLocked(const std::shared_ptr<Fanout>& fanout,
                         absl::Status* refused) {
-  const std::vector<bool> connected = ConnectedLocked();
+  const std::vector<bool>& connected = connected_;
   if (fanout->flush) {
     fanout->flush_plan = state_.PlanFlush(connected);
     fanout->plan = fanout->flush_plan.targets;
@@ -945,7 +940,7 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     // The lag limit passed, but the replicas that took it have left the
     // set since: the others are not left behind; wait for them instead.
     if (!fenced && fanout->pending > 0 &&
-        !state_.HeldInSync(fanout->plan, outcomes, ConnectedLocked())) {
+        !state_.HeldInSync(fanout->plan, outcomes, connected_)) {
       After(absl::Milliseconds(config_.lag_limit_ms()),
             [this, weak = std::weak_ptr<Fanout>(fanout)] {
               if (std::shared_ptr<Fanout> fanout = weak.lock()) {
@@ -957,7 +952,7 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     fanout->finished = true;
   }
   const bool acknowledged =
-      !fenced && state_.HeldInSync(fanout->plan, outcomes, ConnectedLocked());
+      !fenced && state_.HeldInSync(fanout->plan, outcomes, connected_);
   auto reply = std::make_shared<v1::Reply>();
   if (!acknowledged) {
     // Fenced: another gateway writes now. Else nothing in sync took it.
@@ -973,8 +968,7 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
       fanout->flush
           ? state_.EndFlush(fanout->flush_plan, outcomes, acknowledged)
           : state_.EndWrite(fanout->first_region, fanout->last_region,
-                            fanout->plan, outcomes, acknowledged,
-                            ConnectedLocked());
+                            fanout->plan, outcomes, acknowledged, connected_);
   // The reply goes once what it relies on is durable (the replicas that
   // missed it recorded as out of sync), from the store's thread; if it
   // already is, once the lock is released.
@@ -1108,7 +1102,7 @@ void Volume::DriveResync(bool promote) {
         !state_.diverged().empty()) {
       return;
     }
-    const std::vector<bool> connected = ConnectedLocked();
+    const std::vector<bool>& connected = connected_;
     const absl::Time now = Now();
     for (size_t i = 0; i < slots_.size(); ++i) {
       Slot& slot = *slots_[i];
@@ -1225,7 +1219,7 @@ void Volume::CopyChunk(size_t target, uint64_t region, uint64_t offset,
     // Chosen now, under the range lock: a replica in sync when the copy
     // was planned may have left the set since, missing the very write that
     // held the lock.
-    source = state_.Source(target, ConnectedLocked());
+    source = state_.Source(target, connected_);
     if (source.has_value()) leaves = state_.replica(*source).leaves;
   }
   if (!source.has_value()) {

@@ -181,7 +181,6 @@ class Volume {
 
   absl::Time Now() const { return timers_->Now(); }
   bool mirror() const { return slots_.size() > 1; }
-  std::vector<bool> ConnectedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Admission of replica `index` after a negotiation (ReplicaHandle's).
   absl::StatusOr<uint64_t> Admit(size_t index, const v1::NegotiateReply& reply);
   void OnReplicaChange(size_t index);
@@ -266,6 +265,9 @@ class Volume {
 
   mutable absl::Mutex mu_;
   MirrorState state_ ABSL_GUARDED_BY(mu_);
+  // Whether each replica has a working stream, as its session last said
+  // (OnReplicaChange): what plans and acknowledgements go by.
+  std::vector<bool> connected_ ABSL_GUARDED_BY(mu_);
   v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);  // size 0 until known
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;     // the highest claimed
   std::string fenced_ ABSL_GUARDED_BY(mu_);     // why, when fenced
