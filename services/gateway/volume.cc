@@ -16,6 +16,7 @@
 #include "services/common/status.h"
 #include "services/common/transaction_stream.h"
 #include "services/gateway/replica.h"
+#include "services/gateway/verifier.h"
 
 namespace dst {
 
@@ -69,19 +70,7 @@ struct Volume::Slot {
   bool promotion_answered = false;
   bool promotion_flushed = false;
   RegionBitmap promotion_covered;
-  // Metrics (the worker forwards the session's counters).
-  prometheus::Counter* mismatches = nullptr;
-  prometheus::Counter* resends = nullptr;
-  prometheus::Counter* timeouts = nullptr;
-  prometheus::Counter* reconnects = nullptr;
-  prometheus::Gauge* in_flight = nullptr;
-  prometheus::Histogram* ping = nullptr;
-  uint64_t seen_resends = 0, seen_timeouts = 0, seen_reconnects = 0;
-  absl::Time next_ping;
-  prometheus::Gauge* connected = nullptr;
-  prometheus::Gauge* in_sync = nullptr;
-  prometheus::Gauge* dirty_bytes = nullptr;
-  prometheus::Counter* resync_bytes = nullptr;
+  absl::Time next_ping;  // the worker's keepalive Ping
 };
 
 // A modification or flush sent to several replicas.
@@ -132,102 +121,13 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
           (options.schedulers ? options.schedulers : TimerThreads())("timers")),
       worker_(
           (options.schedulers ? options.schedulers : TimerThreads())("worker")),
-      op_metrics_(registry, "dst_gateway", {{"volume", config.name()}}),
-      in_flight_gauge_(
-          prometheus::BuildGauge()
-              .Name("dst_gateway_transactions_in_flight")
-              .Help("Client requests accepted and not yet answered.")
-              .Register(registry)
-              .Add({{"volume", config.name()}})),
-      lagging_counter_(
-          prometheus::BuildCounter()
-              .Name("dst_gateway_replica_lag_exits_total")
-              .Help("Replicas that left the in-sync set for lagging past "
-                    "lag_limit_ms or failing a transaction.")
-              .Register(registry)
-              .Add({{"volume", config.name()}})),
-      hedged_reads_counter_(
-          prometheus::BuildCounter()
-              .Name("dst_gateway_hedged_reads_total")
-              .Help("Reads also sent to another replica after lag_limit_ms.")
-              .Register(registry)
-              .Add({{"volume", config.name()}})),
+      metrics_(registry, config.name(), Addresses(replicas)),
       state_(config.name(), Addresses(replicas), config.region_bytes(),
              NewGeneration),
-      connected_(replicas.size(), false) {
-  auto& connected =
-      prometheus::BuildGauge()
-          .Name("dst_gateway_replica_connected")
-          .Help("1 while the gateway has a working stream to the replica.")
-          .Register(registry);
-  auto& in_sync = prometheus::BuildGauge()
-                      .Name("dst_gateway_replica_in_sync")
-                      .Help("1 while the replica is in the in-sync set.")
-                      .Register(registry);
-  auto& dirty = prometheus::BuildGauge()
-                    .Name("dst_gateway_replica_dirty_bytes")
-                    .Help("Bytes of dirty regions the replica still needs.")
-                    .Register(registry);
-  auto& mismatches =
-      prometheus::BuildCounter()
-          .Name("dst_gateway_checksum_mismatches_total")
-          .Help(
-              "Reads from the replica whose data failed its checksum (each "
-              "failed over to another replica).")
-          .Register(registry);
-  auto counter = [&registry](const char* name, const char* help) -> auto& {
-    return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
-  };
-  auto& resends = counter("dst_gateway_replica_resends_total",
-                          "Transactions sent to the replica again after a lost "
-                          "stream or a timeout.");
-  auto& timeouts =
-      counter("dst_gateway_replica_timeouts_total",
-              "Streams to the replica given up for an unanswered transaction.");
-  auto& reconnects = counter("dst_gateway_replica_reconnects_total",
-                             "Streams to the replica re-established.");
-  auto& replica_in_flight =
-      prometheus::BuildGauge()
-          .Name("dst_gateway_replica_transactions_in_flight")
-          .Help("Transactions waiting for or sent to the replica, unanswered.")
-          .Register(registry);
-  auto& ping = prometheus::BuildHistogram()
-                   .Name("dst_gateway_replica_ping_seconds")
-                   .Help(
-                       "Round trip of the keepalive Ping to the exporter, "
-                       "every 5 s.")
-                   .Register(registry);
-  auto& states = prometheus::BuildGauge()
-                     .Name("dst_gateway_volume_state")
-                     .Help(
-                         "1 for the volume's current state (ready, degraded, "
-                         "waiting, diverged, fenced, unavailable).")
-                     .Register(registry);
-  for (VolumeHealth health : kVolumeHealths) {
-    state_gauges_.push_back(&states.Add(
-        {{"volume", config.name()}, {"state", HealthName(health)}}));
-  }
-  auto& resync = prometheus::BuildCounter()
-                     .Name("dst_gateway_resync_bytes_total")
-                     .Help("Bytes copied to the replica by resync.")
-                     .Register(registry);
+      connected_(replicas.size(), false),
+      lease_(config.name(), absl::Milliseconds(config.lease_timeout_ms())) {
   for (auto& replica : replicas) {
     auto slot = std::make_unique<Slot>();
-    std::map<std::string, std::string> labels = {
-        {"volume", config.name()}, {"replica", replica->address()}};
-    slot->connected = &connected.Add(labels);
-    slot->in_sync = &in_sync.Add(labels);
-    slot->dirty_bytes = &dirty.Add(labels);
-    slot->resync_bytes = &resync.Add(labels);
-    slot->mismatches = &mismatches.Add(labels);
-    slot->resends = &resends.Add(labels);
-    slot->timeouts = &timeouts.Add(labels);
-    slot->reconnects = &reconnects.Add(labels);
-    slot->in_flight = &replica_in_flight.Add(labels);
-    slot->ping =
-        &ping.Add(labels, prometheus::Histogram::BucketBoundaries{
-                              0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                              0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
     slot->replica = std::move(replica);
     slots_.push_back(std::move(slot));
   }
@@ -318,7 +218,7 @@ std::string Volume::CheckInvariants() const {
 void Volume::OnReplicaChange(size_t index) {
   Slot& slot = *slots_[index];
   const bool connected = slot.replica->connected();
-  slot.connected->Set(connected ? 1 : 0);
+  metrics_.Connected(index, connected);
   absl::MutexLock lock(&mu_);
   connected_[index] = connected;
   // A new stream replays what the last one did not finish: resync waits
@@ -516,49 +416,17 @@ absl::StatusOr<v1::Geometry> Volume::Open(bool read_only,
     geometry.set_read_only(true);
     return geometry;
   }
-  if (lease_token.empty()) {
-    return absl::InvalidArgumentError(
-        "a read-write open needs a lease token (OpenRequest.lease_token)");
+  if (absl::Status s = lease_.Acquire(lease_token, client_id, Now()); !s.ok()) {
+    return s;
   }
-  const absl::Time now = Now();
-  if (!lease_token_.empty() && lease_token_ != lease_token &&
-      (lease_streams_ > 0 || now < lease_expiry_)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "volume ", config_.name(), " is already open read-write by '",
-        lease_client_,
-        "': one writer at a time (open it read-only, or stop the other "
-        "client; its lease lapses ",
-        config_.lease_timeout_ms() / 1000.0, " s after it disconnects)"));
-  }
-  if (lease_token_ != lease_token) {
-    DST_LOG(Info, "gateway: volume %s: write lease granted to '%s'",
-            config_.name(), client_id);
-  }
-  lease_token_ = lease_token;
-  lease_client_ = client_id.empty() ? "?" : client_id;
-  lease_expiry_ = now + absl::Milliseconds(config_.lease_timeout_ms());
   return geometry;
 }
 
 absl::Status Volume::AttachWriter(const std::string& lease_token) {
-  absl::MutexLock lock(&mu_);
-  if (lease_token.empty() || lease_token != lease_token_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no write lease on volume ", config_.name(),
-        lease_token_.empty()
-            ? ": Open it read-write first"
-            : absl::StrCat(": it is held by '", lease_client_, "'")));
-  }
-  ++lease_streams_;
-  return absl::OkStatus();
+  return lease_.Attach(lease_token);
 }
 
-void Volume::DetachWriter() {
-  absl::MutexLock lock(&mu_);
-  if (--lease_streams_ == 0) {
-    lease_expiry_ = Now() + absl::Milliseconds(config_.lease_timeout_ms());
-  }
-}
+void Volume::DetachWriter() { lease_.Detach(Now()); }
 
 // --- I/O -------------------------------------------------------------------
 
@@ -567,16 +435,15 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   if (!request.data().empty()) data = TakeData(&request);
   total_.fetch_add(1, std::memory_order_relaxed);
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  in_flight_gauge_.Increment();
+  metrics_.RequestStarted();
   TransactionDone counted = [this, done = std::move(done), op = request.op(),
                              written = data.size(), start = absl::Now()](
                                 v1::Reply&& reply, Payload&& reply_data) {
     const bool ok = reply.status() == 0;
     if (!ok) failed_.fetch_add(1, std::memory_order_relaxed);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    in_flight_gauge_.Decrement();
-    op_metrics_.Record(op, ok, written + reply_data.size(),
-                       absl::Now() - start);
+    metrics_.RequestAnswered(op, ok, written + reply_data.size(),
+                             absl::Now() - start);
     done(std::move(reply), std::move(reply_data));
   };
   v1::Geometry geometry;
@@ -698,7 +565,7 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
               absl::MutexLock lock(&op->mu);
               if (op->finished || op->sent >= op->order.size()) return;
             }
-            hedged_reads_counter_.Increment();
+            metrics_.HedgedRead();
             SubmitRead(op);
           });
   }
@@ -726,7 +593,7 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
           VerifyChecksum(algorithm, data, reply.checksum(), "the data read");
       if (!intact.ok()) {
         slot->checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
-        slot->mismatches->Increment();
+        metrics_.ChecksumMismatch(k);
         reply = ErrorReply(reply.id(), intact);
         Heal(slot, op->request.offset(), op->request.length());
       } else if (!op->client_checksum) {
@@ -1017,48 +884,27 @@ void Volume::Work(bool periodic) {
 
 void Volume::UpdateMetrics() {
   const absl::Time now = Now();
-  for (const auto& slot : slots_) {
-    const SessionCounters counters = slot->replica->counters();
-    auto forward = [](uint64_t now_value, uint64_t& seen,
-                      prometheus::Counter* counter) {
-      if (now_value > seen) {
-        counter->Increment(static_cast<double>(now_value - seen));
-        seen = now_value;
-      }
-    };
-    forward(counters.resends, slot->seen_resends, slot->resends);
-    forward(counters.timeouts, slot->seen_timeouts, slot->timeouts);
-    forward(counters.reconnects, slot->seen_reconnects, slot->reconnects);
-    slot->in_flight->Set(static_cast<double>(slot->replica->pending()));
-    if (now >= slot->next_ping && slot->replica->connected()) {
-      slot->next_ping = now + kPingInterval;
-      prometheus::Histogram* histogram = slot->ping;
-      slot->replica->Ping([histogram](absl::Duration rtt) {
-        histogram->Observe(absl::ToDoubleSeconds(rtt));
-      });
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& slot = *slots_[i];
+    metrics_.PollSession(i, slot.replica->counters(), slot.replica->pending());
+    if (now >= slot.next_ping && slot.replica->connected()) {
+      slot.next_ping = now + kPingInterval;
+      slot.replica->Ping(metrics_.PingObserver(i));
     }
   }
-  uint64_t exits;
+  VolumeHealth health;
   {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < slots_.size(); ++i) {
       const MirrorState::Replica& r = state_.replica(i);
-      slots_[i]->in_sync->Set(r.sync == SyncState::kInSync ? 1 : 0);
-      slots_[i]->dirty_bytes->Set(r.sync == SyncState::kInSync
-                                      ? 0
-                                      : static_cast<double>(r.dirty.count()) *
-                                            config_.region_bytes());
+      const bool in_sync = r.sync == SyncState::kInSync;
+      metrics_.PollSync(i, in_sync,
+                        in_sync ? 0 : r.dirty.count() * config_.region_bytes());
     }
-    exits = state_.exits();
+    metrics_.PollLagExits(state_.exits());
+    health = HealthLocked();
   }
-  if (exits > exits_seen_) {
-    lagging_counter_.Increment(static_cast<double>(exits - exits_seen_));
-    exits_seen_ = exits;
-  }
-  const VolumeHealth now_health = health();
-  for (size_t i = 0; i < state_gauges_.size(); ++i) {
-    state_gauges_[i]->Set(now_health == kVolumeHealths[i] ? 1 : 0);
-  }
+  metrics_.PollHealth(health);
 }
 
 void Volume::PushGenerations() {
@@ -1229,53 +1075,53 @@ void Volume::CopyChunk(size_t target, uint64_t region, uint64_t offset,
   read.set_op(v1::OP_READ);
   read.set_offset(offset);
   read.set_length(static_cast<uint32_t>(length));
-  slots_[*source]->replica->Submit(read, [this, target, region, offset, end,
-                                          length, fail, source = *source,
-                                          leaves](v1::Reply&& reply,
-                                                  Payload&& data) {
-    if (reply.status() == 0) {
-      absl::MutexLock lock(&mu_);
-      if (!state_.StillInSync(source, leaves)) {
-        reply = ErrorReply(reply.id(), absl::UnavailableError(
-                                           "the source left the in-sync set"));
-      }
-    }
-    if (reply.status() == 0 && !reply.checksum().empty()) {
-      absl::Status intact =
-          VerifyChecksum(checksum_, data, reply.checksum(), "resync data");
-      if (!intact.ok()) reply = ErrorReply(reply.id(), intact);
-    }
-    if (reply.status() != 0) {
-      fail(reply.message());
-      return;
-    }
-    v1::Request write;
-    write.set_op(v1::OP_WRITE);
-    write.set_offset(offset);
-    write.set_length(static_cast<uint32_t>(length));
-    write.set_flags(v1::REQUEST_FLAG_FUA);  // durable before its bit clears
-    if (!reply.checksum().empty()) {
-      write.set_checksum_algorithm(checksum_);
-      write.set_checksum(reply.checksum());  // the source's, end to end
-    }
-    // The data read goes on as it arrived, not copied.
-    slots_[target]->replica->Submit(
-        write,
-        [this, target, region, offset, end, length, fail](v1::Reply&& written,
-                                                          Payload&&) {
-          if (written.status() != 0) {
-            fail(written.message());
-            return;
+  slots_[*source]->replica->Submit(
+      read, [this, target, region, offset, end, length, fail, source = *source,
+             leaves](v1::Reply&& reply, Payload&& data) {
+        if (reply.status() == 0) {
+          absl::MutexLock lock(&mu_);
+          if (!state_.StillInSync(source, leaves)) {
+            reply = ErrorReply(
+                reply.id(),
+                absl::UnavailableError("the source left the in-sync set"));
           }
-          {
-            absl::MutexLock lock(&mu_);
-            slots_[target]->copied += length;
-          }
-          slots_[target]->resync_bytes->Increment(static_cast<double>(length));
-          CopyChunk(target, region, offset + length, end);
-        },
-        std::move(data));
-  });
+        }
+        if (reply.status() == 0 && !reply.checksum().empty()) {
+          absl::Status intact =
+              VerifyChecksum(checksum_, data, reply.checksum(), "resync data");
+          if (!intact.ok()) reply = ErrorReply(reply.id(), intact);
+        }
+        if (reply.status() != 0) {
+          fail(reply.message());
+          return;
+        }
+        v1::Request write;
+        write.set_op(v1::OP_WRITE);
+        write.set_offset(offset);
+        write.set_length(static_cast<uint32_t>(length));
+        write.set_flags(v1::REQUEST_FLAG_FUA);  // durable before its bit clears
+        if (!reply.checksum().empty()) {
+          write.set_checksum_algorithm(checksum_);
+          write.set_checksum(reply.checksum());  // the source's, end to end
+        }
+        // The data read goes on as it arrived, not copied.
+        slots_[target]->replica->Submit(
+            write,
+            [this, target, region, offset, end, length, fail](
+                v1::Reply&& written, Payload&&) {
+              if (written.status() != 0) {
+                fail(written.message());
+                return;
+              }
+              {
+                absl::MutexLock lock(&mu_);
+                slots_[target]->copied += length;
+              }
+              metrics_.ResyncCopied(target, length);
+              CopyChunk(target, region, offset + length, end);
+            },
+            std::move(data));
+      });
 }
 
 void Volume::EndCopy(size_t target, uint64_t region, bool ok) {
@@ -1337,26 +1183,7 @@ void Volume::FinishPromotion(size_t target) {
   SaveLocked();
 }
 
-// --- admin
-// --------------------------------------------------------------------
-
-const char* HealthName(VolumeHealth health) {
-  switch (health) {
-    case VolumeHealth::kReady:
-      return "ready";
-    case VolumeHealth::kDegraded:
-      return "degraded";
-    case VolumeHealth::kWaiting:
-      return "waiting";
-    case VolumeHealth::kDiverged:
-      return "diverged";
-    case VolumeHealth::kFenced:
-      return "fenced";
-    case VolumeHealth::kUnavailable:
-      return "unavailable";
-  }
-  return "?";
-}
+// --- admin -----------------------------------------------------------------
 
 VolumeHealth Volume::HealthLocked() const {
   if (!fenced_.empty()) return VolumeHealth::kFenced;
@@ -1401,9 +1228,7 @@ v1::VolumeStatus Volume::Status() const {
   status.set_generation(state_.generations().empty() ? 0
                                                      : state_.generations()[0]);
   status.set_epoch(epoch_);
-  if (!lease_token_.empty() && (lease_streams_ > 0 || Now() < lease_expiry_)) {
-    status.set_lease_holder(lease_client_);
-  }
+  status.set_lease_holder(lease_.Holder(Now()));
   status.set_resync_rate_bytes(resync_rate_);
   status.set_resync_paused(resync_paused_);
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -1548,46 +1373,20 @@ absl::StatusOr<v1::VerifyReply> Volume::Verify(
     return absl::InvalidArgumentError(
         "offset must be a multiple of 512 inside the volume");
   }
-  v1::VerifyReply reply;
-  for (size_t i : compared) reply.add_replicas(slots_[i]->replica->address());
-  if (compared.size() < 2) return reply;
-  for (uint64_t offset = begin; offset < end; offset += chunk) {
-    const uint64_t length = std::min(chunk, end - offset);
-    std::string first;
-    bool differs = false;
-    // Under the range lock, so that a write in flight is not a difference.
-    absl::Notification locked;
-    modifications_.Acquire(offset, length, [&locked] { locked.Notify(); });
-    locked.WaitForNotification();
-    for (size_t k = 0; k < compared.size(); ++k) {
-      v1::Request sum;
-      sum.set_op(v1::OP_CHECKSUM);
-      sum.set_offset(offset);
-      sum.set_length(static_cast<uint32_t>(length));
-      v1::Reply digest = WaitForReply([&](TransactionDone done) {
-        slots_[compared[k]]->replica->Submit(sum, std::move(done));
-      });
-      if (digest.status() != 0) {
-        modifications_.Release(offset, length);
-        return absl::UnavailableError(
-            absl::StrCat("replica ", slots_[compared[k]]->replica->address(),
-                         ": ", digest.message()));
-      }
-      if (k == 0) {
-        first = digest.data();
-      } else if (digest.data() != first) {
-        differs = true;
-      }
-    }
-    modifications_.Release(offset, length);
-    reply.set_compared_bytes(reply.compared_bytes() + length);
-    if (differs) {
-      v1::Range* range = reply.add_differing();
-      range->set_offset(offset);
-      range->set_length(length);
-    }
-  }
-  return reply;
+  std::vector<std::string> addresses;
+  addresses.reserve(compared.size());
+  for (size_t i : compared) addresses.push_back(slots_[i]->replica->address());
+  auto checksum = [&](size_t k, uint64_t offset, uint64_t length) {
+    v1::Request sum;
+    sum.set_op(v1::OP_CHECKSUM);
+    sum.set_offset(offset);
+    sum.set_length(static_cast<uint32_t>(length));
+    return WaitForReply([&](TransactionDone done) {
+      slots_[compared[k]]->replica->Submit(sum, std::move(done));
+    });
+  };
+  return CompareReplicas(addresses, checksum, modifications_, begin, end,
+                         chunk);
 }
 
 std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,

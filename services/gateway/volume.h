@@ -37,8 +37,8 @@
 // exporter claimed by a newer gateway refuses this one's writes, when they
 // run, and the volume turns "fenced" (and saves no more state).
 //
-// One writer: read-write opens take the volume's lease (one token at a
-// time); read-only opens are always allowed.
+// One writer: read-write opens take the volume's lease (WriterLease: one
+// token at a time); read-only opens are always allowed.
 //
 // Thread-safe. Replicas are owned; Start() connects them in the background.
 // `done` callbacks run on the replicas', the timers' or the state store's
@@ -68,28 +68,11 @@
 #include "services/gateway/region_bitmap.h"
 #include "services/gateway/replica_handle.h"
 #include "services/gateway/state_store.h"
+#include "services/gateway/volume_health.h"
+#include "services/gateway/volume_metrics.h"
+#include "services/gateway/writer_lease.h"
 
 namespace dst {
-
-// What a volume can do now (VolumeStatus.state is its name).
-enum class VolumeHealth {
-  kReady,        // every replica in sync
-  kDegraded,     // I/O served, a replica out of sync
-  kWaiting,      // no up-to-date replica reachable: I/O waits
-  kDiverged,     // split brain: stopped until `dstctl resolve`
-  kFenced,       // another gateway took the volume over
-  kUnavailable,  // not yet negotiated
-};
-inline constexpr VolumeHealth kVolumeHealths[] = {
-    VolumeHealth::kReady,   VolumeHealth::kDegraded,
-    VolumeHealth::kWaiting, VolumeHealth::kDiverged,
-    VolumeHealth::kFenced,  VolumeHealth::kUnavailable};
-// "ready", "degraded", ...: the name in VolumeStatus.state and in metrics.
-const char* HealthName(VolumeHealth health);
-// I/O is served.
-inline bool Serving(VolumeHealth health) {
-  return health == VolumeHealth::kReady || health == VolumeHealth::kDegraded;
-}
 
 struct VolumeOptions {
   std::string gateway_id;  // the fencing owner name (gateway --id)
@@ -253,12 +236,7 @@ class Volume {
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> next_read_{0};
   RangeSerializer modifications_;  // overlapping writes, one at a time
-  OpMetrics op_metrics_;
-  prometheus::Gauge& in_flight_gauge_;
-  prometheus::Counter& lagging_counter_;
-  prometheus::Counter& hedged_reads_counter_;
-  std::vector<prometheus::Gauge*> state_gauges_;  // by kVolumeHealths
-  uint64_t exits_seen_ = 0;                       // worker only
+  VolumeMetrics metrics_;
 
   absl::Mutex work_mu_;
   bool kicked_ ABSL_GUARDED_BY(work_mu_) = false;  // a Work run is queued
@@ -280,10 +258,8 @@ class Volume {
   std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   bool resync_paused_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t resync_rate_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string lease_token_ ABSL_GUARDED_BY(mu_);
-  std::string lease_client_ ABSL_GUARDED_BY(mu_);
-  int lease_streams_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time lease_expiry_ ABSL_GUARDED_BY(mu_);
+
+  WriterLease lease_;  // its own lock
 };
 
 // Builds the volume a config entry describes (replicas not yet started).
