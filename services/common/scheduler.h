@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <queue>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,24 +39,30 @@ class Scheduler {
 using SchedulerFactory =
     std::function<std::unique_ptr<Scheduler>(const std::string& name)>;
 
-// A Scheduler with a thread of its own that sleeps until the next callback
-// is due. Due times are rounded up to `resolution`, so that timers armed
-// close together (one per request) fire together, in one wake-up.
-class TimerThread final : public Scheduler {
+// A thread that sleeps until the next callback is due, serving several
+// Schedulers: each is an owner of callbacks, and its Shutdown drops and
+// waits for its own alone. Due times are rounded up to `resolution`, so
+// that timers armed close together (one per request) fire together, in one
+// wake-up.
+class TimerThreadCore {
  public:
-  explicit TimerThread(absl::Duration resolution = absl::Milliseconds(10));
-  ~TimerThread() override;  // Shutdown()
-  TimerThread(const TimerThread&) = delete;
-  TimerThread& operator=(const TimerThread&) = delete;
+  explicit TimerThreadCore(absl::Duration resolution);
+  ~TimerThreadCore();  // stops the thread; what is queued is dropped
+  TimerThreadCore(const TimerThreadCore&) = delete;
+  TimerThreadCore& operator=(const TimerThreadCore&) = delete;
 
-  absl::Time Now() const override { return absl::Now(); }
-  void After(absl::Duration delay, std::function<void()> fn) override;
-  void Shutdown() override;
+  // A new owner id (never 0, never reused).
+  uint64_t NewOwner();
+  void After(uint64_t owner, absl::Duration delay, std::function<void()> fn);
+  // Drops `owner`'s queued callbacks and waits for its running one; later
+  // After calls of that owner are dropped.
+  void Shutdown(uint64_t owner);
 
  private:
   struct Timer {
     absl::Time when;
     uint64_t seq;
+    uint64_t owner;
     std::function<void()> fn;
     bool operator>(const Timer& other) const {
       return when != other.when ? when > other.when : seq > other.seq;
@@ -67,9 +75,40 @@ class TimerThread final : public Scheduler {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_
       ABSL_GUARDED_BY(mu_);
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
-  bool woken_ ABSL_GUARDED_BY(mu_) = false;  // an earlier timer, or stopping
+  uint64_t owners_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<uint64_t> shut_down_ ABSL_GUARDED_BY(mu_);  // owners
+  uint64_t running_ ABSL_GUARDED_BY(mu_) = 0;  // the owner of the callback
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;    // an earlier timer, or stopping
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: it uses the members above
+};
+
+// A Scheduler with a thread of its own.
+class TimerThread final : public Scheduler {
+ public:
+  explicit TimerThread(absl::Duration resolution = absl::Milliseconds(10));
+  TimerThread(const TimerThread&) = delete;
+  TimerThread& operator=(const TimerThread&) = delete;
+
+  absl::Time Now() const override { return absl::Now(); }
+  void After(absl::Duration delay, std::function<void()> fn) override;
+  void Shutdown() override;
+
+ private:
+  TimerThreadCore core_;
+  const uint64_t owner_;
+};
+
+// One timer thread for many components (the gateway's volumes' lag timers,
+// however many volumes it serves): each Scheduler it makes is Shut down
+// alone. Every Scheduler made must be destroyed before this is.
+class SharedTimers {
+ public:
+  explicit SharedTimers(absl::Duration resolution = absl::Milliseconds(10));
+  std::unique_ptr<Scheduler> Make();
+
+ private:
+  TimerThreadCore core_;
 };
 
 // Makes a TimerThread for every name.

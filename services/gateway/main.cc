@@ -104,7 +104,9 @@ int Main(int argc, char** argv) {
   if (absl::Status s = acl.Reload(); !s.ok()) {
     return Fail(absl::StrCat("acl_file: ", s.message()));
   }
+  SharedTimers lag_timers;  // every volume's lag timers, on one thread
   VolumeOptions volume_options;
+  volume_options.schedulers = GatewaySchedulers(lag_timers);
   volume_options.tls = *tls;
   volume_options.gateway_id = id;
   volume_options.state_dir = config->state_dir();

@@ -1389,6 +1389,13 @@ absl::StatusOr<v1::VerifyReply> Volume::Verify(
                          chunk);
 }
 
+SchedulerFactory GatewaySchedulers(SharedTimers& timers) {
+  return [&timers](const std::string& name) -> std::unique_ptr<Scheduler> {
+    if (name == "timers") return timers.Make();
+    return std::make_unique<TimerThread>();
+  };
+}
+
 std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
                                    const VolumeOptions& options,
                                    int max_message_bytes,

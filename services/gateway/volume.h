@@ -90,6 +90,11 @@ struct VolumeOptions {
   SchedulerFactory schedulers;
 };
 
+// The schedulers of a gateway's volumes: their "timers" share `timers`'
+// one thread (a lag timer never blocks); each "worker" has its own.
+// `timers` outlives the volumes.
+SchedulerFactory GatewaySchedulers(SharedTimers& timers);
+
 class Volume {
  public:
   // Metrics go to `registry` as dst_gateway_* with {volume="NAME"}. For a

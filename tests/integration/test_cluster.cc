@@ -144,6 +144,7 @@ TestGateway::TestGateway(const std::string& dir,
   address_ = "unix:" + dir + "/" + id + ".sock";
   VolumeOptions options;
   options.gateway_id = id;
+  options.schedulers = GatewaySchedulers(lag_timers_);
   options.state_dir = dir + "/" + id + "-state";
   std::filesystem::create_directories(options.state_dir);
   std::vector<std::unique_ptr<Volume>> volumes;

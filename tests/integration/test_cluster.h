@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/config.pb.h"
+#include "services/common/scheduler.h"
 #include "services/common/server.h"
 #include "services/exporter/exporter_service.h"
 #include "services/exporter/metadata_store.h"
@@ -120,6 +121,7 @@ class TestGateway {
   std::string address_;
   std::shared_ptr<prometheus::Registry> registry_ =
       std::make_shared<prometheus::Registry>();
+  SharedTimers lag_timers_;  // as the gateway's: outlives the volumes
   std::unique_ptr<GatewayService> service_;
   RunningServer server_;
 };

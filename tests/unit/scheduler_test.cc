@@ -1,5 +1,6 @@
 // TimerThread: callbacks run in due order on its thread, never inside
-// After, and none runs after Shutdown.
+// After, and none runs after Shutdown. SharedTimers: the same, per
+// scheduler, on one thread; a scheduler's Shutdown touches only its own.
 #include "services/common/scheduler.h"
 
 #include <atomic>
@@ -71,6 +72,78 @@ TEST(TimerThreadTest, ShutdownWaitsForARunningCallback) {
   });
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
   timers.Shutdown();
+  EXPECT_TRUE(finished);
+}
+
+TEST(SharedTimersTest, SchedulersShareOneThreadInDueOrder) {
+  SharedTimers shared(absl::Milliseconds(1));
+  std::unique_ptr<Scheduler> a = shared.Make();
+  std::unique_ptr<Scheduler> b = shared.Make();
+  absl::Mutex mu;
+  std::vector<int> order;
+  std::vector<std::thread::id> threads;
+  absl::Notification done;
+  auto record = [&](int n) {
+    absl::MutexLock lock(&mu);
+    order.push_back(n);
+    threads.push_back(std::this_thread::get_id());
+    if (order.size() == 3) done.Notify();
+  };
+  a->After(absl::Milliseconds(40), [&] { record(3); });
+  b->After(absl::Milliseconds(20), [&] { record(2); });
+  a->After(absl::ZeroDuration(), [&] { record(1); });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(threads[0], threads[1]);
+  EXPECT_EQ(threads[1], threads[2]);
+  EXPECT_NE(threads[0], std::this_thread::get_id());
+}
+
+TEST(SharedTimersTest, AShutdownDropsOnlyItsSchedulersCallbacks) {
+  SharedTimers shared(absl::Milliseconds(1));
+  std::unique_ptr<Scheduler> a = shared.Make();
+  std::unique_ptr<Scheduler> b = shared.Make();
+  std::atomic<int> a_runs{0};
+  absl::Notification b_ran;
+  a->After(absl::Milliseconds(30), [&] { ++a_runs; });
+  b->After(absl::Milliseconds(30), [&] { b_ran.Notify(); });
+  a->Shutdown();
+  a->After(absl::ZeroDuration(), [&] { ++a_runs; });
+  EXPECT_TRUE(b_ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(a_runs, 0);
+  // b goes on after a is destroyed.
+  a.reset();
+  absl::Notification again;
+  b->After(absl::ZeroDuration(), [&] { again.Notify(); });
+  EXPECT_TRUE(again.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST(SharedTimersTest, AShutdownWaitsForItsRunningCallbackAlone) {
+  SharedTimers shared(absl::Milliseconds(1));
+  std::unique_ptr<Scheduler> a = shared.Make();
+  std::unique_ptr<Scheduler> b = shared.Make();
+  std::atomic<bool> finished{false};
+  absl::Notification started;
+  absl::Notification release;
+  a->After(absl::ZeroDuration(), [&] {
+    started.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(10));
+    finished = true;
+  });
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // b's Shutdown does not wait for a's callback (it is not b's).
+  absl::Notification b_down;
+  std::thread stopper([&] {
+    b->Shutdown();
+    b_down.Notify();
+  });
+  EXPECT_TRUE(b_down.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_FALSE(finished);
+  release.Notify();
+  stopper.join();
+  a->Shutdown();
   EXPECT_TRUE(finished);
 }
 
