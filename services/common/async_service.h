@@ -12,7 +12,7 @@
 // A service derives from the generated AsyncService (every method async)
 // and from AsyncService below; StartServer calls StartServing once the
 // server runs, where the service asks for the first call of each method:
-// ServeUnary for unary methods, a StreamAcceptor (stream_reactor.h) for
+// ServeUnary for unary methods, a StreamAcceptor (server_stream.h) for
 // the transaction streams.
 #ifndef DST_SERVICES_COMMON_ASYNC_SERVICE_H_
 #define DST_SERVICES_COMMON_ASYNC_SERVICE_H_

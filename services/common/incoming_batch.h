@@ -5,7 +5,7 @@
 // write or read is not copied on its way in at any hop.
 //
 // The transaction streams read IncomingReplies (transaction_stream.h) and
-// the server streams IncomingRequests (stream_reactor.h); the
+// the server streams IncomingRequests (server_stream.h); the
 // grpc::SerializationTraits below let gRPC's async streams fill them. The
 // bytes on the wire are the generated messages' encoding, so peers using
 // the generated code (tools, other languages) see no difference.

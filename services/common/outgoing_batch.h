@@ -7,7 +7,7 @@
 // so a peer reads them with the generated code.
 //
 // The transaction streams write OutgoingRequests (transaction_stream.h) and
-// the server streams OutgoingReplies (stream_reactor.h); the
+// the server streams OutgoingReplies (server_stream.h); the
 // grpc::SerializationTraits below let gRPC's async streams take them.
 #ifndef DST_SERVICES_COMMON_OUTGOING_BATCH_H_
 #define DST_SERVICES_COMMON_OUTGOING_BATCH_H_

@@ -28,7 +28,7 @@ void TransactionSession::Close() {
     stream->Close(absl::Seconds(5));  // answers what it can; orphans the rest
     stream.reset();
   }
-  std::vector<OrphanTransaction> left;
+  std::vector<QueuedTransaction> left;
   {
     absl::MutexLock lock(&mu_);
     left.assign(std::make_move_iterator(backlog_.begin()),
@@ -54,7 +54,7 @@ void TransactionSession::Stop() {
 void TransactionSession::Submit(v1::Request request, TransactionDone done,
                                 Payload data) {
   if (!request.data().empty()) data = TakeData(&request);
-  OrphanTransaction transaction{std::move(request), std::move(done), 0,
+  QueuedTransaction transaction{std::move(request), std::move(done), 0,
                                 absl::Now(), std::move(data)};
   std::shared_ptr<TransactionStream> stream;
   {
@@ -75,7 +75,7 @@ void TransactionSession::Submit(v1::Request request, TransactionDone done,
       return;
     }
   }
-  std::vector<OrphanTransaction> failed;
+  std::vector<QueuedTransaction> failed;
   failed.push_back(std::move(transaction));
   Fail(failed, absl::StatusCode::kUnavailable, "session closed");
 }
@@ -104,7 +104,7 @@ size_t TransactionSession::pending() const {
   return backlog_.size() + (stream_ ? stream_->in_flight() : 0);
 }
 
-void TransactionSession::TakeOrphans(std::vector<OrphanTransaction> orphans) {
+void TransactionSession::TakeOrphans(std::vector<QueuedTransaction> orphans) {
   {
     absl::MutexLock lock(&mu_);
     if (!closed_) {
@@ -118,18 +118,18 @@ void TransactionSession::TakeOrphans(std::vector<OrphanTransaction> orphans) {
   Fail(orphans, absl::StatusCode::kUnavailable, "session closed");
 }
 
-void TransactionSession::Fail(std::vector<OrphanTransaction>& failed,
+void TransactionSession::Fail(std::vector<QueuedTransaction>& failed,
                               absl::StatusCode code, const std::string& why) {
-  for (OrphanTransaction& t : failed) {
+  for (QueuedTransaction& t : failed) {
     t.done(ErrorReply(t.request.id(), absl::Status(code, why)), Payload());
   }
   failed.clear();
 }
 
-std::vector<OrphanTransaction> TransactionSession::FlushBacklogLocked() {
-  std::vector<OrphanTransaction> over_budget;
+std::vector<QueuedTransaction> TransactionSession::FlushBacklogLocked() {
+  std::vector<QueuedTransaction> over_budget;
   while (!backlog_.empty()) {
-    OrphanTransaction& next = backlog_.front();
+    QueuedTransaction& next = backlog_.front();
     if (next.sends > options_.max_resends) {
       over_budget.push_back(std::move(next));
       backlog_.pop_front();
@@ -144,9 +144,9 @@ std::vector<OrphanTransaction> TransactionSession::FlushBacklogLocked() {
   return over_budget;
 }
 
-std::vector<OrphanTransaction> TransactionSession::ExpireLocked(
+std::vector<QueuedTransaction> TransactionSession::ExpireLocked(
     absl::Time now) {
-  std::vector<OrphanTransaction> expired;
+  std::vector<QueuedTransaction> expired;
   for (auto it = backlog_.begin(); it != backlog_.end();) {
     if (it->sends > options_.max_resends ||
         (stream_ == nullptr &&
@@ -165,13 +165,13 @@ void TransactionSession::Run() {
   absl::Duration backoff = options_.min_backoff;
   absl::Time next_attempt = absl::InfinitePast();
   TransactionStreamOptions stream_options = options_.stream;
-  stream_options.on_orphans = [this](std::vector<OrphanTransaction> orphans) {
+  stream_options.on_orphans = [this](std::vector<QueuedTransaction> orphans) {
     TakeOrphans(std::move(orphans));
   };
   for (;;) {
     std::shared_ptr<TransactionStream> lost;
     std::shared_ptr<TransactionStream> stuck;
-    std::vector<OrphanTransaction> failed;
+    std::vector<QueuedTransaction> failed;
     {
       absl::MutexLock lock(&mu_);
       auto stop = [this]()

@@ -92,14 +92,14 @@ class TransactionSession {
 
  private:
   void Run();
-  void TakeOrphans(std::vector<OrphanTransaction> orphans);
+  void TakeOrphans(std::vector<QueuedTransaction> orphans);
   // Moves the backlog onto `stream_` in order. Returns those that must fail.
-  std::vector<OrphanTransaction> FlushBacklogLocked()
+  std::vector<QueuedTransaction> FlushBacklogLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails transactions over their resend budget or suspend time.
-  std::vector<OrphanTransaction> ExpireLocked(absl::Time now)
+  std::vector<QueuedTransaction> ExpireLocked(absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static void Fail(std::vector<OrphanTransaction>& failed,
+  static void Fail(std::vector<QueuedTransaction>& failed,
                    absl::StatusCode code, const std::string& why);
 
   const Connector connector_;
@@ -115,7 +115,7 @@ class TransactionSession {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<TransactionStream> stream_ ABSL_GUARDED_BY(mu_);
   // Oldest first; replayed before anything submitted later.
-  std::deque<OrphanTransaction> backlog_ ABSL_GUARDED_BY(mu_);
+  std::deque<QueuedTransaction> backlog_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
   bool ever_connected_ ABSL_GUARDED_BY(mu_) = false;
 };

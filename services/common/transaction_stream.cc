@@ -89,7 +89,7 @@ void TransactionStream::EndOp() {
 void TransactionStream::Submit(v1::Request request, TransactionDone done,
                                Payload data) {
   if (!request.data().empty()) data = TakeData(&request);
-  OrphanTransaction transaction{std::move(request), std::move(done), 0,
+  QueuedTransaction transaction{std::move(request), std::move(done), 0,
                                 absl::Now(), std::move(data)};
   bool write = false;
   absl::Status refused = Enqueue(transaction, &write);
@@ -100,14 +100,14 @@ void TransactionStream::Submit(v1::Request request, TransactionDone done,
   StartOps(write, false);
 }
 
-bool TransactionStream::TrySubmit(OrphanTransaction& transaction) {
+bool TransactionStream::TrySubmit(QueuedTransaction& transaction) {
   bool write = false;
   if (!Enqueue(transaction, &write).ok()) return false;
   StartOps(write, false);
   return true;
 }
 
-absl::Status TransactionStream::Enqueue(OrphanTransaction& transaction,
+absl::Status TransactionStream::Enqueue(QueuedTransaction& transaction,
                                         bool* write) {
   absl::MutexLock lock(&mu_);
   if (!status_.ok()) return status_;
@@ -178,7 +178,7 @@ bool TransactionStream::AdmitAndFillLocked() {
   while (!waiting_.empty()) {
     Transaction* transaction = table_.Allocate();
     if (transaction == nullptr) break;
-    OrphanTransaction& next = waiting_.front();
+    QueuedTransaction& next = waiting_.front();
     transaction->request = std::move(next.request);
     transaction->done = std::move(next.done);
     transaction->sends = next.sends;
@@ -344,7 +344,7 @@ void TransactionStream::OnReadDone(bool ok) {
 
 void TransactionStream::OnFinished() {
   const grpc::Status& status = final_status_;
-  std::vector<OrphanTransaction> unfinished;
+  std::vector<QueuedTransaction> unfinished;
   absl::Status why;
   {
     absl::MutexLock lock(&mu_);
@@ -367,12 +367,12 @@ void TransactionStream::OnFinished() {
     for (Transaction* t : in_table) {
       // The data goes with it, shared still: the next stream sends the
       // same bytes.
-      unfinished.push_back(OrphanTransaction{std::move(t->request),
+      unfinished.push_back(QueuedTransaction{std::move(t->request),
                                              std::move(t->done), t->sends,
                                              t->submitted, std::move(t->data)});
       table_.Release(t);
     }
-    for (OrphanTransaction& waiting : waiting_)
+    for (QueuedTransaction& waiting : waiting_)
       unfinished.push_back(std::move(waiting));
     waiting_.clear();
     unsent_.clear();
@@ -382,7 +382,7 @@ void TransactionStream::OnFinished() {
   } else {
     absl::Status failure(why.code(),
                          absl::StrCat("transaction failed: ", why.message()));
-    for (OrphanTransaction& t : unfinished) {
+    for (QueuedTransaction& t : unfinished) {
       t.done(ErrorReply(t.request.id(), failure), Payload());
     }
   }

@@ -61,9 +61,10 @@ std::unique_ptr<AsyncClientStream> PrepareTransactionStream(
     grpc::ChannelInterface* channel, const char* method,
     grpc::ClientContext* context, grpc::CompletionQueue* cq);
 
-// A transaction a stream could not finish (it ended first), handed back for
-// replay on another stream.
-struct OrphanTransaction {
+// A transaction queued for a stream: submitted and waiting for a slot, or
+// one a stream could not finish (it ended first: an orphan), handed back
+// for replay on another stream.
+struct QueuedTransaction {
   v1::Request request;  // its data field empty
   TransactionDone done;
   int sends = 0;  // times it was written to the wire so far
@@ -72,7 +73,7 @@ struct OrphanTransaction {
   // the other replicas of a mirrored write.
   Payload data;
 };
-using OrphanHandler = std::function<void(std::vector<OrphanTransaction>)>;
+using OrphanHandler = std::function<void(std::vector<QueuedTransaction>)>;
 
 struct TransactionStreamOptions {
   // Transactions in flight on the wire (the table's pre-sized capacity).
@@ -114,7 +115,7 @@ class TransactionStream {
   // Queues the transaction if the stream still accepts work, moving from
   // `transaction`; false (nothing moved) when it has ended or is closing.
   // Its `sends` say how often it was sent before, on other streams.
-  bool TrySubmit(OrphanTransaction& transaction);
+  bool TrySubmit(QueuedTransaction& transaction);
 
   // When the oldest transaction still unanswered was last sent
   // (InfiniteFuture when none is).
@@ -163,7 +164,7 @@ class TransactionStream {
 
   // Queues the transaction (moving from it) unless the stream
   // refuses it; `write` says whether the caller must start a write.
-  absl::Status Enqueue(OrphanTransaction& transaction, bool* write);
+  absl::Status Enqueue(QueuedTransaction& transaction, bool* write);
   // Admits waiting requests into free slots and, when a write may start,
   // fills out_ with the unsent ones. True: the caller must start the write
   // of out_ after releasing the lock (counted as an operation). On a loop
@@ -202,7 +203,7 @@ class TransactionStream {
   mutable absl::Mutex mu_;
   TransactionTable table_ ABSL_GUARDED_BY(mu_);
   // Submitted, waiting for a free slot.
-  std::deque<OrphanTransaction> waiting_ ABSL_GUARDED_BY(mu_);
+  std::deque<QueuedTransaction> waiting_ ABSL_GUARDED_BY(mu_);
   // Ids admitted to the table and not yet written.
   std::deque<uint64_t> unsent_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;

@@ -20,7 +20,7 @@
 #include "services/common/acl.h"
 #include "services/common/client_limiter.h"
 #include "services/common/metrics.h"
-#include "services/common/stream_reactor.h"
+#include "services/common/server_stream.h"
 #include "services/common/thread_pool.h"
 #include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"

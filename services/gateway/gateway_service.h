@@ -15,7 +15,7 @@
 #include "dst/v1/gateway.grpc.pb.h"
 #include "services/common/acl.h"
 #include "services/common/client_limiter.h"
-#include "services/common/stream_reactor.h"
+#include "services/common/server_stream.h"
 #include "services/gateway/volume.h"
 
 namespace dst {

@@ -19,8 +19,8 @@
 //
 // Thread-safe. A StreamRegistry tracks live streams so a service can drain
 // them all at shutdown; it must outlive them (StreamRegistry::WaitEmpty).
-#ifndef DST_SERVICES_COMMON_STREAM_REACTOR_H_
-#define DST_SERVICES_COMMON_STREAM_REACTOR_H_
+#ifndef DST_SERVICES_COMMON_SERVER_STREAM_H_
+#define DST_SERVICES_COMMON_SERVER_STREAM_H_
 
 #include <atomic>
 #include <cstddef>
@@ -162,4 +162,4 @@ std::string ClientMetadata(const grpc::ServerContextBase* context,
 
 }  // namespace dst
 
-#endif  // DST_SERVICES_COMMON_STREAM_REACTOR_H_
+#endif  // DST_SERVICES_COMMON_SERVER_STREAM_H_

@@ -1,5 +1,5 @@
-// Server-side transaction streams: see stream_reactor.h.
-#include "services/common/stream_reactor.h"
+// Server-side transaction streams: see server_stream.h.
+#include "services/common/server_stream.h"
 
 #include <cstdlib>
 #include <deque>
