@@ -191,11 +191,21 @@ bool MirrorState::LeaveInSync(size_t i, const std::string& why) {
   return true;
 }
 
+bool MirrorState::MarkDirty(Replica& r, const RegionBitmap* regions) {
+  for (uint64_t region : r.copying) {
+    if (regions == nullptr || regions->Test(region)) r.recopy.insert(region);
+  }
+  if (regions != nullptr) return r.dirty.Merge(*regions);
+  const uint64_t before = r.dirty.count();
+  r.dirty.SetAll();
+  return r.dirty.count() != before;
+}
+
 void MirrorState::MarkMissed(size_t i, const RegionBitmap& missed,
                              const std::string& why, bool sent) {
   Replica& r = replicas_[i];
   bool changed = LeaveInSync(i, why);
-  changed |= r.dirty.Merge(missed);
+  changed |= MarkDirty(r, &missed);
   // A write sent to it and missed (it lagged, or failed by timeout) may
   // still land, after the region's copy: resync waits until nothing sent
   // before is pending.
@@ -504,8 +514,9 @@ uint64_t MirrorState::EndWrite(uint64_t first_region, uint64_t last_region,
       // Nothing in sync took it: a replica out of sync that took it, or
       // may have (a failure by timeout is no proof it did not), must not
       // keep the region clean (the others may lack it).
-      if (r.sync != SyncState::kInSync &&
-          r.dirty.Set(first_region, last_region)) {
+      RegionBitmap written(regions_);
+      written.Set(first_region, last_region);
+      if (r.sync != SyncState::kInSync && MarkDirty(r, &written)) {
         r.drained = false;
         Change(/*required=*/true);
       }
@@ -631,7 +642,8 @@ std::optional<size_t> MirrorState::Source(
 void MirrorState::CopyDone(size_t i, uint64_t region, bool ok) {
   Replica& r = replicas_[i];
   r.copying.erase(region);
-  if (ok && r.dirty.Test(region)) {
+  const bool overtaken = r.recopy.erase(region) != 0;
+  if (ok && !overtaken && r.dirty.Test(region)) {
     r.dirty.Clear(region);
     Change(/*required=*/false);
   }
@@ -743,7 +755,7 @@ absl::Status MirrorState::Resolve(size_t chosen) {
         ++r.leaves;
       }
       r.sync = SyncState::kOutOfSync;
-      r.dirty.SetAll();
+      MarkDirty(r, nullptr);
       r.drained = false;
     }
   }
@@ -776,6 +788,12 @@ std::string MirrorState::CheckInvariants() const {
     if (r.sync == SyncState::kInSync && r.dirty.count() != 0) {
       return absl::StrCat("in-sync replica ", r.address, " has ",
                           r.dirty.count(), " dirty region(s)");
+    }
+    for (uint64_t region : r.recopy) {
+      if (r.copying.count(region) == 0) {
+        return absl::StrCat("region ", region, " is to be copied again to ",
+                            r.address, " but no copy of it is in flight");
+      }
     }
     RegionBitmap unflushed = r.unflushed;
     unflushed.Merge(r.flushing);

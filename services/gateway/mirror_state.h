@@ -76,7 +76,10 @@ class MirrorState {
     bool push_generation = false;  // its exporter must learn generations_
     bool promoting = false;        // its flush before rejoining is out
     std::set<uint64_t> copying;    // regions being copied to it now
-    uint64_t cursor = 0;           // where resync looks next
+    // Regions marked dirty again while being copied (their source lost
+    // its cache, a full resync, a resolve): that copy does not count.
+    std::set<uint64_t> recopy;
+    uint64_t cursor = 0;  // where resync looks next
     // Times it left the set: a read it answers counts only if this did
     // not change since the read was sent (a read replayed after its
     // exporter died answers with what it lost).
@@ -206,6 +209,9 @@ class MirrorState {
   // the required version.
   void Change(bool required);
   bool LeaveInSync(size_t i, const std::string& why);
+  // Sets r's dirty bits for `regions` (all when null); a copy of one of
+  // them in flight will not clear its bit. True when a bit was set.
+  bool MarkDirty(Replica& r, const RegionBitmap* regions);
   // Replica i misses `missed`: it leaves the set if it was in it. `sent`:
   // a write to it was sent and missed, and may still land.
   void MarkMissed(size_t i, const RegionBitmap& missed, const std::string& why,

@@ -184,6 +184,26 @@ TEST_F(MirrorStateTest, TheOnlyInSyncReplicaRestartingIsTheSourceForTheOthers) {
       << "b takes a's contents where a may have lost writes";
 }
 
+// Found by the simulation (seed 464940775136): a copy to b read a's cache,
+// a lost power before writing it back, and b kept the lost write.
+TEST_F(MirrorStateTest, ACopyOvertakenByItsRegionBecomingDirtyAgainIsRedone) {
+  StartFresh();
+  WriteEverywhere(4);
+  LeaveByLag(1, 4);    // b leaves, region 4 dirty for it
+  WriteEverywhere(4);  // a alone, unflushed
+  ASSERT_EQ(state_.NextCopy(1), std::optional<uint64_t>(4));
+  // The copy read a's region 4; then a restarts (it lost power): what it
+  // had not flushed is gone, and b must take what a holds now.
+  state_.Admit(0, {"a", 12, {state_.generations()[0]}});
+  ASSERT_TRUE(InSync(0));
+  state_.CopyDone(1, 4, /*ok=*/true);  // the copy of the lost contents
+  EXPECT_TRUE(state_.replica(1).dirty.Test(4))
+      << "the copy began before the region was marked again: it is redone";
+  EXPECT_EQ(state_.NextCopy(1), std::optional<uint64_t>(4));
+  state_.CopyDone(1, 4, /*ok=*/true);
+  EXPECT_FALSE(state_.replica(1).dirty.Test(4));
+}
+
 TEST_F(MirrorStateTest, AReplicaAwayForLongIsStaleByItsGenerationOfDeparture) {
   MirrorState state("v", {"a", "b", "c"}, kRegion, [this] { return ++next_; });
   state.SetSize(kSize);
