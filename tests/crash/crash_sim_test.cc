@@ -302,6 +302,20 @@ TEST(CrashSimTest, AFencedGatewayNeverSavesItsState) {
   EXPECT_EQ(sim.saves(), saves);
 }
 
+// Seeds that found a bug in a soak (tests/crash/soak.sh), kept as they are:
+// 464940775136 (3 replicas): a resync copy read from the only in-sync
+// replica before it lost power, and was written after the restart had
+// marked its region dirty again (MirrorState::Replica::recopy).
+TEST(CrashSimTest, SeedsThatFoundBugsInASoak) {
+  for (uint64_t seed : {uint64_t{464940775136}}) {
+    const SimResult result = RunSeed(seed, OptionsForSeed(seed));
+    EXPECT_TRUE(result.ok) << "seed " << seed << ": " << result.failure
+                           << "\nreplay: crash_sim --seed=" << seed
+                           << " --verbose\nthe last steps:\n"
+                           << result.trace;
+  }
+}
+
 // The whole class: random faults at every step, each seed checked.
 // DST_CRASH_SEEDS sets how many (CI: a few thousand in all, split in
 // shards that ctest runs side by side).
