@@ -61,6 +61,18 @@ class MirrorStateTest : public ::testing::Test {
     state_.Saved(state_.version());
   }
 
+  // A write of `region` that failed on both replicas; `connected`: which
+  // are reachable when it ends.
+  void FailEverywhere(uint64_t region, const std::vector<bool>& connected) {
+    MirrorState::WritePlan plan =
+        state_.PlanWrite(region, region, {true, true});
+    state_.BeginWrite(region, region);
+    state_.EndWrite(
+        region, region, plan.targets,
+        {MirrorState::Outcome::kFailed, MirrorState::Outcome::kFailed},
+        /*acknowledged=*/false, connected);
+  }
+
   bool InSync(size_t i) const {
     return state_.replica(i).sync == SyncState::kInSync;
   }
@@ -277,12 +289,7 @@ TEST_F(MirrorStateTest, AReplicaRejoinsOnlyFlushedAndDrained) {
 
 TEST_F(MirrorStateTest, AWriteThatFailedEverywhereMakesItsRegionTheSameAgain) {
   StartFresh();
-  MirrorState::WritePlan plan = state_.PlanWrite(9, 9, {true, true});
-  state_.BeginWrite(9, 9);
-  state_.EndWrite(
-      9, 9, plan.targets,
-      {MirrorState::Outcome::kFailed, MirrorState::Outcome::kFailed},
-      /*acknowledged=*/false, {false, true});
+  FailEverywhere(9, {false, true});
   EXPECT_FALSE(InSync(0));
   EXPECT_TRUE(InSync(1)) << "b, reachable, is the region's source";
   EXPECT_TRUE(state_.replica(0).dirty.Test(9));
@@ -290,12 +297,7 @@ TEST_F(MirrorStateTest, AWriteThatFailedEverywhereMakesItsRegionTheSameAgain) {
 
 TEST_F(MirrorStateTest, AWriteThatFailedEverywhereUnreachableWaitsForASource) {
   StartFresh();
-  MirrorState::WritePlan plan = state_.PlanWrite(9, 9, {true, true});
-  state_.BeginWrite(9, 9);
-  state_.EndWrite(
-      9, 9, plan.targets,
-      {MirrorState::Outcome::kFailed, MirrorState::Outcome::kFailed},
-      /*acknowledged=*/false, {false, false});
+  FailEverywhere(9, {false, false});
   EXPECT_TRUE(InSync(0) && InSync(1)) << "no source chosen blind";
   // a comes back as a new instance (it lost power): not a source.
   state_.Admit(0, {"a", 98, state_.replica(0).generations});
