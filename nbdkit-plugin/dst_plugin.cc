@@ -29,11 +29,11 @@
 #include "nbdkit-plugin/embedded_volume.h"
 #include "nbdkit-plugin/errno_map.h"
 #include "nbdkit-plugin/gateway_client.h"
-#include "services/common/checksum.h"
-#include "services/common/limits.h"
-#include "services/common/process_tuning.h"
-#include "services/common/tls.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/base/limits.h"
+#include "services/common/base/process_tuning.h"
+#include "services/common/protocol/checksum.h"
+#include "services/common/security/tls.h"
+#include "services/common/transport/transaction_stream.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 

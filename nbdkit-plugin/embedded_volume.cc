@@ -6,11 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/limits.h"
-#include "services/common/request_validation.h"
-#include "services/common/status.h"
-#include "services/common/tls.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/base/limits.h"
+#include "services/common/base/status.h"
+#include "services/common/protocol/request_validation.h"
+#include "services/common/security/tls.h"
+#include "services/common/transport/transaction_stream.h"
 #include "services/gateway/config.h"
 
 namespace dst {

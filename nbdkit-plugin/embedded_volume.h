@@ -17,7 +17,7 @@
 #include "prometheus/registry.h"
 
 #include "nbdkit-plugin/volume_client.h"
-#include "services/common/metrics.h"
+#include "services/common/observability/metrics.h"
 #include "services/gateway/volume.h"
 
 namespace dst {

@@ -5,7 +5,7 @@
 
 #include <grpcpp/support/status.h>
 
-#include "services/common/request_validation.h"
+#include "services/common/protocol/request_validation.h"
 
 namespace dst {
 

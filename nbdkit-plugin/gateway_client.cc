@@ -5,11 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/address.h"
-#include "services/common/request_validation.h"
-#include "services/common/server.h"
-#include "services/common/status.h"
-#include "services/common/tls.h"
+#include "services/common/base/address.h"
+#include "services/common/base/status.h"
+#include "services/common/protocol/request_validation.h"
+#include "services/common/rpc/channel_args.h"
+#include "services/common/security/tls.h"
 
 namespace dst {
 

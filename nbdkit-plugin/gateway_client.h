@@ -17,8 +17,8 @@
 
 #include "dst/v1/gateway.grpc.pb.h"
 #include "nbdkit-plugin/volume_client.h"
-#include "services/common/limits.h"
-#include "services/common/transaction_session.h"
+#include "services/common/base/limits.h"
+#include "services/common/transport/transaction_session.h"
 
 namespace dst {
 

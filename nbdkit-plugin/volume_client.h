@@ -5,7 +5,7 @@
 #define DST_NBDKIT_PLUGIN_VOLUME_CLIENT_H_
 
 #include "dst/v1/exporter.pb.h"
-#include "services/common/payload.h"
+#include "services/common/transport/payload.h"
 
 namespace dst {
 

@@ -9,12 +9,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-#include "services/common/atomic_file.h"
-#include "services/common/checksum.h"
-#include "services/common/log.h"
-#include "services/common/request_validation.h"
-#include "services/common/status.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/base/atomic_file.h"
+#include "services/common/base/log.h"
+#include "services/common/base/status.h"
+#include "services/common/protocol/checksum.h"
+#include "services/common/protocol/request_validation.h"
+#include "services/common/transport/transaction_stream.h"
 
 namespace dst {
 

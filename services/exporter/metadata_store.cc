@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/atomic_file.h"
-#include "services/common/log.h"
-#include "services/common/status.h"
+#include "services/common/base/atomic_file.h"
+#include "services/common/base/log.h"
+#include "services/common/base/status.h"
 
 namespace dst {
 

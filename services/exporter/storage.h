@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-#include "services/common/payload.h"
+#include "services/common/transport/payload.h"
 
 namespace dst {
 

@@ -3,7 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/status.h"
+#include "services/common/base/status.h"
 
 namespace dst {
 

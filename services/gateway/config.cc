@@ -16,9 +16,9 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
-#include "services/common/address.h"
-#include "services/common/status.h"
-#include "services/common/tls.h"
+#include "services/common/base/address.h"
+#include "services/common/base/status.h"
+#include "services/common/security/tls.h"
 
 namespace dst {
 namespace {

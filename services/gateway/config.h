@@ -11,7 +11,7 @@
 #include "absl/strings/string_view.h"
 
 #include "dst/v1/config.pb.h"
-#include "services/common/tls.h"
+#include "services/common/security/tls.h"
 
 namespace dst {
 

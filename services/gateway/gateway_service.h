@@ -13,9 +13,9 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
-#include "services/common/acl.h"
-#include "services/common/client_limiter.h"
-#include "services/common/server_stream.h"
+#include "services/common/security/acl.h"
+#include "services/common/security/client_limiter.h"
+#include "services/common/transport/server_stream.h"
 #include "services/gateway/volume.h"
 
 namespace dst {

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/log.h"
+#include "services/common/base/log.h"
 
 namespace dst {
 

@@ -19,9 +19,9 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "dst/v1/gateway.pb.h"
-#include "services/common/limits.h"
-#include "services/common/tls.h"
-#include "services/common/transaction_session.h"
+#include "services/common/base/limits.h"
+#include "services/common/security/tls.h"
+#include "services/common/transport/transaction_session.h"
 #include "services/gateway/replica_handle.h"
 
 namespace dst {

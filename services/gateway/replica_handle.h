@@ -14,8 +14,8 @@
 
 #include "dst/v1/exporter.pb.h"
 #include "dst/v1/gateway.pb.h"
-#include "services/common/payload.h"
-#include "services/common/transaction_table.h"
+#include "services/common/transport/payload.h"
+#include "services/common/transport/transaction_table.h"
 
 namespace dst {
 

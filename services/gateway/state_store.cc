@@ -12,8 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/atomic_file.h"
-#include "services/common/log.h"
+#include "services/common/base/atomic_file.h"
+#include "services/common/base/log.h"
 
 namespace dst {
 

@@ -10,11 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 
-#include "services/common/checksum.h"
-#include "services/common/log.h"
-#include "services/common/request_validation.h"
-#include "services/common/status.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/base/log.h"
+#include "services/common/base/status.h"
+#include "services/common/protocol/checksum.h"
+#include "services/common/protocol/request_validation.h"
+#include "services/common/transport/transaction_stream.h"
 #include "services/gateway/replica.h"
 #include "services/gateway/verifier.h"
 

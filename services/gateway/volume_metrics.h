@@ -18,7 +18,7 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/exporter.pb.h"
-#include "services/common/metrics.h"
+#include "services/common/observability/metrics.h"
 #include "services/gateway/replica_handle.h"
 #include "services/gateway/volume_health.h"
 

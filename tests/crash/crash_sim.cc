@@ -12,8 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-#include "services/common/log.h"
-#include "services/common/request_validation.h"
+#include "services/common/base/log.h"
+#include "services/common/protocol/request_validation.h"
 
 namespace dst::sim {
 

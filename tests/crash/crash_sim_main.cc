@@ -18,7 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
-#include "services/common/flags.h"
+#include "services/common/base/flags.h"
 #include "tests/crash/crash_sim.h"
 
 namespace {

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/status.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/base/status.h"
+#include "services/common/transport/transaction_stream.h"
 
 namespace dst::sim {
 

@@ -31,7 +31,7 @@
 
 #include "dst/v1/config.pb.h"
 #include "dst/v1/exporter.pb.h"
-#include "services/common/scheduler.h"
+#include "services/common/base/scheduler.h"
 #include "services/exporter/exporter_service.h"
 #include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"

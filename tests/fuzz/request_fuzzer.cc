@@ -18,8 +18,8 @@
 #include "google/protobuf/util/message_differencer.h"
 
 #include "dst/v1/exporter.pb.h"
-#include "services/common/incoming_batch.h"
-#include "services/common/request_validation.h"
+#include "services/common/protocol/request_validation.h"
+#include "services/common/transport/incoming_batch.h"
 
 namespace {
 

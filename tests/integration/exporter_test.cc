@@ -14,9 +14,10 @@
 #include "absl/synchronization/notification.h"
 #include "prometheus/registry.h"
 
-#include "services/common/checksum.h"
-#include "services/common/completion_loop.h"
-#include "services/common/transaction_stream.h"
+#include "services/common/protocol/checksum.h"
+#include "services/common/rpc/channel_args.h"
+#include "services/common/rpc/completion_loop.h"
+#include "services/common/transport/transaction_stream.h"
 #include "tests/integration/test_cluster.h"
 
 namespace dst {

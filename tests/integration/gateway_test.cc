@@ -410,7 +410,7 @@ TEST_F(GatewayTest, ConcurrentMaxSizeWritesStayUnderMessageLimits) {
 }
 
 // gRPC 1.51's callback API and sync methods bring threads of their own
-// that poll beside the loops (services/common/async_service.h); dst's
+// that poll beside the loops (services/common/rpc/async_service.h); dst's
 // services and the gateway's calls to its exporters use neither. A callback
 // or sync method, or a callback-API call, added on these paths fails this.
 TEST_F(GatewayTest, ServingAndPingingStartNoCallbackOrSyncThreads) {

@@ -9,9 +9,9 @@
 
 #include "dst/v1/exporter.grpc.pb.h"
 #include "nbdkit-plugin/gateway_client.h"
-#include "services/common/atomic_file.h"
-#include "services/common/checksum.h"
-#include "services/common/server.h"
+#include "services/common/base/atomic_file.h"
+#include "services/common/protocol/checksum.h"
+#include "services/common/rpc/server.h"
 #include "services/gateway/region_bitmap.h"
 #include "tests/integration/test_cluster.h"
 

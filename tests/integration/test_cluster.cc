@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "nbdkit-plugin/gateway_client.h"
-#include "services/common/request_validation.h"
+#include "services/common/protocol/request_validation.h"
 #include "services/gateway/config.h"
 
 namespace dst {

@@ -14,8 +14,8 @@
 #include "absl/time/time.h"
 
 #include "dst/v1/config.pb.h"
-#include "services/common/scheduler.h"
-#include "services/common/server.h"
+#include "services/common/base/scheduler.h"
+#include "services/common/rpc/server.h"
 #include "services/exporter/exporter_service.h"
 #include "services/exporter/metadata_store.h"
 #include "services/exporter/storage.h"

@@ -1,7 +1,7 @@
 // ACLs: parsing with precise errors, matching by certificate identity,
 // IPv4/IPv6 CIDR, Unix socket and Unix peer uid, first match wins, default
 // deny; gRPC peer strings.
-#include "services/common/acl.h"
+#include "services/common/security/acl.h"
 
 #include <unistd.h>
 
@@ -15,7 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "services/common/unix_listener.h"
+#include "services/common/rpc/unix_listener.h"
+#include "services/common/security/unix_peers.h"
 
 namespace dst {
 namespace {

@@ -1,5 +1,5 @@
 // Address parsing: every form the flags and config accept, and refusals.
-#include "services/common/address.h"
+#include "services/common/base/address.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // WriteFileAtomically: a reader sees one whole version, also while two
 // writers replace the same file at once.
-#include "services/common/atomic_file.h"
+#include "services/common/base/atomic_file.h"
 
 #include <atomic>
 #include <filesystem>

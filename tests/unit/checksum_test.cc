@@ -1,6 +1,6 @@
 // Checksums: known vectors for CRC32C (hardware and table paths agree with
 // them) and SHA-256, sizes and features, and mismatches as DATA_LOSS.
-#include "services/common/checksum.h"
+#include "services/common/protocol/checksum.h"
 
 #include <gtest/gtest.h>
 

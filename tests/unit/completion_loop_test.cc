@@ -3,7 +3,7 @@
 // completions are handled, at most kMaxEventsBeforeFlush of them; on an
 // idle loop or off the loop nothing is deferred. Completions are made with
 // grpc::Alarm: one set with a past deadline is queued before Set returns.
-#include "services/common/completion_loop.h"
+#include "services/common/rpc/completion_loop.h"
 
 #include <memory>
 #include <string>

@@ -1,12 +1,12 @@
 // Strict flag parsing and byte counts.
-#include "services/common/flags.h"
+#include "services/common/base/flags.h"
 
 #include <optional>
 #include <vector>
 
 #include <gtest/gtest.h>
 
-#include "services/common/log.h"
+#include "services/common/base/log.h"
 
 namespace dst {
 namespace {

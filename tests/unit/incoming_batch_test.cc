@@ -2,7 +2,7 @@
 // whatever slices it arrives), IncomingBatch reads the same items, with
 // each item's data as its payload; large payloads are the received bytes
 // themselves; what does not parse is refused with a reason.
-#include "services/common/incoming_batch.h"
+#include "services/common/transport/incoming_batch.h"
 
 #include <algorithm>
 #include <string>
@@ -14,7 +14,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/message_differencer.h"
 
-#include "services/common/outgoing_batch.h"
+#include "services/common/transport/outgoing_batch.h"
 
 namespace dst {
 namespace {

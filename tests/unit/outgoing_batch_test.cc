@@ -1,7 +1,7 @@
 // Outgoing batches: their bytes parse as the generated RequestBatch and
 // ReplyBatch, and large payloads reach gRPC as the payload's own bytes,
 // held until gRPC lets go of them.
-#include "services/common/outgoing_batch.h"
+#include "services/common/transport/outgoing_batch.h"
 
 #include <string>
 #include <vector>

@@ -1,7 +1,7 @@
 // Payloads: each way of making one holds the bytes it was given, copies
 // share them, and a borrowed one says when the last copy is gone (the
 // plugin then hands nbdkit's buffer back), slices given to gRPC included.
-#include "services/common/payload.h"
+#include "services/common/transport/payload.h"
 
 #include <string>
 #include <vector>

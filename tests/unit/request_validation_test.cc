@@ -1,6 +1,6 @@
 // Every field of a request checked against the geometry, with the precise
 // status each mistake deserves.
-#include "services/common/request_validation.h"
+#include "services/common/protocol/request_validation.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // TimerThread: callbacks run in due order on its thread, never inside
 // After, and none runs after Shutdown. SharedTimers: the same, per
 // scheduler, on one thread; a scheduler's Shutdown touches only its own.
-#include "services/common/scheduler.h"
+#include "services/common/base/scheduler.h"
 
 #include <atomic>
 #include <thread>

@@ -1,5 +1,5 @@
 // The pre-sized in-flight table: ids, bounds, late-reply detection.
-#include "services/common/transaction_table.h"
+#include "services/common/transport/transaction_table.h"
 
 #include <set>
 #include <vector>

@@ -2,7 +2,7 @@
 // family, and both ends of a real gRPC connection over a Unix socket (an
 // exporter's accepted connection through its UnixListener, the client's
 // through ClientChannelArguments' socket mutator).
-#include "services/common/unix_send_buffer.h"
+#include "services/common/rpc/unix_send_buffer.h"
 
 #include <unistd.h>
 
@@ -19,8 +19,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "services/common/server.h"
-#include "services/common/unix_listener.h"
+#include "services/common/rpc/channel_args.h"
+#include "services/common/rpc/unix_listener.h"
+#include "services/common/security/unix_peers.h"
 #include "tests/integration/test_cluster.h"
 
 namespace dst {

@@ -28,10 +28,10 @@
 #include "absl/strings/str_format.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
-#include "services/common/address.h"
-#include "services/common/flags.h"
-#include "services/common/server.h"
-#include "services/common/tls.h"
+#include "services/common/base/address.h"
+#include "services/common/base/flags.h"
+#include "services/common/rpc/channel_args.h"
+#include "services/common/security/tls.h"
 
 namespace dst {
 namespace {
