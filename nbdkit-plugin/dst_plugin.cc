@@ -42,15 +42,14 @@ namespace {
 std::string g_gateway;
 std::string g_config;  // config=: the embedded mode
 std::string g_volume;
-// The embedded mode's volume, made in .after_fork and never released (its
-// replicas' gRPC channels, as g_channel below).
-dst::EmbeddedVolume* g_embedded = nullptr;
+// Where the volume is: a gateway (gateway=) or this process (config=).
+// Made in .after_fork, never before nbdkit daemonises, and never released:
+// dropping gRPC's last object at unload runs its global teardown, which can
+// hold nbdkit's exit for 10 s on an idle timer (gRPC 1.51). A heap object,
+// so no static destructor releases it either.
+dst::VolumeBackend* g_backend = nullptr;
 // How long a request waits for the gateway to come back (timeout=).
 int g_timeout_seconds = 60;
-// Never released: dropping gRPC's last object at unload runs its global
-// teardown, which can hold nbdkit's exit for 10 s on an idle timer (gRPC
-// 1.51). A heap object, so no static destructor releases it either.
-std::shared_ptr<grpc::Channel>* g_channel = nullptr;
 // This nbdkit's write lease on the volume (shared by its connections) and
 // its name in the gateway's logs; made in .after_fork.
 std::string g_lease_token;
@@ -125,11 +124,11 @@ int DstConfigComplete() {
   return 0;
 }
 
-// The channel stays (gRPC's teardown would hold nbdkit for seconds); the
-// staged copies of the TLS files go.
+// The staged copies of the TLS files go; the backend makes what it keeps
+// durable.
 void DstUnload() {
   if (g_tls != nullptr) (*g_tls)->RemoveStagedFiles();
-  if (g_embedded != nullptr) g_embedded->Shutdown();
+  if (g_backend != nullptr) g_backend->Shutdown();
 }
 
 int DstAfterFork() {
@@ -157,63 +156,40 @@ int DstAfterFork() {
   char host[256] = "?";
   gethostname(host, sizeof(host) - 1);
   g_client_id = absl::StrCat("nbdkit pid ", getpid(), " on ", host);
+  absl::StatusOr<std::unique_ptr<dst::VolumeBackend>> backend;
   if (!g_config.empty()) {
-    absl::StatusOr<std::unique_ptr<dst::EmbeddedVolume>> embedded =
-        dst::EmbeddedVolume::Start(g_config, g_volume, g_client_id);
-    if (!embedded.ok()) {
-      nbdkit_error("config=%s: %s", g_config.c_str(),
-                   std::string(embedded.status().message()).c_str());
-      errno = EINVAL;
-      return -1;
-    }
-    g_embedded = embedded->release();
-    return 0;
+    backend = dst::EmbeddedVolume::Start(g_config, g_volume, g_client_id);
+  } else {
+    backend = dst::GatewayBackend::Connect(g_gateway, g_volume, *g_tls);
   }
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      dst::GatewayChannel(g_gateway, dst::kMaxMessageBytes, *g_tls);
-  if (!channel.ok()) {
-    nbdkit_error("gateway=%s: %s", g_gateway.c_str(),
-                 std::string(channel.status().message()).c_str());
+  if (!backend.ok()) {
+    nbdkit_error("%s=%s: %s", g_config.empty() ? "gateway" : "config",
+                 g_config.empty() ? g_gateway.c_str() : g_config.c_str(),
+                 std::string(backend.status().message()).c_str());
     errno = EINVAL;
     return -1;
   }
-  g_channel = new std::shared_ptr<grpc::Channel>(*std::move(channel));
+  g_backend = backend->release();
   return 0;
 }
 
 void* DstOpen(int readonly) {
-  if (g_embedded != nullptr) {
-    dst::EmbeddedClientOptions options;
-    options.read_only = readonly != 0;
-    options.client_id = g_client_id;
-    options.lease_token = g_lease_token;
-    options.open_timeout = absl::Seconds(g_timeout_seconds);
-    absl::StatusOr<std::unique_ptr<dst::EmbeddedClient>> client =
-        dst::EmbeddedClient::Open(&g_embedded->volume(), options);
-    if (!client.ok()) {
-      nbdkit_error("cannot open volume '%s': %s", g_volume.c_str(),
-                   client.status().ToString().c_str());
-      errno = EIO;
-      return nullptr;
-    }
-    return static_cast<dst::VolumeClient*>(client->release());
-  }
-  dst::GatewayClientOptions options;
-  options.volume = g_volume;
+  dst::ClientOpenOptions options;
   options.read_only = readonly != 0;
   options.client_id = g_client_id;
   options.lease_token = g_lease_token;
-  options.suspend_timeout = absl::Seconds(g_timeout_seconds);
-  absl::StatusOr<std::unique_ptr<dst::GatewayClient>> client =
-      dst::GatewayClient::Open(*g_channel, options);
+  options.timeout = absl::Seconds(g_timeout_seconds);
+  absl::StatusOr<std::unique_ptr<dst::VolumeClient>> client =
+      g_backend->Open(options);
   if (!client.ok()) {
-    nbdkit_error("cannot open volume '%s' on gateway %s: %s", g_volume.c_str(),
-                 g_gateway.c_str(), client.status().ToString().c_str());
+    nbdkit_error("cannot open volume '%s' %s: %s", g_volume.c_str(),
+                 g_backend->Where().c_str(),
+                 client.status().ToString().c_str());
     errno =
         client.status().code() == absl::StatusCode::kNotFound ? ENOENT : EIO;
     return nullptr;
   }
-  return static_cast<dst::VolumeClient*>(client->release());
+  return client->release();
 }
 
 void DstClose(void* handle) { delete static_cast<dst::VolumeClient*>(handle); }
@@ -365,13 +341,11 @@ int DstPwrite(void* handle, const void* buf, uint32_t count, uint64_t offset,
               uint32_t flags) {
   dst::v1::Request request =
       MakeRequest(dst::v1::OP_WRITE, count, offset, flags);
-  // A large write lends nbdkit's buffer (a 1 MiB copy saved). A small one
-  // is copied: it goes into a batch by copy anyway, and a lent one would
-  // make its thread wait for the stream to let go of it. So is every write
-  // of the embedded mode: a mirror may acknowledge a write while a lagging
-  // replica still holds its data (lag_limit_ms), and the thread must not
-  // wait for that replica.
-  if (count < dst::kSlicedPayloadBytes || g_embedded != nullptr) {
+  // A large write lends nbdkit's buffer (a 1 MiB copy saved) where the
+  // backend allows it. A small one is copied: it goes into a batch by copy
+  // anyway, and a lent one would make its thread wait for the stream to
+  // let go of it.
+  if (count < dst::kSlicedPayloadBytes || !g_backend->LendsWriteBuffers()) {
     return Write(handle, request, dst::Payload::Copy(buf, count));
   }
   LentBuffer lent(buf, count);

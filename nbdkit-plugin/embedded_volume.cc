@@ -34,7 +34,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedVolume>> EmbeddedVolume::Start(
     return absl::NotFoundError(
         absl::StrCat(config_path, ": no volume '", name, "'"));
   }
-  std::unique_ptr<EmbeddedVolume> embedded(new EmbeddedVolume());
+  std::unique_ptr<EmbeddedVolume> embedded(new EmbeddedVolume(config_path));
   embedded->registry_ = std::make_shared<prometheus::Registry>();
   if (!config.metrics().empty()) {
     ASSIGN_OR_RETURN(
@@ -56,10 +56,21 @@ absl::StatusOr<std::unique_ptr<EmbeddedVolume>> EmbeddedVolume::Start(
   return embedded;
 }
 
+absl::StatusOr<std::unique_ptr<VolumeClient>> EmbeddedVolume::Open(
+    const ClientOpenOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<EmbeddedClient> client,
+                   EmbeddedClient::Open(volume_.get(), options));
+  return std::unique_ptr<VolumeClient>(std::move(client));
+}
+
+std::string EmbeddedVolume::Where() const {
+  return absl::StrCat("embedded from config=", config_path_);
+}
+
 absl::StatusOr<std::unique_ptr<EmbeddedClient>> EmbeddedClient::Open(
-    Volume* volume, const EmbeddedClientOptions& options) {
+    Volume* volume, const ClientOpenOptions& options) {
   // The volume answers UNAVAILABLE until enough replicas have negotiated.
-  const absl::Time deadline = absl::Now() + options.open_timeout;
+  const absl::Time deadline = absl::Now() + options.timeout;
   absl::StatusOr<v1::Geometry> geometry;
   for (;;) {
     geometry =

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,7 +23,7 @@
 
 namespace dst {
 
-class EmbeddedVolume {
+class EmbeddedVolume : public VolumeBackend {
  public:
   // Loads and checks the configuration, builds volume `name` and starts
   // it (replicas connect in the background). `id` names this process as
@@ -30,37 +31,34 @@ class EmbeddedVolume {
   static absl::StatusOr<std::unique_ptr<EmbeddedVolume>> Start(
       const std::string& config_path, const std::string& name,
       const std::string& id);
-  ~EmbeddedVolume();
+  ~EmbeddedVolume() override;
 
   Volume& volume() { return *volume_; }
+  absl::StatusOr<std::unique_ptr<VolumeClient>> Open(
+      const ClientOpenOptions& options) override;
+  bool LendsWriteBuffers() const override { return false; }
+  std::string Where() const override;
   // At unload: writes the mirror state and removes the staged TLS files.
-  void Shutdown();
+  void Shutdown() override;
 
  private:
-  EmbeddedVolume() = default;
+  explicit EmbeddedVolume(std::string config_path)
+      : config_path_(std::move(config_path)) {}
+  const std::string config_path_;
   std::shared_ptr<Tls> tls_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsServer> metrics_;  // the config's `metrics`, if any
   std::unique_ptr<Volume> volume_;
 };
 
-struct EmbeddedClientOptions {
-  bool read_only = false;
-  std::string client_id = "nbdkit";
-  // The write lease token (shared by one nbdkit's connections).
-  std::string lease_token;
-  // How long Open waits for the replicas needed to decide who is up to
-  // date. Default 60 s.
-  absl::Duration open_timeout = absl::Seconds(60);
-};
-
 // One NBD connection's client of an embedded volume.
 class EmbeddedClient : public VolumeClient {
  public:
-  // UNAVAILABLE at the timeout; FAILED_PRECONDITION when the volume is
-  // diverged, fenced, or another writer holds the lease.
+  // Waits up to `options.timeout` for the replicas needed to decide who is
+  // up to date: UNAVAILABLE at the timeout; FAILED_PRECONDITION when the
+  // volume is diverged, fenced, or another writer holds the lease.
   static absl::StatusOr<std::unique_ptr<EmbeddedClient>> Open(
-      Volume* volume, const EmbeddedClientOptions& options);
+      Volume* volume, const ClientOpenOptions& options);
   ~EmbeddedClient() override;
 
   const v1::Geometry& geometry() const override { return geometry_; }

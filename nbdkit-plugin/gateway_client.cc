@@ -99,4 +99,30 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> GatewayClient::Connect(
       stream_options);
 }
 
+absl::StatusOr<std::unique_ptr<GatewayBackend>> GatewayBackend::Connect(
+    const std::string& address, const std::string& volume,
+    const std::shared_ptr<Tls>& tls) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   GatewayChannel(address, kMaxMessageBytes, tls));
+  return std::unique_ptr<GatewayBackend>(
+      new GatewayBackend(address, volume, std::move(channel)));
+}
+
+absl::StatusOr<std::unique_ptr<VolumeClient>> GatewayBackend::Open(
+    const ClientOpenOptions& options) {
+  GatewayClientOptions client_options;
+  client_options.volume = volume_;
+  client_options.read_only = options.read_only;
+  client_options.client_id = options.client_id;
+  client_options.lease_token = options.lease_token;
+  client_options.suspend_timeout = options.timeout;
+  ASSIGN_OR_RETURN(std::unique_ptr<GatewayClient> client,
+                   GatewayClient::Open(channel_, client_options));
+  return std::unique_ptr<VolumeClient>(std::move(client));
+}
+
+std::string GatewayBackend::Where() const {
+  return absl::StrCat("on gateway ", address_);
+}
+
 }  // namespace dst

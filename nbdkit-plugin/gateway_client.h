@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <grpcpp/grpcpp.h>
 
@@ -81,6 +82,36 @@ class GatewayClient : public VolumeClient {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GatewayChannel(
     const std::string& address, int max_message_bytes = kMaxMessageBytes,
     const std::shared_ptr<Tls>& tls = nullptr);
+
+// A volume served by a gateway: one channel, a GatewayClient per
+// connection.
+class GatewayBackend : public VolumeBackend {
+ public:
+  // The channel to `address` (InvalidArgument for a bad address); it
+  // connects when the first client opens.
+  static absl::StatusOr<std::unique_ptr<GatewayBackend>> Connect(
+      const std::string& address, const std::string& volume,
+      const std::shared_ptr<Tls>& tls);
+
+  absl::StatusOr<std::unique_ptr<VolumeClient>> Open(
+      const ClientOpenOptions& options) override;
+  // A write's thread waits for its reply anyway, and the gateway replies
+  // once every send of it is over.
+  bool LendsWriteBuffers() const override { return true; }
+  std::string Where() const override;
+  // The channel stays: gRPC's teardown would hold nbdkit for seconds.
+  void Shutdown() override {}
+
+ private:
+  GatewayBackend(std::string address, std::string volume,
+                 std::shared_ptr<grpc::Channel> channel)
+      : address_(std::move(address)),
+        volume_(std::move(volume)),
+        channel_(std::move(channel)) {}
+  const std::string address_;
+  const std::string volume_;
+  const std::shared_ptr<grpc::Channel> channel_;
+};
 
 }  // namespace dst
 

@@ -35,10 +35,10 @@ class EmbeddedTest : public ::testing::Test {
     std::ofstream(path) << text;
     return path;
   }
-  EmbeddedClientOptions Writer(const std::string& token) {
-    EmbeddedClientOptions options;
+  ClientOpenOptions Writer(const std::string& token) {
+    ClientOpenOptions options;
     options.lease_token = token;
-    options.open_timeout = absl::Seconds(10);
+    options.timeout = absl::Seconds(10);
     return options;
   }
   TempDir dir_;
@@ -70,6 +70,31 @@ TEST_F(EmbeddedTest, MirrorReadsBackWhatWasWrittenAndSurvivesAReplicaLoss) {
   EXPECT_EQ((*embedded)->volume().health(), VolumeHealth::kDegraded);
 }
 
+// What the plugin sees of the embedded mode: a VolumeBackend whose clients
+// never borrow a write's buffer.
+TEST_F(EmbeddedTest, AsABackendItOpensClientsAndNeverLendsWriteBuffers) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  const std::string config = WriteConfig({e1.address()});
+  absl::StatusOr<std::unique_ptr<VolumeBackend>> backend =
+      EmbeddedVolume::Start(config, "vol0", "embedded-test");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_FALSE((*backend)->LendsWriteBuffers());
+  EXPECT_EQ((*backend)->Where(), "embedded from config=" + config);
+  auto client = (*backend)->Open(Writer("t1"));
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_EQ(
+      (*client)
+          ->Call(WriteRequest(0, std::string(4096, 'e')), Payload(), nullptr)
+          .status(),
+      0);
+  Payload data;
+  ASSERT_EQ((*client)->Call(ReadRequest(0, 4096), Payload(), &data).status(),
+            0);
+  EXPECT_EQ(data.ToString(), std::string(4096, 'e'));
+  client->reset();
+  (*backend)->Shutdown();
+}
+
 TEST_F(EmbeddedTest, OneWriterAtATimeAndReadersAlways) {
   TestExporter e1(dir_.path(), "e1", kSize);
   auto embedded =
@@ -83,7 +108,7 @@ TEST_F(EmbeddedTest, OneWriterAtATimeAndReadersAlways) {
   auto other = EmbeddedClient::Open(volume, Writer("t2"));
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
-  EmbeddedClientOptions reader = Writer("");
+  ClientOpenOptions reader = Writer("");
   reader.read_only = true;
   auto read_only = EmbeddedClient::Open(volume, reader);
   ASSERT_TRUE(read_only.ok()) << read_only.status();
@@ -115,8 +140,8 @@ TEST_F(EmbeddedTest, OpenWithoutReplicasTimesOut) {
   auto embedded = EmbeddedVolume::Start(
       WriteConfig({"unix:" + dir_.path() + "/nobody.sock"}), "vol0", "e");
   ASSERT_TRUE(embedded.ok()) << embedded.status();
-  EmbeddedClientOptions options = Writer("t1");
-  options.open_timeout = absl::Milliseconds(300);
+  ClientOpenOptions options = Writer("t1");
+  options.timeout = absl::Milliseconds(300);
   auto client = EmbeddedClient::Open(&(*embedded)->volume(), options);
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), absl::StatusCode::kUnavailable);

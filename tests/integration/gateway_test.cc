@@ -190,6 +190,37 @@ TEST_F(GatewayTest, UnknownVolumeIsNotFound) {
   EXPECT_EQ(client.status().code(), absl::StatusCode::kNotFound);
 }
 
+// What the plugin sees of a gateway: a VolumeBackend for one volume, whose
+// clients may lend a write's buffer.
+TEST_F(GatewayTest, AGatewayBackendOpensItsVolumeAndNamesWhereItIs) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestGateway gateway(dir_.path(), OneVolume("vol0", {e1.address()}));
+  ASSERT_TRUE(gateway.WaitReady("vol0"));
+  auto backend = GatewayBackend::Connect(gateway.address(), "vol0", nullptr);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_TRUE((*backend)->LendsWriteBuffers());
+  EXPECT_EQ((*backend)->Where(), "on gateway " + gateway.address());
+  ClientOpenOptions options;
+  options.lease_token = "t1";
+  auto client = (*backend)->Open(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->geometry().size(), kSize);
+  ASSERT_EQ(
+      (*client)
+          ->Call(WriteRequest(0, std::string(4096, 'g')), Payload(), nullptr)
+          .status(),
+      0);
+  EXPECT_EQ(ReadFile(e1.path()).substr(0, 4096), std::string(4096, 'g'));
+
+  auto elsewhere = GatewayBackend::Connect(gateway.address(), "nope", nullptr);
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
+  EXPECT_EQ((*elsewhere)->Open(options).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      GatewayBackend::Connect("bogus:1:2:3", "vol0", nullptr).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(GatewayTest, ReadOnlyVolumeAndReadOnlyClientsRefuseWrites) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestExporter e2(dir_.path(), "e2", kSize);
