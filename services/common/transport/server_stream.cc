@@ -3,6 +3,8 @@
 
 #include <cstdlib>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -13,6 +15,7 @@
 #include "services/common/base/limits.h"
 #include "services/common/base/log.h"
 #include "services/common/rpc/completion_loop.h"
+#include "services/common/transport/batch_writer.h"
 
 namespace dst {
 
@@ -120,6 +123,7 @@ class ServerStream {
     }
     handler_ = std::move(start.handler);
     options_ = start.options;
+    writer_.set_max_batch_bytes(options_.max_batch_bytes);
     if (options_.max_in_flight < 1) options_.max_in_flight = 1;
     const bool accepted = acceptor_->registry_->Add(this);
     bool over;
@@ -212,7 +216,7 @@ class ServerStream {
     bool finish;
     {
       absl::MutexLock lock(&mu_);
-      writing_ = false;
+      writer_.WriteDone();
       if (!ok) {
         write_failed_ = true;  // the client is gone; drop what is queued
         queue_.clear();
@@ -221,7 +225,7 @@ class ServerStream {
       finish = !write && ShouldFinishLocked();
     }
     if (write) {
-      stream_.Write(out_, CompletionLoop::Hand(&write_tag_));
+      stream_.Write(writer_.batch(), CompletionLoop::Hand(&write_tag_));
     }
     if (finish) DoFinish();
   }
@@ -232,12 +236,11 @@ class ServerStream {
     bool finish;
     {
       absl::MutexLock lock(&mu_);
-      flush_pending_ = false;
-      write = FillNowLocked();
+      write = Counted(writer_.OnFlush(CanWriteLocked(), Peek(), Take()));
       finish = !write && ShouldFinishLocked();
     }
     if (write) {
-      stream_.Write(out_, CompletionLoop::Hand(&write_tag_));
+      stream_.Write(writer_.batch(), CompletionLoop::Hand(&write_tag_));
     }
     if (finish) DoFinish();
   }
@@ -300,50 +303,49 @@ class ServerStream {
       stream_.Read(&in_, CompletionLoop::Hand(&read_tag_));
     }
     if (write) {
-      stream_.Write(out_, CompletionLoop::Hand(&write_tag_));
+      stream_.Write(writer_.batch(), CompletionLoop::Hand(&write_tag_));
     }
     if (finish) DoFinish();
   }
 
-  // Moves queued replies into out_ if no write is in flight. True: the
-  // caller must write out_ (after releasing the lock). On a loop thread
-  // the write is deferred until the loop is idle (flush_pending_), so that
-  // it carries the replies of every event handled meanwhile, and false.
+  // Starts the write of the queued replies unless one is in flight or
+  // deferred (see BatchWriter). True: the caller must write
+  // writer_.batch() after releasing the lock.
   bool FillBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (flush_pending_ || !CanWriteLocked()) return false;
-    if (CompletionLoop::Defer(&flush_tag_)) {
-      flush_pending_ = true;
-      ++ops_;
-      return false;
-    }
-    return FillNowLocked();
+    return Counted(writer_.Request(CanWriteLocked(), Peek(), Take()));
   }
 
-  // A write may start: none is in flight and replies wait.
+  // Replies wait and the call can take them.
   bool CanWriteLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !writing_ && !queue_.empty() && !finished_;
+    return !queue_.empty() && !finished_;
   }
 
-  // FillBatchLocked without the deferral.
-  bool FillNowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!CanWriteLocked()) return false;
-    out_.Clear();
-    size_t bytes = 0;
-    while (!queue_.empty()) {
-      const size_t size = queue_.front().data.size() + kBatchItemOverheadBytes;
-      if (out_.size() > 0 && bytes + size > options_.max_batch_bytes) break;
-      bytes += size;
-      out_.Add(std::move(queue_.front().reply), std::move(queue_.front().data));
+  // The writer's view of queue_ (called under mu_).
+  std::function<std::optional<size_t>()> Peek() {
+    return [this]() -> std::optional<size_t> {
+      if (queue_.empty()) return std::nullopt;
+      return queue_.front().data.size();
+    };
+  }
+  std::function<void(OutgoingReplies&)> Take() {
+    return [this](OutgoingReplies& batch) {
+      batch.Add(std::move(queue_.front().reply),
+                std::move(queue_.front().data));
       queue_.pop_front();
-    }
-    writing_ = true;
-    ++ops_;
-    return true;
+    };
+  }
+
+  // Counts the tag a write or a deferred flush hands over; true for a
+  // write.
+  bool Counted(BatchWriter<v1::Reply>::Next next)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (next != BatchWriter<v1::Reply>::Next::kNothing) ++ops_;
+    return next == BatchWriter<v1::Reply>::Next::kWrite;
   }
 
   // True (once) when the caller must DoFinish().
   bool ShouldFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || writing_ || !queue_.empty() || outstanding_ > 0) {
+    if (finished_ || writer_.writing() || !queue_.empty() || outstanding_ > 0) {
       return false;
     }
     if (!reads_done_ && !draining_ && !write_failed_) return false;
@@ -388,7 +390,6 @@ class ServerStream {
   std::unique_ptr<StreamHandler> handler_;
   StreamOptions options_;
   IncomingRequests in_;  // owned by the read in flight
-  OutgoingReplies out_;  // owned by the write in flight
 
   struct Answered {
     v1::Reply reply;
@@ -396,12 +397,12 @@ class ServerStream {
   };
   absl::Mutex mu_;
   std::deque<Answered> queue_ ABSL_GUARDED_BY(mu_);
+  // Under mu_, but for its batch(), the write's in flight.
+  BatchWriter<v1::Reply> writer_{&flush_tag_, StreamOptions().max_batch_bytes};
   int ops_ ABSL_GUARDED_BY(mu_) = 0;  // operations handed to gRPC, not back
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // handed to handler, unanswered
   int64_t outstanding_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their Weight()s
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool flush_pending_ ABSL_GUARDED_BY(mu_) = false;  // flush_tag_ deferred
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

@@ -2,6 +2,8 @@
 #include "services/common/transport/transaction_stream.h"
 
 #include <algorithm>
+#include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -9,7 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 
-#include "services/common/base/limits.h"
 #include "services/common/base/status.h"
 
 namespace dst {
@@ -188,42 +189,35 @@ bool TransactionStream::AdmitAndFillLocked() {
     waiting_.pop_front();
     unsent_.push_back(transaction->id);
   }
-  if (flush_pending_ || !CanWriteLocked()) return false;
-  if (CompletionLoop::Defer(&flush_tag_)) {
-    flush_pending_ = true;
-    BeginOpLocked();
-    return false;
-  }
-  return FillLocked();
+  return Counted(writer_.Request(CanWriteLocked(), Peek(), Take()));
 }
 
-bool TransactionStream::FillLocked() {
-  if (!CanWriteLocked()) return false;
-  out_.Clear();
-  size_t bytes = 0;
-  absl::Time now = absl::Now();
-  while (!unsent_.empty()) {
+std::function<std::optional<size_t>()> TransactionStream::Peek() {
+  return [this]() -> std::optional<size_t> {
+    while (!unsent_.empty()) {
+      const Transaction* transaction = table_.Find(unsent_.front());
+      if (transaction != nullptr) return transaction->data.size();
+      unsent_.pop_front();  // completed before it was written
+    }
+    return std::nullopt;
+  };
+}
+
+std::function<void(OutgoingRequests&)> TransactionStream::Take() {
+  return [this](OutgoingRequests& batch) {
     Transaction* transaction = table_.Find(unsent_.front());
-    if (transaction == nullptr) {  // completed before it was written
-      unsent_.pop_front();
-      continue;
-    }
-    const size_t size = transaction->data.size() + kBatchItemOverheadBytes;
-    if (out_.size() > 0 && bytes + size > options_.max_batch_bytes) {
-      break;
-    }
     // The transaction keeps its request and data until the reply comes
     // (for a resend); the write shares the data.
-    out_.Add(transaction->request, transaction->data);
-    transaction->sent = now;
+    batch.Add(transaction->request, transaction->data);
+    transaction->sent = absl::Now();
     ++transaction->sends;
-    bytes += size;
     unsent_.pop_front();
-  }
-  if (out_.size() == 0) return false;
-  writing_ = true;
-  BeginOpLocked();
-  return true;
+  };
+}
+
+bool TransactionStream::Counted(BatchWriter<v1::Request>::Next next) {
+  if (next != BatchWriter<v1::Request>::Next::kNothing) BeginOpLocked();
+  return next == BatchWriter<v1::Request>::Next::kWrite;
 }
 
 void TransactionStream::OnFlush() {
@@ -231,15 +225,14 @@ void TransactionStream::OnFlush() {
   bool writes_done;
   {
     absl::MutexLock lock(&mu_);
-    flush_pending_ = false;
-    write = FillLocked();
+    write = Counted(writer_.OnFlush(CanWriteLocked(), Peek(), Take()));
     writes_done = WritesDoneDueLocked();
   }
   StartOps(write, writes_done);
 }
 
 bool TransactionStream::WritesDoneDueLocked() {
-  if (!closing_ || !started_ || writing_ || !unsent_.empty() ||
+  if (!closing_ || !started_ || writer_.writing() || !unsent_.empty() ||
       writes_done_sent_ || read_ended_) {
     return false;
   }
@@ -251,7 +244,7 @@ bool TransactionStream::WritesDoneDueLocked() {
 void TransactionStream::StartOps(bool write, bool writes_done) {
   if (write) {
     messages_written_.fetch_add(1, std::memory_order_relaxed);
-    call_->Write(out_, CompletionLoop::Hand(&write_tag_));
+    call_->Write(writer_.batch(), CompletionLoop::Hand(&write_tag_));
   }
   if (writes_done) {
     call_->WritesDone(CompletionLoop::Hand(&writes_done_tag_));
@@ -286,8 +279,7 @@ void TransactionStream::OnWriteDone(bool ok) {
   bool writes_done = false;
   {
     absl::MutexLock lock(&mu_);
-    writing_ = false;
-    out_.Clear();
+    writer_.WriteDone();
     // !ok: the stream is broken; the read side ends too and OnFinished
     // fails what is left.
     if (ok) {

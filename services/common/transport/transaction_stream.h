@@ -29,6 +29,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,7 @@
 
 #include "dst/v1/exporter.pb.h"
 #include "services/common/rpc/completion_loop.h"
+#include "services/common/transport/batch_writer.h"
 #include "services/common/transport/incoming_batch.h"
 #include "services/common/transport/outgoing_batch.h"
 #include "services/common/transport/payload.h"
@@ -165,22 +167,28 @@ class TransactionStream {
   // Queues the transaction (moving from it) unless the stream
   // refuses it; `write` says whether the caller must start a write.
   absl::Status Enqueue(QueuedTransaction& transaction, bool* write);
-  // Admits waiting requests into free slots and, when a write may start,
-  // fills out_ with the unsent ones. True: the caller must start the write
-  // of out_ after releasing the lock (counted as an operation). On a loop
-  // thread the write is deferred instead (flush_pending_), and false.
+  // Admits waiting requests into free slots and starts the write of the
+  // unsent ones unless one is in flight or deferred (see BatchWriter).
+  // True: the caller must write writer_.batch() after releasing the lock.
   bool AdmitAndFillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A write may start: the call is up, none is in flight, requests wait.
+  // The call is up and requests wait to be written.
   bool CanWriteLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return started_ && !writing_ && !unsent_.empty() && !read_ended_;
+    return started_ && !unsent_.empty() && !read_ended_;
   }
-  // Fills out_ with unsent requests if a write may start; true if it did
-  // (the write counted as an operation).
-  bool FillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The writer's view of unsent_ (called under mu_): the next unsent
+  // transaction's data size, skipping those already answered; adding it
+  // to the batch, marked sent.
+  std::function<std::optional<size_t>()> Peek();
+  std::function<void(OutgoingRequests&)> Take();
+  // Counts the tag a write or a deferred flush hands over; true for a
+  // write.
+  bool Counted(BatchWriter<v1::Request>::Next next)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True (once): the stream is closing and every request is written, so
   // the caller must send WritesDone after releasing the lock (counted).
   bool WritesDoneDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Starts the write of out_ and/or WritesDone, as decided under the lock.
+  // Starts the write of writer_.batch() and/or WritesDone, as decided under
+  // the lock.
   void StartOps(bool write, bool writes_done);
 
   const TransactionStreamOptions options_;
@@ -194,8 +202,7 @@ class TransactionStream {
   Tag writes_done_tag_{this, Op::kWritesDone};
   Tag finish_tag_{this, Op::kFinish};
   Tag flush_tag_{this, Op::kFlush};
-  OutgoingRequests out_;  // owned by the write in flight
-  IncomingReplies in_;    // owned by the read in flight
+  IncomingReplies in_;  // owned by the read in flight
   std::atomic<uint64_t> late_replies_{0};
   std::atomic<uint64_t> messages_written_{0};
   std::atomic<uint64_t> messages_read_{0};
@@ -207,8 +214,8 @@ class TransactionStream {
   // Ids admitted to the table and not yet written.
   std::deque<uint64_t> unsent_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool flush_pending_ ABSL_GUARDED_BY(mu_) = false;  // flush_tag_ deferred
+  // Under mu_, but for its batch(), the write's in flight.
+  BatchWriter<v1::Request> writer_{&flush_tag_, options_.max_batch_bytes};
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool writes_done_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ended_ ABSL_GUARDED_BY(mu_) = false;
