@@ -24,28 +24,7 @@ namespace {
 
 constexpr absl::Duration kWorkTick = absl::Milliseconds(50);
 constexpr absl::Duration kLazySave = absl::Seconds(1);
-constexpr absl::Duration kCopyRetry = absl::Milliseconds(500);
-constexpr size_t kResyncDepth = 4;  // regions copied at once per replica
 constexpr absl::Duration kPingInterval = absl::Seconds(5);
-
-uint64_t NewGeneration() {
-  static absl::Mutex mu(absl::kConstInit);
-  static std::mt19937_64* random = new std::mt19937_64(std::random_device{}());
-  absl::MutexLock lock(&mu);
-  uint64_t g;
-  do {
-    g = (*random)();
-  } while (g == 0);
-  return g;
-}
-
-std::vector<std::string> Addresses(
-    const std::vector<std::unique_ptr<ReplicaHandle>>& replicas) {
-  std::vector<std::string> addresses;
-  addresses.reserve(replicas.size());
-  for (const auto& replica : replicas) addresses.push_back(replica->address());
-  return addresses;
-}
 
 MirrorState::Outcome OutcomeOf(int state) {
   return state == 1   ? MirrorState::Outcome::kOk
@@ -54,24 +33,6 @@ MirrorState::Outcome OutcomeOf(int state) {
 }
 
 }  // namespace
-
-// One replica: its session, its claimed epoch, resync progress, metrics.
-struct Volume::Slot {
-  std::unique_ptr<ReplicaHandle> replica;
-  uint64_t epoch = 0;  // claimed at its exporter this run (0: not yet)
-  std::atomic<uint64_t> checksum_mismatches{0};
-  // Resync progress (under mu_).
-  uint64_t copied = 0;         // bytes copied by resync, total
-  uint64_t copied_before = 0;  // `copied` when this resync began
-  uint64_t resync_total = 0;   // dirty bytes when this resync began
-  absl::Time resync_started;
-  absl::Time next_copy;  // throttle, and the pause after a failure
-  // A promotion flush that answered: what it covered, whether it worked.
-  bool promotion_answered = false;
-  bool promotion_flushed = false;
-  RegionBitmap promotion_covered;
-  absl::Time next_ping;  // the worker's keepalive Ping
-};
 
 // A modification or flush sent to several replicas.
 struct Volume::Fanout {
@@ -115,64 +76,47 @@ struct Volume::ReadOp {
 Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
                std::vector<std::unique_ptr<ReplicaHandle>> replicas,
                prometheus::Registry& registry)
-    : config_(config),
-      options_(options),
-      timers_(
-          (options.schedulers ? options.schedulers : TimerThreads())("timers")),
-      worker_(
-          (options.schedulers ? options.schedulers : TimerThreads())("worker")),
-      metrics_(registry, config.name(), Addresses(replicas)),
-      state_(config.name(), Addresses(replicas), config.region_bytes(),
-             NewGeneration),
-      connected_(replicas.size(), false),
-      lease_(config.name(), absl::Milliseconds(config.lease_timeout_ms())) {
-  for (auto& replica : replicas) {
-    auto slot = std::make_unique<Slot>();
-    slot->replica = std::move(replica);
-    slots_.push_back(std::move(slot));
-  }
-  resync_rate_ = config.resync_rate_bytes();
-  checksum_ = config.checksum() == "sha256" ? v1::CHECKSUM_SHA256
-              : config.checksum() == "none" ? v1::CHECKSUM_NONE
-                                            : v1::CHECKSUM_CRC32C;
-}
+    : core_(config, options, std::move(replicas), registry),
+      resyncer_(core_, [this] { KickWorker(); }),
+      lease_(config.name(), absl::Milliseconds(config.lease_timeout_ms())) {}
 
 Volume::~Volume() {
   Close();
-  store_.reset();  // writes what is pending
+  core_.store.reset();  // writes what is pending
 }
 
 void Volume::Close() {
-  timers_->Shutdown();
-  worker_->Shutdown();
-  for (const auto& slot : slots_) slot->replica->Stop();
+  core_.timers->Shutdown();
+  core_.worker->Shutdown();
+  for (const auto& slot : core_.slots) slot->replica->Stop();
   // While the volume is whole: the transactions still pending call back
   // into it (range locks, metrics, the state store) as they end.
-  for (const auto& slot : slots_) slot->replica->Close();
+  for (const auto& slot : core_.slots) slot->replica->Close();
 }
 
 absl::Status Volume::Init() {
-  if (!mirror()) return absl::OkStatus();
-  if (options_.open_state_store) {
-    ASSIGN_OR_RETURN(store_, options_.open_state_store(config_.name()));
+  if (!core_.mirror()) return absl::OkStatus();
+  if (core_.options.open_state_store) {
+    ASSIGN_OR_RETURN(core_.store,
+                     core_.options.open_state_store(core_.config.name()));
   } else {
-    if (options_.state_dir.empty()) {
+    if (core_.options.state_dir.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "volume ", config_.name(), ": a mirror needs state_dir"));
+          "volume ", core_.config.name(), ": a mirror needs state_dir"));
     }
-    ASSIGN_OR_RETURN(
-        store_, OpenFileStateStore(absl::StrCat(options_.state_dir, "/",
-                                                config_.name(), ".state")));
+    ASSIGN_OR_RETURN(core_.store, OpenFileStateStore(absl::StrCat(
+                                      core_.options.state_dir, "/",
+                                      core_.config.name(), ".state")));
   }
-  absl::StatusOr<v1::VolumeState> loaded = store_->Load();
-  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::VolumeState> loaded = core_.store->Load();
+  absl::MutexLock lock(&core_.mu);
   if (loaded.ok()) {
-    RETURN_IF_ERROR(state_.Load(*loaded, store_->name()));
+    RETURN_IF_ERROR(core_.state.Load(*loaded, core_.store->name()));
     DST_LOG(Info, "gateway: volume %s: loaded %s (generation %s)",
-            config_.name(), store_->name(),
-            state_.generations().empty()
+            core_.config.name(), core_.store->name(),
+            core_.state.generations().empty()
                 ? "none"
-                : absl::StrCat(absl::Hex(state_.generations()[0])));
+                : absl::StrCat(absl::Hex(core_.state.generations()[0])));
   } else if (absl::IsDataLoss(loaded.status())) {
     return absl::DataLossError(absl::StrCat(
         loaded.status().message(),
@@ -184,9 +128,9 @@ absl::Status Volume::Init() {
 }
 
 void Volume::Start() {
-  worker_->After(kWorkTick, [this] { Work(/*periodic=*/true); });
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    slots_[i]->replica->Start(
+  core_.worker->After(kWorkTick, [this] { Work(/*periodic=*/true); });
+  for (size_t i = 0; i < core_.slots.size(); ++i) {
+    core_.slots[i]->replica->Start(
         [this, i] { OnReplicaChange(i); },
         [this, i](const v1::NegotiateReply& reply) { return Admit(i, reply); });
   }
@@ -200,10 +144,11 @@ void Volume::Save() {
 
 void Volume::SaveThen(Done then) {
   {
-    absl::MutexLock lock(&mu_);
-    if (store_ != nullptr && state_.decided() && fenced_.empty() &&
-        state_.durable_version() < state_.version()) {
-      DurableOrWaitLocked(state_.version(), std::move(then));
+    absl::MutexLock lock(&core_.mu);
+    if (core_.store != nullptr && core_.state.decided() &&
+        core_.fenced.empty() &&
+        core_.state.durable_version() < core_.state.version()) {
+      core_.DurableOrWaitLocked(core_.state.version(), std::move(then));
       return;
     }
   }
@@ -211,120 +156,46 @@ void Volume::SaveThen(Done then) {
 }
 
 std::string Volume::CheckInvariants() const {
-  absl::MutexLock lock(&mu_);
-  return state_.CheckInvariants();
+  absl::MutexLock lock(&core_.mu);
+  return core_.state.CheckInvariants();
 }
 
 void Volume::OnReplicaChange(size_t index) {
-  Slot& slot = *slots_[index];
+  ReplicaSlot& slot = *core_.slots[index];
   const bool connected = slot.replica->connected();
-  metrics_.Connected(index, connected);
-  absl::MutexLock lock(&mu_);
-  connected_[index] = connected;
+  core_.metrics.Connected(index, connected);
+  absl::MutexLock lock(&core_.mu);
+  core_.connected[index] = connected;
   // A new stream replays what the last one did not finish: resync waits
   // for it again.
-  state_.SetDrained(index, false);
+  core_.state.SetDrained(index, false);
 }
 
 // --- durability --------------------------------------------------------------
 
-bool Volume::DurableOrWaitLocked(uint64_t needed, Done then) {
-  if (state_.durable_version() >= needed) return true;
-  if (!then) then = [](const absl::Status&) {};
-  waiters_.push_back(Waiter{needed, std::move(then)});
-  SaveLocked();
-  return false;
-}
-
-void Volume::SaveLocked() {
-  if (saving_ || store_ == nullptr) return;
-  if (!fenced_.empty()) {
-    // Another gateway owns the volume now: its state is not this one's to
-    // write. What waits for a save fails.
-    if (!waiters_.empty()) {
-      timers_->After(absl::ZeroDuration(), [this] {
-        FailWaiters(absl::AbortedError("the volume is fenced"));
-      });
-    }
-    return;
-  }
-  saving_ = true;
-  saved_at_ = Now();
-  const uint64_t version = state_.version();
-  store_->Write(state_.Snapshot(), [this, version](const absl::Status& status) {
-    OnSaved(version, status);
-  });
-}
-
-void Volume::SaveIfRequiredLocked() {
-  if (state_.required_version() > state_.durable_version()) SaveLocked();
-}
-
-void Volume::OnSaved(uint64_t version, const absl::Status& status) {
-  std::vector<std::pair<Done, absl::Status>> ready;
-  {
-    absl::MutexLock lock(&mu_);
-    saving_ = false;
-    if (status.ok()) state_.Saved(version);
-    std::vector<Waiter> left;
-    for (Waiter& waiter : waiters_) {
-      if (waiter.needed <= state_.durable_version()) {
-        ready.emplace_back(std::move(waiter.then), absl::OkStatus());
-      } else if (!status.ok() && waiter.needed <= version) {
-        ready.emplace_back(
-            std::move(waiter.then),
-            absl::InternalError(absl::StrCat("cannot record the mirror state: ",
-                                             status.message())));
-      } else {
-        left.push_back(std::move(waiter));
-      }
-    }
-    waiters_.swap(left);
-    if (!waiters_.empty() || state_.required_version() > version) {
-      SaveLocked();
-    }
-  }
-  for (auto& [then, outcome] : ready) then(outcome);
-}
-
-void Volume::FailWaiters(const absl::Status& why) {
-  std::vector<Waiter> failed;
-  {
-    absl::MutexLock lock(&mu_);
-    failed.swap(waiters_);
-  }
-  for (Waiter& waiter : failed) waiter.then(why);
-}
-
 // --- admission ---------------------------------------------------------------
-
-void Volume::FenceLocked(const std::string& why) {
-  if (fenced_.empty()) {
-    DST_LOG(Error, "gateway: volume %s is fenced: %s", config_.name(), why);
-  }
-  fenced_ = why;
-}
 
 absl::StatusOr<uint64_t> Volume::Admit(size_t index,
                                        const v1::NegotiateReply& reply) {
-  Slot& slot = *slots_[index];
+  ReplicaSlot& slot = *core_.slots[index];
   const v1::Geometry& g = reply.geometry();
   const v1::ReplicaMetadata& md = reply.metadata();
   uint64_t epoch;
   {
-    absl::MutexLock lock(&mu_);
-    if (!fenced_.empty()) return absl::AbortedError(fenced_);
-    if (g.size() < state_.state_size()) {
+    absl::MutexLock lock(&core_.mu);
+    if (!core_.fenced.empty()) return absl::AbortedError(core_.fenced);
+    if (g.size() < core_.state.state_size()) {
       return absl::FailedPreconditionError(
           absl::StrCat("exporter has ", g.size(), " bytes; the volume has ",
-                       state_.state_size()));
+                       core_.state.state_size()));
     }
-    if (geometry_.size() != 0) {
+    if (core_.geometry.size() != 0) {
       // Clients already hold the volume's geometry: it cannot shrink.
-      if (g.size() < geometry_.size() ||
-          g.logical_block_size() > geometry_.logical_block_size() ||
-          g.max_transfer() < geometry_.max_transfer() ||
-          (g.features() & geometry_.features()) != geometry_.features()) {
+      if (g.size() < core_.geometry.size() ||
+          g.logical_block_size() > core_.geometry.logical_block_size() ||
+          g.max_transfer() < core_.geometry.max_transfer() ||
+          (g.features() & core_.geometry.features()) !=
+              core_.geometry.features()) {
         return absl::FailedPreconditionError(
             "exporter geometry (size, block size, max transfer or features) "
             "does not fit the volume's");
@@ -334,29 +205,30 @@ absl::StatusOr<uint64_t> Volume::Admit(size_t index,
       // The first claim of this run at this exporter goes above whatever
       // it holds: an earlier run of this gateway may still have writes in
       // flight there, and the exporter refuses them once claimed.
-      epoch = std::max(epoch_, md.epoch() + 1);
-    } else if (md.epoch() > slot.epoch || (md.epoch() == slot.epoch &&
-                                           md.owner() != options_.gateway_id)) {
-      FenceLocked(absl::StrCat(
+      epoch = std::max(core_.epoch, md.epoch() + 1);
+    } else if (md.epoch() > slot.epoch ||
+               (md.epoch() == slot.epoch &&
+                md.owner() != core_.options.gateway_id)) {
+      core_.FenceLocked(absl::StrCat(
           "replica ", slot.replica->address(), " was claimed by '", md.owner(),
           "' (epoch ", md.epoch(), "); this gateway holds epoch ", slot.epoch));
-      return absl::AbortedError(fenced_);
+      return absl::AbortedError(core_.fenced);
     } else {
       epoch = slot.epoch;
     }
   }
   std::vector<uint64_t> generations(md.generations().begin(),
                                     md.generations().end());
-  if (!config_.read_only()) {
+  if (!core_.config.read_only()) {
     v1::ClaimRequest claim;
     claim.set_epoch(epoch);
-    claim.set_owner(options_.gateway_id);
+    claim.set_owner(core_.options.gateway_id);
     absl::StatusOr<v1::ReplicaMetadata> claimed = slot.replica->Claim(claim);
     if (absl::IsUnimplemented(claimed.status())) {
       epoch = 0;  // an exporter without metadata: no fencing, no history
     } else if (absl::IsAborted(claimed.status())) {
-      absl::MutexLock lock(&mu_);
-      FenceLocked(std::string(claimed.status().message()));
+      absl::MutexLock lock(&core_.mu);
+      core_.FenceLocked(std::string(claimed.status().message()));
       return claimed.status();
     } else if (!claimed.ok()) {
       return claimed.status();
@@ -367,26 +239,27 @@ absl::StatusOr<uint64_t> Volume::Admit(size_t index,
   } else {
     epoch = 0;
   }
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&core_.mu);
   slot.epoch = epoch;
-  epoch_ = std::max(epoch_, epoch);
-  if (geometry_.size() == 0) {
-    geometry_ = g;
-    geometry_.set_size(state_.state_size() != 0 ? state_.state_size()
-                                                : g.size());
-    geometry_.set_size(geometry_.size() -
-                       geometry_.size() % geometry_.logical_block_size());
-    geometry_.set_identity(config_.name());
-    geometry_.set_read_only(g.read_only() || config_.read_only());
-    geometry_.clear_attributes();
+  core_.epoch = std::max(core_.epoch, epoch);
+  if (core_.geometry.size() == 0) {
+    core_.geometry = g;
+    core_.geometry.set_size(
+        core_.state.state_size() != 0 ? core_.state.state_size() : g.size());
+    core_.geometry.set_size(core_.geometry.size() -
+                            core_.geometry.size() %
+                                core_.geometry.logical_block_size());
+    core_.geometry.set_identity(core_.config.name());
+    core_.geometry.set_read_only(g.read_only() || core_.config.read_only());
+    core_.geometry.clear_attributes();
   }
-  state_.SetSize(geometry_.size());
+  core_.state.SetSize(core_.geometry.size());
   Negotiated negotiated;
   negotiated.identity = g.identity();
   negotiated.instance = reply.instance();
   negotiated.generations = std::move(generations);
-  state_.Admit(index, negotiated);
-  SaveIfRequiredLocked();
+  core_.state.Admit(index, negotiated);
+  core_.SaveIfRequiredLocked();
   return epoch;
 }
 
@@ -395,28 +268,29 @@ absl::StatusOr<uint64_t> Volume::Admit(size_t index,
 absl::StatusOr<v1::Geometry> Volume::Open(bool read_only,
                                           const std::string& lease_token,
                                           const std::string& client_id) {
-  absl::MutexLock lock(&mu_);
-  if (!fenced_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("volume ", config_.name(), " is fenced: ", fenced_));
-  }
-  if (!state_.diverged().empty()) {
+  absl::MutexLock lock(&core_.mu);
+  if (!core_.fenced.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "volume ", config_.name(), " diverged: ", state_.diverged()));
+        "volume ", core_.config.name(), " is fenced: ", core_.fenced));
   }
-  if (!state_.decided() || geometry_.size() == 0) {
+  if (!core_.state.diverged().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", core_.config.name(), " diverged: ", core_.state.diverged()));
+  }
+  if (!core_.state.decided() || core_.geometry.size() == 0) {
     return absl::UnavailableError(absl::StrCat(
-        "volume ", config_.name(), " is not ready: ",
-        mirror() && state_.generations().empty()
+        "volume ", core_.config.name(), " is not ready: ",
+        core_.mirror() && core_.state.generations().empty()
             ? "a new mirror waits for all its replicas to connect once"
             : "no replica has connected yet"));
   }
-  v1::Geometry geometry = geometry_;
+  v1::Geometry geometry = core_.geometry;
   if (read_only || geometry.read_only()) {
     geometry.set_read_only(true);
     return geometry;
   }
-  if (absl::Status s = lease_.Acquire(lease_token, client_id, Now()); !s.ok()) {
+  if (absl::Status s = lease_.Acquire(lease_token, client_id, core_.Now());
+      !s.ok()) {
     return s;
   }
   return geometry;
@@ -426,7 +300,7 @@ absl::Status Volume::AttachWriter(const std::string& lease_token) {
   return lease_.Attach(lease_token);
 }
 
-void Volume::DetachWriter() { lease_.Detach(Now()); }
+void Volume::DetachWriter() { lease_.Detach(core_.Now()); }
 
 // --- I/O -------------------------------------------------------------------
 
@@ -435,28 +309,29 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   if (!request.data().empty()) data = TakeData(&request);
   total_.fetch_add(1, std::memory_order_relaxed);
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  metrics_.RequestStarted();
+  core_.metrics.RequestStarted();
   TransactionDone counted = [this, done = std::move(done), op = request.op(),
                              written = data.size(), start = absl::Now()](
                                 v1::Reply&& reply, Payload&& reply_data) {
     const bool ok = reply.status() == 0;
     if (!ok) failed_.fetch_add(1, std::memory_order_relaxed);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    metrics_.RequestAnswered(op, ok, written + reply_data.size(),
-                             absl::Now() - start);
+    core_.metrics.RequestAnswered(op, ok, written + reply_data.size(),
+                                  absl::Now() - start);
     done(std::move(reply), std::move(reply_data));
   };
   v1::Geometry geometry;
   absl::Status status;
   {
-    absl::MutexLock lock(&mu_);
-    geometry = geometry_;
-    if (!fenced_.empty()) {
-      status = absl::AbortedError(absl::StrCat("volume is fenced: ", fenced_));
-    } else if (!state_.diverged().empty()) {
+    absl::MutexLock lock(&core_.mu);
+    geometry = core_.geometry;
+    if (!core_.fenced.empty()) {
+      status =
+          absl::AbortedError(absl::StrCat("volume is fenced: ", core_.fenced));
+    } else if (!core_.state.diverged().empty()) {
       status = absl::FailedPreconditionError(
-          absl::StrCat("volume diverged: ", state_.diverged()));
-    } else if (!state_.decided() || geometry_.size() == 0) {
+          absl::StrCat("volume diverged: ", core_.state.diverged()));
+    } else if (!core_.state.decided() || core_.geometry.size() == 0) {
       status = absl::UnavailableError("volume is not ready");
     }
   }
@@ -478,8 +353,8 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   // Integrity: a client's digest is checked here and travels on; without
   // one the volume's own algorithm covers the hop to the exporters.
   const v1::ChecksumAlgorithm own =
-      geometry.features() & ChecksumFeature(checksum_) ? checksum_
-                                                       : v1::CHECKSUM_NONE;
+      geometry.features() & ChecksumFeature(core_.checksum) ? core_.checksum
+                                                            : v1::CHECKSUM_NONE;
   const bool client_checksum =
       request.checksum_algorithm() != v1::CHECKSUM_NONE;
   if (request.op() == v1::OP_WRITE && client_checksum) {
@@ -504,12 +379,12 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
     // disconnected one would hold the read until it returned.
     const size_t first = next_read_.fetch_add(1, std::memory_order_relaxed);
     {
-      absl::MutexLock lock(&mu_);
+      absl::MutexLock lock(&core_.mu);
       for (bool connected : {true, false}) {
-        for (size_t i = 0; i < slots_.size(); ++i) {
-          const size_t k = (first + i) % slots_.size();
-          if (state_.replica(k).sync == SyncState::kInSync &&
-              slots_[k]->replica->connected() == connected) {
+        for (size_t i = 0; i < core_.slots.size(); ++i) {
+          const size_t k = (first + i) % core_.slots.size();
+          if (core_.state.replica(k).sync == SyncState::kInSync &&
+              core_.slots[k]->replica->connected() == connected) {
             op->order.push_back(k);
           }
         }
@@ -530,7 +405,7 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   fanout->flush = !IsModifying(fanout->request.op());
   const uint64_t offset = fanout->request.offset();
   const uint64_t length = fanout->request.length();
-  const uint64_t region = config_.region_bytes();
+  const uint64_t region = core_.config.region_bytes();
   fanout->first_region = offset / region;
   fanout->last_region =
       length == 0 ? fanout->first_region : (offset + length - 1) / region;
@@ -541,11 +416,11 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   }
   fanout->done = [this, offset, length, counted = std::move(counted)](
                      v1::Reply&& reply, Payload&& reply_data) {
-    modifications_.Release(offset, length);
+    core_.modifications.Release(offset, length);
     counted(std::move(reply), std::move(reply_data));
   };
-  modifications_.Acquire(offset, length,
-                         [this, fanout] { SubmitFanout(fanout); });
+  core_.modifications.Acquire(offset, length,
+                              [this, fanout] { SubmitFanout(fanout); });
 }
 
 void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
@@ -557,7 +432,7 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
   }
   if (op->order.size() > 1) {
     // Not answered within the lag limit: ask the next replica too.
-    After(absl::Milliseconds(config_.lag_limit_ms()),
+    After(absl::Milliseconds(core_.config.lag_limit_ms()),
           [this, weak = std::weak_ptr<ReadOp>(op)] {
             std::shared_ptr<ReadOp> op = weak.lock();
             if (op == nullptr) return;
@@ -565,22 +440,22 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
               absl::MutexLock lock(&op->mu);
               if (op->finished || op->sent >= op->order.size()) return;
             }
-            metrics_.HedgedRead();
+            core_.metrics.HedgedRead();
             SubmitRead(op);
           });
   }
-  Slot* slot = slots_[k].get();
+  ReplicaSlot* slot = core_.slots[k].get();
   ReplicaHandle* replica = slot->replica.get();
   uint64_t leaves;
   {
-    absl::MutexLock lock(&mu_);
-    leaves = state_.replica(k).leaves;
+    absl::MutexLock lock(&core_.mu);
+    leaves = core_.state.replica(k).leaves;
   }
   replica->Submit(op->request, [this, op, slot, replica, k, leaves](
                                    v1::Reply&& reply, Payload&& data) {
     if (reply.status() == 0) {
-      absl::MutexLock lock(&mu_);
-      if (!state_.StillInSync(k, leaves)) {
+      absl::MutexLock lock(&core_.mu);
+      if (!core_.state.StillInSync(k, leaves)) {
         reply = ErrorReply(
             reply.id(),
             absl::UnavailableError("it left the in-sync set while the read was "
@@ -593,7 +468,7 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
           VerifyChecksum(algorithm, data, reply.checksum(), "the data read");
       if (!intact.ok()) {
         slot->checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
-        metrics_.ChecksumMismatch(k);
+        core_.metrics.ChecksumMismatch(k);
         reply = ErrorReply(reply.id(), intact);
         Heal(slot, op->request.offset(), op->request.length());
       } else if (!op->client_checksum) {
@@ -624,7 +499,7 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
     if (next) {
       // Per request: counted in metrics, logged at debug level only.
       DST_LOG(Debug, "gateway: volume %s: read failed (%s); trying another",
-              config_.name(), reply.message());
+              core_.config.name(), reply.message());
       SubmitRead(op);
       return;
     }
@@ -633,16 +508,17 @@ void Volume::SubmitRead(const std::shared_ptr<ReadOp>& op) {
   });
 }
 
-void Volume::Heal(const Slot* slot, uint64_t offset, uint64_t length) {
-  absl::MutexLock lock(&mu_);
-  size_t index = slots_.size();
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].get() == slot) index = i;
+void Volume::Heal(const ReplicaSlot* slot, uint64_t offset, uint64_t length) {
+  absl::MutexLock lock(&core_.mu);
+  size_t index = core_.slots.size();
+  for (size_t i = 0; i < core_.slots.size(); ++i) {
+    if (core_.slots[i].get() == slot) index = i;
   }
-  if (index == slots_.size() || geometry_.size() == 0) return;
-  const uint64_t region = config_.region_bytes();
-  if (state_.Heal(index, offset / region, (offset + length - 1) / region)) {
-    SaveIfRequiredLocked();
+  if (index == core_.slots.size() || core_.geometry.size() == 0) return;
+  const uint64_t region = core_.config.region_bytes();
+  if (core_.state.Heal(index, offset / region,
+                       (offset + length - 1) / region)) {
+    core_.SaveIfRequiredLocked();
   }
 }
 
@@ -650,9 +526,10 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   const uint64_t id = fanout->request.id();
   absl::Status refused;
   {
-    absl::MutexLock lock(&mu_);
-    if (!fenced_.empty()) {
-      refused = absl::AbortedError(absl::StrCat("volume is fenced: ", fenced_));
+    absl::MutexLock lock(&core_.mu);
+    if (!core_.fenced.empty()) {
+      refused =
+          absl::AbortedError(absl::StrCat("volume is fenced: ", core_.fenced));
     } else if (!PlanLocked(fanout, &refused)) {
       return;  // sent once what it relies on is durable
     }
@@ -664,7 +541,8 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
   // Every target shares the data: a mirrored write is not copied here.
   const Payload data = std::move(fanout->data);
   for (size_t t = 0; t < fanout->targets.size(); ++t) {
-    ReplicaHandle* replica = slots_[fanout->targets[t].slot]->replica.get();
+    ReplicaHandle* replica =
+        core_.slots[fanout->targets[t].slot]->replica.get();
     replica->Submit(
         fanout->request,
         [this, fanout, t](v1::Reply&& reply, Payload&&) {
@@ -676,26 +554,26 @@ void Volume::SubmitFanout(const std::shared_ptr<Fanout>& fanout) {
 
 bool Volume::PlanLocked(const std::shared_ptr<Fanout>& fanout,
                         absl::Status* refused) {
-  const std::vector<bool>& connected = connected_;
+  const std::vector<bool>& connected = core_.connected;
   if (fanout->flush) {
-    fanout->flush_plan = state_.PlanFlush(connected);
+    fanout->flush_plan = core_.state.PlanFlush(connected);
     fanout->plan = fanout->flush_plan.targets;
   } else {
-    MirrorState::WritePlan plan =
-        state_.PlanWrite(fanout->first_region, fanout->last_region, connected);
+    MirrorState::WritePlan plan = core_.state.PlanWrite(
+        fanout->first_region, fanout->last_region, connected);
     fanout->plan = std::move(plan.targets);
     // A modification goes out only once what it relies on is durable: the
     // activity log of its regions, the dirty bits of the replicas it skips.
     // Then it is planned again, with the state then current.
     const uint64_t id = fanout->request.id();
-    if (!DurableOrWaitLocked(plan.needed_version,
-                             [this, fanout, id](const absl::Status& s) {
-                               if (s.ok()) {
-                                 SubmitFanout(fanout);
-                               } else {
-                                 fanout->done(ErrorReply(id, s), Payload());
-                               }
-                             })) {
+    if (!core_.DurableOrWaitLocked(
+            plan.needed_version, [this, fanout, id](const absl::Status& s) {
+              if (s.ok()) {
+                SubmitFanout(fanout);
+              } else {
+                fanout->done(ErrorReply(id, s), Payload());
+              }
+            })) {
       return false;
     }
   }
@@ -703,16 +581,17 @@ bool Volume::PlanLocked(const std::shared_ptr<Fanout>& fanout,
   for (const MirrorState::Target& t : fanout->plan) any_required |= t.required;
   if (!any_required) {
     if (fanout->flush) {  // gives back what the flush was to cover
-      state_.EndFlush(fanout->flush_plan,
-                      std::vector<MirrorState::Outcome>(
-                          fanout->plan.size(), MirrorState::Outcome::kFailed),
-                      /*acknowledged=*/false);
+      core_.state.EndFlush(
+          fanout->flush_plan,
+          std::vector<MirrorState::Outcome>(fanout->plan.size(),
+                                            MirrorState::Outcome::kFailed),
+          /*acknowledged=*/false);
     }
     *refused = absl::UnavailableError("no in-sync replica");
     return true;
   }
   if (!fanout->flush) {
-    state_.BeginWrite(fanout->first_region, fanout->last_region);
+    core_.state.BeginWrite(fanout->first_region, fanout->last_region);
   }
   absl::MutexLock fanout_lock(&fanout->mu);
   fanout->targets.clear();
@@ -727,13 +606,13 @@ void Volume::OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                            v1::Reply&& reply) {
   bool finish = false;
   bool arm_timer = false;
-  if (mirror() && !fanout->flush && reply.status() == 0) {
+  if (core_.mirror() && !fanout->flush && reply.status() == 0) {
     // Once finished, a late taker has the region dirty (EndWrite).
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&core_.mu);
     absl::MutexLock fanout_lock(&fanout->mu);
     if (!fanout->finished) {
-      state_.Took(fanout->targets[target].slot, fanout->first_region,
-                  fanout->last_region);
+      core_.state.Took(fanout->targets[target].slot, fanout->first_region,
+                       fanout->last_region);
     }
   }
   {
@@ -751,8 +630,8 @@ void Volume::OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
       if (fanout->first_error.status() == 0) {
         fanout->first_error = reply;
         fanout->first_error.set_message(
-            absl::StrCat("replica ", slots_[t.slot]->replica->address(), ": ",
-                         reply.message()));
+            absl::StrCat("replica ", core_.slots[t.slot]->replica->address(),
+                         ": ", reply.message()));
       }
     }
     bool required_left = false;
@@ -771,7 +650,7 @@ void Volume::OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
   }
   if (arm_timer) {
     // A weak reference: the timer must not keep a write's payload alive.
-    After(absl::Milliseconds(config_.lag_limit_ms()),
+    After(absl::Milliseconds(core_.config.lag_limit_ms()),
           [this, weak = std::weak_ptr<Fanout>(fanout)] {
             if (std::shared_ptr<Fanout> fanout = weak.lock()) {
               FinishFanout(fanout);
@@ -784,7 +663,7 @@ void Volume::OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
 void Volume::FinishFanout(const std::shared_ptr<Fanout>& fanout) {
   std::vector<std::function<void()>> ready;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&core_.mu);
     FinishLocked(fanout, &ready);
   }
   for (auto& fn : ready) fn();
@@ -807,8 +686,8 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     // The lag limit passed, but the replicas that took it have left the
     // set since: the others are not left behind; wait for them instead.
     if (!fenced && fanout->pending > 0 &&
-        !state_.HeldInSync(fanout->plan, outcomes, connected_)) {
-      After(absl::Milliseconds(config_.lag_limit_ms()),
+        !core_.state.HeldInSync(fanout->plan, outcomes, core_.connected)) {
+      After(absl::Milliseconds(core_.config.lag_limit_ms()),
             [this, weak = std::weak_ptr<Fanout>(fanout)] {
               if (std::shared_ptr<Fanout> fanout = weak.lock()) {
                 FinishFanout(fanout);
@@ -819,7 +698,8 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     fanout->finished = true;
   }
   const bool acknowledged =
-      !fenced && state_.HeldInSync(fanout->plan, outcomes, connected_);
+      !fenced &&
+      core_.state.HeldInSync(fanout->plan, outcomes, core_.connected);
   auto reply = std::make_shared<v1::Reply>();
   if (!acknowledged) {
     // Fenced: another gateway writes now. Else nothing in sync took it.
@@ -830,12 +710,13 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     }
   }
   reply->set_id(id);
-  if (fenced) FenceLocked(first_error.message());
+  if (fenced) core_.FenceLocked(first_error.message());
   const uint64_t needed =
       fanout->flush
-          ? state_.EndFlush(fanout->flush_plan, outcomes, acknowledged)
-          : state_.EndWrite(fanout->first_region, fanout->last_region,
-                            fanout->plan, outcomes, acknowledged, connected_);
+          ? core_.state.EndFlush(fanout->flush_plan, outcomes, acknowledged)
+          : core_.state.EndWrite(fanout->first_region, fanout->last_region,
+                                 fanout->plan, outcomes, acknowledged,
+                                 core_.connected);
   // The reply goes once what it relies on is durable (the replicas that
   // missed it recorded as out of sync), from the store's thread; if it
   // already is, once the lock is released.
@@ -843,7 +724,7 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     fanout->done(s.ok() ? v1::Reply(*reply) : ErrorReply(reply->id(), s),
                  Payload());
   };
-  if (fenced || DurableOrWaitLocked(needed, answer)) {
+  if (fenced || core_.DurableOrWaitLocked(needed, answer)) {
     ready->push_back([answer] { answer(absl::OkStatus()); });
   }
 }
@@ -852,7 +733,7 @@ void Volume::FinishLocked(const std::shared_ptr<Fanout>& fanout,
 // ----------------------------------------------------
 
 void Volume::After(absl::Duration delay, std::function<void()> fn) {
-  timers_->After(delay, std::move(fn));
+  core_.timers->After(delay, std::move(fn));
 }
 
 void Volume::KickWorker() {
@@ -861,342 +742,100 @@ void Volume::KickWorker() {
     if (kicked_) return;  // one queued run does it
     kicked_ = true;
   }
-  worker_->After(absl::ZeroDuration(), [this] { Work(/*periodic=*/false); });
+  core_.worker->After(absl::ZeroDuration(),
+                      [this] { Work(/*periodic=*/false); });
 }
 
 void Volume::Work(bool periodic) {
   if (periodic) {
-    worker_->After(kWorkTick, [this] { Work(/*periodic=*/true); });
+    core_.worker->After(kWorkTick, [this] { Work(/*periodic=*/true); });
   } else {
     absl::MutexLock lock(&work_mu_);
     kicked_ = false;
   }
   UpdateMetrics();
-  if (!mirror()) return;
+  if (!core_.mirror()) return;
   PushGenerations();
-  DriveResync(/*promote=*/true);
-  absl::MutexLock lock(&mu_);
-  if (state_.version() > state_.durable_version() && state_.decided() &&
-      Now() - saved_at_ > kLazySave) {
-    SaveLocked();
+  resyncer_.Drive(/*promote=*/true);
+  absl::MutexLock lock(&core_.mu);
+  if (core_.state.version() > core_.state.durable_version() &&
+      core_.state.decided() && core_.Now() - core_.saved_at() > kLazySave) {
+    core_.SaveLocked();
   }
 }
 
 void Volume::UpdateMetrics() {
-  const absl::Time now = Now();
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    Slot& slot = *slots_[i];
-    metrics_.PollSession(i, slot.replica->counters(), slot.replica->pending());
+  const absl::Time now = core_.Now();
+  for (size_t i = 0; i < core_.slots.size(); ++i) {
+    ReplicaSlot& slot = *core_.slots[i];
+    core_.metrics.PollSession(i, slot.replica->counters(),
+                              slot.replica->pending());
     if (now >= slot.next_ping && slot.replica->connected()) {
       slot.next_ping = now + kPingInterval;
-      slot.replica->Ping(metrics_.PingObserver(i));
+      slot.replica->Ping(core_.metrics.PingObserver(i));
     }
   }
   VolumeHealth health;
   {
-    absl::MutexLock lock(&mu_);
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      const MirrorState::Replica& r = state_.replica(i);
+    absl::MutexLock lock(&core_.mu);
+    for (size_t i = 0; i < core_.slots.size(); ++i) {
+      const MirrorState::Replica& r = core_.state.replica(i);
       const bool in_sync = r.sync == SyncState::kInSync;
-      metrics_.PollSync(i, in_sync,
-                        in_sync ? 0 : r.dirty.count() * config_.region_bytes());
+      core_.metrics.PollSync(
+          i, in_sync,
+          in_sync ? 0 : r.dirty.count() * core_.config.region_bytes());
     }
-    metrics_.PollLagExits(state_.exits());
+    core_.metrics.PollLagExits(core_.state.exits());
     health = HealthLocked();
   }
-  metrics_.PollHealth(health);
+  core_.metrics.PollHealth(health);
 }
 
 void Volume::PushGenerations() {
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    Slot& slot = *slots_[i];
+  for (size_t i = 0; i < core_.slots.size(); ++i) {
+    ReplicaSlot& slot = *core_.slots[i];
     v1::ClaimRequest claim;
     {
-      absl::MutexLock lock(&mu_);
-      if (!state_.GenerationDue(i) || !slot.replica->connected() ||
-          !fenced_.empty()) {
+      absl::MutexLock lock(&core_.mu);
+      if (!core_.state.GenerationDue(i) || !slot.replica->connected() ||
+          !core_.fenced.empty()) {
         continue;
       }
       if (slot.epoch == 0) {  // an exporter that keeps no metadata
-        state_.GenerationPushed(i, state_.generations()[0], {});
+        core_.state.GenerationPushed(i, core_.state.generations()[0], {});
         continue;
       }
       claim.set_epoch(slot.epoch);
-      claim.set_owner(options_.gateway_id);
+      claim.set_owner(core_.options.gateway_id);
       claim.set_set_generations(true);
-      for (uint64_t g : state_.generations()) claim.add_generations(g);
+      for (uint64_t g : core_.state.generations()) claim.add_generations(g);
     }
     absl::StatusOr<v1::ReplicaMetadata> claimed = slot.replica->Claim(claim);
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&core_.mu);
     if (absl::IsAborted(claimed.status())) {
-      FenceLocked(std::string(claimed.status().message()));
+      core_.FenceLocked(std::string(claimed.status().message()));
     } else if (claimed.ok()) {
-      state_.GenerationPushed(
+      core_.state.GenerationPushed(
           i, claim.generations(0),
           {claimed->generations().begin(), claimed->generations().end()});
     }
   }
 }
 
-void Volume::DriveResync(bool promote) {
-  std::vector<std::pair<size_t, uint64_t>> copies;  // (target, region)
-  std::vector<size_t> flushes;                      // promotion flushes
-  std::vector<size_t> finishes;                     // flushed: rejoin
-  {
-    absl::MutexLock lock(&mu_);
-    if (resync_paused_ || !state_.decided() || !fenced_.empty() ||
-        !state_.diverged().empty()) {
-      return;
-    }
-    const std::vector<bool>& connected = connected_;
-    const absl::Time now = Now();
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      Slot& slot = *slots_[i];
-      if (slot.promotion_answered) {
-        finishes.push_back(i);
-        continue;
-      }
-      if (!state_.Resyncing(i) || !connected[i]) continue;
-      const MirrorState::Replica& r = state_.replica(i);
-      // Transactions sent before its last miss must be over first: a late
-      // one could land after the copy of its region.
-      if (!r.drained) {
-        if (slot.replica->pending() != 0) continue;
-        state_.SetDrained(i, true);
-      }
-      if (state_.CanPromote(i)) {
-        flushes.push_back(i);
-        continue;
-      }
-      if (r.dirty.count() == 0 || !state_.Source(i, connected)) continue;
-      if (slot.resync_total == 0) {
-        slot.resync_total = r.dirty.count() * config_.region_bytes();
-        slot.resync_started = now;
-        slot.copied_before = slot.copied;
-        DST_LOG(Info,
-                "gateway: volume %s: resync of replica %s: %d dirty bytes",
-                config_.name(), slot.replica->address(), slot.resync_total);
-      }
-      // Up to kResyncDepth regions in flight, as the throttle allows.
-      while (state_.replica(i).copying.size() < kResyncDepth &&
-             now >= slot.next_copy) {
-        std::optional<uint64_t> region = state_.NextCopy(i);
-        if (!region.has_value()) break;
-        if (resync_rate_ > 0) {
-          slot.next_copy =
-              std::max(slot.next_copy, now) +
-              absl::Seconds(static_cast<double>(config_.region_bytes()) /
-                            static_cast<double>(resync_rate_));
-        }
-        copies.emplace_back(i, *region);
-      }
-    }
-  }
-  for (auto [target, region] : copies) CopyRegion(target, region);
-  for (size_t target : flushes) {
-    // Before it rejoins, what it took while out of sync is made durable:
-    // a power cut right after must not lose it unnoticed.
-    RegionBitmap covered;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!state_.CanPromote(target)) continue;
-      covered = state_.StartPromotion(target);
-    }
-    v1::Request flush;
-    flush.set_op(v1::OP_FLUSH);
-    slots_[target]->replica->Submit(
-        flush, [this, target, covered](v1::Reply&& reply, Payload&&) {
-          {
-            absl::MutexLock lock(&mu_);
-            Slot& slot = *slots_[target];
-            slot.promotion_answered = true;
-            slot.promotion_flushed = reply.status() == 0;
-            slot.promotion_covered = covered;
-          }
-          KickWorker();
-        });
-  }
-  if (!finishes.empty() && !promote) KickWorker();
-  if (promote) {
-    for (size_t target : finishes) FinishPromotion(target);
-  }
-}
-
-void Volume::CopyRegion(size_t target, uint64_t region) {
-  uint64_t offset;
-  uint64_t end;
-  {
-    absl::MutexLock lock(&mu_);
-    offset = region * config_.region_bytes();
-    end = std::min(offset + config_.region_bytes(), geometry_.size());
-  }
-  // Under the range lock: no client write to the region meanwhile.
-  modifications_.Acquire(offset, end - offset,
-                         [this, target, region, offset, end] {
-                           CopyChunk(target, region, offset, end);
-                         });
-}
-
-void Volume::CopyChunk(size_t target, uint64_t region, uint64_t offset,
-                       uint64_t end) {
-  const uint64_t region_start = region * config_.region_bytes();
-  if (offset >= end) {
-    EndCopy(target, region, true);
-    modifications_.Release(region_start, end - region_start);
-    return;
-  }
-  auto fail = [this, target, region, region_start,
-               end](const std::string& why) {
-    DST_LOG(Warning, "gateway: volume %s: resync of %s: region %d: %s",
-            config_.name(), slots_[target]->replica->address(), region, why);
-    EndCopy(target, region, false);
-    modifications_.Release(region_start, end - region_start);
-  };
-  uint64_t length;
-  v1::Request read;
-  std::optional<size_t> source;
-  uint64_t leaves = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    length = std::min<uint64_t>(end - offset, geometry_.max_transfer());
-    if (geometry_.features() & ChecksumFeature(checksum_)) {
-      read.set_checksum_algorithm(checksum_);
-    }
-    // Chosen now, under the range lock: a replica in sync when the copy
-    // was planned may have left the set since, missing the very write that
-    // held the lock.
-    source = state_.Source(target, connected_);
-    if (source.has_value()) leaves = state_.replica(*source).leaves;
-  }
-  if (!source.has_value()) {
-    fail("no in-sync replica to copy from");
-    return;
-  }
-  read.set_op(v1::OP_READ);
-  read.set_offset(offset);
-  read.set_length(static_cast<uint32_t>(length));
-  slots_[*source]->replica->Submit(
-      read, [this, target, region, offset, end, length, fail, source = *source,
-             leaves](v1::Reply&& reply, Payload&& data) {
-        if (reply.status() == 0) {
-          absl::MutexLock lock(&mu_);
-          if (!state_.StillInSync(source, leaves)) {
-            reply = ErrorReply(
-                reply.id(),
-                absl::UnavailableError("the source left the in-sync set"));
-          }
-        }
-        if (reply.status() == 0 && !reply.checksum().empty()) {
-          absl::Status intact =
-              VerifyChecksum(checksum_, data, reply.checksum(), "resync data");
-          if (!intact.ok()) reply = ErrorReply(reply.id(), intact);
-        }
-        if (reply.status() != 0) {
-          fail(reply.message());
-          return;
-        }
-        v1::Request write;
-        write.set_op(v1::OP_WRITE);
-        write.set_offset(offset);
-        write.set_length(static_cast<uint32_t>(length));
-        write.set_flags(v1::REQUEST_FLAG_FUA);  // durable before its bit clears
-        if (!reply.checksum().empty()) {
-          write.set_checksum_algorithm(checksum_);
-          write.set_checksum(reply.checksum());  // the source's, end to end
-        }
-        // The data read goes on as it arrived, not copied.
-        slots_[target]->replica->Submit(
-            write,
-            [this, target, region, offset, end, length, fail](
-                v1::Reply&& written, Payload&&) {
-              if (written.status() != 0) {
-                fail(written.message());
-                return;
-              }
-              {
-                absl::MutexLock lock(&mu_);
-                slots_[target]->copied += length;
-              }
-              metrics_.ResyncCopied(target, length);
-              CopyChunk(target, region, offset + length, end);
-            },
-            std::move(data));
-      });
-}
-
-void Volume::EndCopy(size_t target, uint64_t region, bool ok) {
-  {
-    absl::MutexLock lock(&mu_);
-    state_.CopyDone(target, region, ok);
-    if (!ok) slots_[target]->next_copy = Now() + kCopyRetry;
-  }
-  // The next region at once, not at the next tick (no blocking work here:
-  // this runs on a reply's thread).
-  if (ok) DriveResync(/*promote=*/false);
-}
-
-void Volume::FinishPromotion(size_t target) {
-  Slot& slot = *slots_[target];
-  v1::ClaimRequest claim;
-  RegionBitmap covered;
-  bool flushed;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!slot.promotion_answered) return;
-    flushed = slot.promotion_flushed;
-    covered = slot.promotion_covered;
-    if (flushed && state_.durable_version() < state_.required_version()) {
-      // The generation it is to learn must be durable first.
-      SaveLocked();
-      return;
-    }
-    slot.promotion_answered = false;
-    claim.set_epoch(slot.epoch);
-    claim.set_owner(options_.gateway_id);
-    claim.set_set_generations(true);
-    for (uint64_t g : state_.generations()) claim.add_generations(g);
-  }
-  std::vector<uint64_t> generations(claim.generations().begin(),
-                                    claim.generations().end());
-  if (flushed && claim.epoch() != 0) {
-    absl::StatusOr<v1::ReplicaMetadata> claimed = slot.replica->Claim(claim);
-    if (!claimed.ok()) {
-      flushed = false;
-      absl::MutexLock lock(&mu_);
-      if (absl::IsAborted(claimed.status())) {
-        FenceLocked(std::string(claimed.status().message()));
-      }
-    }
-  }
-  absl::MutexLock lock(&mu_);
-  if (!state_.FinishPromotion(target, covered, flushed, generations)) {
-    slot.next_copy = Now() + kCopyRetry;
-    return;
-  }
-  DST_LOG(Info,
-          "gateway: volume %s: replica %s is in sync again (resync copied %d "
-          "of %d dirty bytes in %s)",
-          config_.name(), slot.replica->address(),
-          slot.copied - slot.copied_before, slot.resync_total,
-          absl::FormatDuration(Now() - slot.resync_started));
-  slot.resync_total = 0;
-  SaveLocked();
-}
-
 // --- admin -----------------------------------------------------------------
 
 VolumeHealth Volume::HealthLocked() const {
-  if (!fenced_.empty()) return VolumeHealth::kFenced;
-  if (!state_.diverged().empty()) return VolumeHealth::kDiverged;
-  if (!state_.decided() || geometry_.size() == 0) {
+  if (!core_.fenced.empty()) return VolumeHealth::kFenced;
+  if (!core_.state.diverged().empty()) return VolumeHealth::kDiverged;
+  if (!core_.state.decided() || core_.geometry.size() == 0) {
     return VolumeHealth::kUnavailable;
   }
   bool any_in_sync_connected = false;
   bool all_in_sync = true;
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    const bool in_sync = state_.replica(i).sync == SyncState::kInSync;
+  for (size_t i = 0; i < core_.slots.size(); ++i) {
+    const bool in_sync = core_.state.replica(i).sync == SyncState::kInSync;
     if (!in_sync) all_in_sync = false;
-    if (in_sync && slots_[i]->replica->connected()) {
+    if (in_sync && core_.slots[i]->replica->connected()) {
       any_in_sync_connected = true;
     }
   }
@@ -1205,35 +844,33 @@ VolumeHealth Volume::HealthLocked() const {
 }
 
 VolumeHealth Volume::health() const {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&core_.mu);
   return HealthLocked();
 }
 
 v1::VolumeStatus Volume::Status() const {
   v1::VolumeStatus status;
-  status.set_name(config_.name());
-  absl::MutexLock lock(&mu_);
-  *status.mutable_geometry() = geometry_;
+  status.set_name(core_.config.name());
+  absl::MutexLock lock(&core_.mu);
+  *status.mutable_geometry() = core_.geometry;
   const VolumeHealth health = HealthLocked();
   status.set_state(HealthName(health));
-  if (!fenced_.empty()) {
-    status.set_message(fenced_);
-  } else if (!state_.diverged().empty()) {
-    status.set_message(state_.diverged());
+  if (!core_.fenced.empty()) {
+    status.set_message(core_.fenced);
+  } else if (!core_.state.diverged().empty()) {
+    status.set_message(core_.state.diverged());
   } else if (health == VolumeHealth::kWaiting) {
     status.set_message(
         "no up-to-date replica is reachable; I/O waits for one (out-of-sync "
         "replicas are never a source; `dstctl resolve` overrides)");
   }
-  status.set_generation(state_.generations().empty() ? 0
-                                                     : state_.generations()[0]);
-  status.set_epoch(epoch_);
-  status.set_lease_holder(lease_.Holder(Now()));
-  status.set_resync_rate_bytes(resync_rate_);
-  status.set_resync_paused(resync_paused_);
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    const Slot& slot = *slots_[i];
-    const MirrorState::Replica& state = state_.replica(i);
+  status.set_generation(
+      core_.state.generations().empty() ? 0 : core_.state.generations()[0]);
+  status.set_epoch(core_.epoch);
+  status.set_lease_holder(lease_.Holder(core_.Now()));
+  for (size_t i = 0; i < core_.slots.size(); ++i) {
+    const ReplicaSlot& slot = *core_.slots[i];
+    const MirrorState::Replica& state = core_.state.replica(i);
     v1::ReplicaStatus* r = status.add_replicas();
     *r = slot.replica->Status();
     if (r->identity().empty()) r->set_identity(state.identity);
@@ -1244,20 +881,18 @@ v1::VolumeStatus Volume::Status() const {
         r->set_sync(SyncName(state.sync));
         break;
       case SyncState::kOutOfSync:
-        r->set_sync(!connected ? "stale"
-                    : slot.resync_total > 0 || !state.copying.empty()
-                        ? "resyncing"
-                        : "out_of_sync");
+        r->set_sync(!connected                  ? "stale"
+                    : resyncer_.ActiveLocked(i) ? "resyncing"
+                                                : "out_of_sync");
         break;
     }
     r->set_dirty_bytes(state.sync == SyncState::kInSync
                            ? 0
-                           : state.dirty.count() * config_.region_bytes());
-    r->set_resync_copied_bytes(slot.copied);
-    r->set_resync_total_bytes(slot.resync_total);
+                           : state.dirty.count() * core_.config.region_bytes());
     r->set_generation(state.generations.empty() ? 0 : state.generations[0]);
     r->set_checksum_mismatches(slot.checksum_mismatches.load());
   }
+  resyncer_.ReportLocked(&status);
   status.set_transactions_total(total_.load());
   status.set_transactions_failed(failed_.load());
   status.set_in_flight(in_flight_.load());
@@ -1285,35 +920,7 @@ absl::Status Volume::Resync(const v1::ResyncRequest& request) {
 }
 
 void Volume::ResyncThen(const v1::ResyncRequest& request, Done done) {
-  absl::Status status;
-  {
-    absl::MutexLock lock(&mu_);
-    if (request.has_rate_bytes()) resync_rate_ = request.rate_bytes();
-    resync_paused_ = request.stop();
-    if (request.full() && !mirror()) {
-      status = absl::FailedPreconditionError(
-          absl::StrCat("volume ", config_.name(), " is not a mirror"));
-    } else if (request.full()) {
-      size_t i = 0;
-      while (i < slots_.size() &&
-             slots_[i]->replica->address() != request.replica()) {
-        ++i;
-      }
-      if (i == slots_.size()) {
-        status = absl::NotFoundError(absl::StrCat(
-            "volume ", config_.name(), " has no replica ", request.replica()));
-      } else {
-        status = state_.ResyncFull(i);
-        slots_[i]->resync_total = 0;
-      }
-      // Answered once the state that will copy everything is durable.
-      if (status.ok() && state_.durable_version() < state_.required_version()) {
-        DurableOrWaitLocked(state_.required_version(), std::move(done));
-        return;
-      }
-    }
-  }
-  done(status);
+  resyncer_.Configure(request, std::move(done));
 }
 
 absl::Status Volume::Resolve(const std::string& source) {
@@ -1323,25 +930,26 @@ absl::Status Volume::Resolve(const std::string& source) {
 void Volume::ResolveThen(const std::string& source, Done done) {
   absl::Status status;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&core_.mu);
     size_t chosen = 0;
-    while (chosen < slots_.size() &&
-           slots_[chosen]->replica->address() != source) {
+    while (chosen < core_.slots.size() &&
+           core_.slots[chosen]->replica->address() != source) {
       ++chosen;
     }
-    if (!mirror()) {
+    if (!core_.mirror()) {
       status = absl::FailedPreconditionError(
-          absl::StrCat("volume ", config_.name(), " is not a mirror"));
-    } else if (chosen == slots_.size()) {
-      status = absl::NotFoundError(
-          absl::StrCat("volume ", config_.name(), " has no replica ", source));
+          absl::StrCat("volume ", core_.config.name(), " is not a mirror"));
+    } else if (chosen == core_.slots.size()) {
+      status = absl::NotFoundError(absl::StrCat("volume ", core_.config.name(),
+                                                " has no replica ", source));
     } else {
-      status = state_.Resolve(chosen);
+      status = core_.state.Resolve(chosen);
     }
     if (status.ok()) {
-      for (const auto& slot : slots_) slot->resync_total = 0;
-      if (state_.durable_version() < state_.required_version()) {
-        DurableOrWaitLocked(state_.required_version(), std::move(done));
+      resyncer_.ForgetProgressLocked();
+      if (core_.state.durable_version() < core_.state.required_version()) {
+        core_.DurableOrWaitLocked(core_.state.required_version(),
+                                  std::move(done));
         return;
       }
     }
@@ -1355,16 +963,17 @@ absl::StatusOr<v1::VerifyReply> Volume::Verify(
   uint64_t size;
   uint64_t chunk;
   {
-    absl::MutexLock lock(&mu_);
-    if (!state_.decided() || geometry_.size() == 0) {
+    absl::MutexLock lock(&core_.mu);
+    if (!core_.state.decided() || core_.geometry.size() == 0) {
       return absl::UnavailableError("volume is not ready");
     }
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      if (state_.replica(i).sync == SyncState::kInSync) compared.push_back(i);
+    for (size_t i = 0; i < core_.slots.size(); ++i) {
+      if (core_.state.replica(i).sync == SyncState::kInSync)
+        compared.push_back(i);
     }
-    size = geometry_.size();
-    chunk =
-        std::min<uint64_t>(config_.region_bytes(), geometry_.max_transfer());
+    size = core_.geometry.size();
+    chunk = std::min<uint64_t>(core_.config.region_bytes(),
+                               core_.geometry.max_transfer());
   }
   const uint64_t begin = request.offset();
   const uint64_t end =
@@ -1375,17 +984,18 @@ absl::StatusOr<v1::VerifyReply> Volume::Verify(
   }
   std::vector<std::string> addresses;
   addresses.reserve(compared.size());
-  for (size_t i : compared) addresses.push_back(slots_[i]->replica->address());
+  for (size_t i : compared)
+    addresses.push_back(core_.slots[i]->replica->address());
   auto checksum = [&](size_t k, uint64_t offset, uint64_t length) {
     v1::Request sum;
     sum.set_op(v1::OP_CHECKSUM);
     sum.set_offset(offset);
     sum.set_length(static_cast<uint32_t>(length));
     return WaitForReply([&](TransactionDone done) {
-      slots_[compared[k]]->replica->Submit(sum, std::move(done));
+      core_.slots[compared[k]]->replica->Submit(sum, std::move(done));
     });
   };
-  return CompareReplicas(addresses, checksum, modifications_, begin, end,
+  return CompareReplicas(addresses, checksum, core_.modifications, begin, end,
                          chunk);
 }
 

@@ -20,10 +20,12 @@
 //   lock, throttled; then it is flushed and rejoins the set.
 //
 // The parts: MirrorState (mirror_state.h) owns the membership state and
-// decides; this class sequences it: replicas (ReplicaHandle), the state
-// store (StateStore, written before anything relies on it: a write is sent
-// and acknowledged only once the state version it needs is durable), the
-// range lock, timers and the worker (Scheduler), fencing and the lease.
+// decides; VolumeCore (volume_core.h) holds what the parts share and the
+// durability of the state (a write is sent and acknowledged only once the
+// state version it needs is durable); the Resyncer (resyncer.h) brings
+// returning replicas back; WriterLease the one writer. This class
+// sequences the rest: the write fan-out, reads, fencing, timers and the
+// worker.
 //
 // What survives restarts: the mirror state file (STATE_DIR/VOLUME.state)
 // and each exporter's generation history, fencing epoch and instance id.
@@ -67,28 +69,14 @@
 #include "services/gateway/range_serializer.h"
 #include "services/gateway/region_bitmap.h"
 #include "services/gateway/replica_handle.h"
+#include "services/gateway/resyncer.h"
 #include "services/gateway/state_store.h"
+#include "services/gateway/volume_core.h"
 #include "services/gateway/volume_health.h"
 #include "services/gateway/volume_metrics.h"
 #include "services/gateway/writer_lease.h"
 
 namespace dst {
-
-struct VolumeOptions {
-  std::string gateway_id;  // the fencing owner name (gateway --id)
-  // Where the mirror state file lives; required for mirrors.
-  std::string state_dir;
-  // TLS to the exporters (null: plaintext).
-  std::shared_ptr<Tls> tls;
-  // Where a mirror's state is kept. Default: a FileStateStore in state_dir.
-  std::function<absl::StatusOr<std::unique_ptr<StateStore>>(
-      const std::string& volume)>
-      open_state_store;
-  // The volume's clock and schedulers: "timers" (lag limits, hedged reads)
-  // and "worker" (resync, generation pushes, lazy saves; it may block on an
-  // exporter). Default: a TimerThread each.
-  SchedulerFactory schedulers;
-};
 
 // The schedulers of a gateway's volumes: their "timers" share `timers`'
 // one thread (a lag timer never blocks); each "worker" has its own.
@@ -123,8 +111,8 @@ class Volume {
   // fail. Called by the owner of those callers (the gateway's Io streams)
   // before it goes; the destructor calls it too.
   void Close();
-  const std::string& name() const { return config_.name(); }
-  const v1::VolumeConfig& config() const { return config_; }
+  const std::string& name() const { return core_.config.name(); }
+  const v1::VolumeConfig& config() const { return core_.config; }
 
   // The geometry a client opening the volume gets. UNAVAILABLE until the
   // replicas needed to decide who is up to date have negotiated;
@@ -162,107 +150,55 @@ class Volume {
   std::string CheckInvariants() const;
 
  private:
-  struct Slot;
   struct Fanout;
   struct ReadOp;
   using Done = std::function<void(const absl::Status&)>;
 
-  absl::Time Now() const { return timers_->Now(); }
-  bool mirror() const { return slots_.size() > 1; }
   // Admission of replica `index` after a negotiation (ReplicaHandle's).
   absl::StatusOr<uint64_t> Admit(size_t index, const v1::NegotiateReply& reply);
   void OnReplicaChange(size_t index);
-  void FenceLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  VolumeHealth HealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  // --- durability: the state store ---
-  // True when state version `needed` is durable. Else `then` runs once it
-  // is (OK) or once the save meant to make it so failed (its error), on
-  // the store's thread, and a save starts unless one is running.
-  bool DurableOrWaitLocked(uint64_t needed, Done then)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Saves the current state unless a save is running (one at a time: the
-  // next takes every change made meanwhile), and after any change that
-  // acknowledgements rely on.
-  void SaveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SaveIfRequiredLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnSaved(uint64_t version, const absl::Status& status);
-  // Fails what waits for durability (fenced: nothing is saved any more).
-  void FailWaiters(const absl::Status& why);
+  VolumeHealth HealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
 
   // --- I/O ---
   void SubmitRead(const std::shared_ptr<ReadOp>& op);
   // A replica returned damaged data for [offset, +length): when another
   // replica is in sync, the region is marked dirty for it (it leaves the
   // set) and resync copies it back from a good replica.
-  void Heal(const Slot* slot, uint64_t offset, uint64_t length);
+  void Heal(const ReplicaSlot* slot, uint64_t offset, uint64_t length);
   // Plans a modification (or a flush), and sends it once the state the
   // plan relies on is durable.
   void SubmitFanout(const std::shared_ptr<Fanout>& fanout);
   // Plans it and fills its targets: true to send it now, or with
   // `*refused` set to answer it so; false when it waits for a save.
   bool PlanLocked(const std::shared_ptr<Fanout>& fanout, absl::Status* refused)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
   void OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                      v1::Reply&& reply);
   void FinishFanout(const std::shared_ptr<Fanout>& fanout);
   // What its reply waits for, or what to run once the lock is released.
   void FinishLocked(const std::shared_ptr<Fanout>& fanout,
                     std::vector<std::function<void()>>* ready)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
 
   // --- timers and the worker ---
-  // Timers (lag limits, hedged reads) run on `timers_`; resync, generation
-  // pushes, promotions and lazy saves on `worker_` (they may block on an
-  // exporter), every kWorkTick and when kicked.
+  // Timers (lag limits, hedged reads) run on the core's `timers`; resync,
+  // generation pushes, promotions and lazy saves on its `worker` (they may
+  // block on an exporter), every kWorkTick and when kicked.
   void After(absl::Duration delay, std::function<void()> fn);
   void KickWorker();
   void Work(bool periodic);
   void UpdateMetrics();
   void PushGenerations();
-  // Starts region copies and promotion flushes; finishes promotions whose
-  // flush answered (blocking: a claim on the exporter) only when `promote`,
-  // else leaves that to the worker.
-  void DriveResync(bool promote);
-  void CopyRegion(size_t target, uint64_t region);
-  void CopyChunk(size_t target, uint64_t region, uint64_t offset, uint64_t end);
-  void EndCopy(size_t target, uint64_t region, bool ok);
-  void FinishPromotion(size_t target);
 
-  const v1::VolumeConfig config_;
-  const VolumeOptions options_;
-  const std::unique_ptr<Scheduler> timers_;
-  const std::unique_ptr<Scheduler> worker_;
-  v1::ChecksumAlgorithm checksum_;  // the volume's own (config "checksum")
-  std::vector<std::unique_ptr<Slot>> slots_;
-  std::unique_ptr<StateStore> store_;  // mirrors only
+  VolumeCore core_;
+  Resyncer resyncer_;  // acts on core_
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> next_read_{0};
-  RangeSerializer modifications_;  // overlapping writes, one at a time
-  VolumeMetrics metrics_;
 
   absl::Mutex work_mu_;
   bool kicked_ ABSL_GUARDED_BY(work_mu_) = false;  // a Work run is queued
-
-  mutable absl::Mutex mu_;
-  MirrorState state_ ABSL_GUARDED_BY(mu_);
-  // Whether each replica has a working stream, as its session last said
-  // (OnReplicaChange): what plans and acknowledgements go by.
-  std::vector<bool> connected_ ABSL_GUARDED_BY(mu_);
-  v1::Geometry geometry_ ABSL_GUARDED_BY(mu_);  // size 0 until known
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;     // the highest claimed
-  std::string fenced_ ABSL_GUARDED_BY(mu_);     // why, when fenced
-  bool saving_ ABSL_GUARDED_BY(mu_) = false;    // a save is running
-  absl::Time saved_at_ ABSL_GUARDED_BY(mu_);
-  struct Waiter {
-    uint64_t needed;
-    Done then;
-  };
-  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
-  bool resync_paused_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t resync_rate_ ABSL_GUARDED_BY(mu_) = 0;
 
   WriterLease lease_;  // its own lock
 };
