@@ -23,9 +23,9 @@
 // decides; VolumeCore (volume_core.h) holds what the parts share and the
 // durability of the state (a write is sent and acknowledged only once the
 // state version it needs is durable); the Resyncer (resyncer.h) brings
-// returning replicas back; WriterLease the one writer. This class
-// sequences the rest: the write fan-out, reads, fencing, timers and the
-// worker.
+// returning replicas back; the ReadRouter (read_router.h) serves reads;
+// WriterLease the one writer. This class sequences the rest: the write
+// fan-out, fencing, timers and the worker.
 //
 // What survives restarts: the mirror state file (STATE_DIR/VOLUME.state)
 // and each exporter's generation history, fencing epoch and instance id.
@@ -67,6 +67,7 @@
 #include "services/common/transport/transaction_table.h"
 #include "services/gateway/mirror_state.h"
 #include "services/gateway/range_serializer.h"
+#include "services/gateway/read_router.h"
 #include "services/gateway/region_bitmap.h"
 #include "services/gateway/replica_handle.h"
 #include "services/gateway/resyncer.h"
@@ -151,7 +152,6 @@ class Volume {
 
  private:
   struct Fanout;
-  struct ReadOp;
   using Done = std::function<void(const absl::Status&)>;
 
   // Admission of replica `index` after a negotiation (ReplicaHandle's).
@@ -160,11 +160,6 @@ class Volume {
   VolumeHealth HealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
 
   // --- I/O ---
-  void SubmitRead(const std::shared_ptr<ReadOp>& op);
-  // A replica returned damaged data for [offset, +length): when another
-  // replica is in sync, the region is marked dirty for it (it leaves the
-  // set) and resync copies it back from a good replica.
-  void Heal(const ReplicaSlot* slot, uint64_t offset, uint64_t length);
   // Plans a modification (or a flush), and sends it once the state the
   // plan relies on is durable.
   void SubmitFanout(const std::shared_ptr<Fanout>& fanout);
@@ -192,10 +187,10 @@ class Volume {
 
   VolumeCore core_;
   Resyncer resyncer_;  // acts on core_
+  ReadRouter reads_;   // acts on core_
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};
-  std::atomic<uint64_t> next_read_{0};
 
   absl::Mutex work_mu_;
   bool kicked_ ABSL_GUARDED_BY(work_mu_) = false;  // a Work run is queued

@@ -1,228 +1,35 @@
 // The Resyncer alone, over in-memory replicas and a state store whose
-// callbacks run when the test pumps them: a returning replica gets every
-// dirty region from the in-sync one, written with FUA, is flushed and only
-// then promoted; a copy whose source left the set meanwhile is not
-// counted; stop and the rate hold copies back; a failed promotion flush
-// leaves the replica out of sync; bad admin requests change nothing.
+// callbacks run when the test pumps them (engine_fakes.h): a returning
+// replica gets every dirty region from the in-sync one, written with FUA,
+// is flushed and only then promoted; a copy whose source left the set
+// meanwhile is not counted; stop and the rate hold copies back; a failed
+// promotion flush leaves the replica out of sync; bad admin requests
+// change nothing.
 #include "services/gateway/resyncer.h"
 
-#include <deque>
-#include <functional>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <prometheus/registry.h>
 
-#include "absl/strings/str_cat.h"
-
-#include "services/gateway/volume_core.h"
+#include "tests/unit/engine_fakes.h"
 
 namespace dst {
 namespace {
 
-constexpr uint32_t kRegion = 4096;
-constexpr uint64_t kRegions = 8;
-constexpr uint64_t kSize = kRegions * kRegion;
-
-// Callbacks queued by the fakes; the test runs them (never inside the call
-// that registered them, as ReplicaHandle and StateStore promise).
-class Events {
- public:
-  void Post(std::function<void()> fn) { queue_.push_back(std::move(fn)); }
-  void Pump() {
-    while (!queue_.empty()) {
-      std::function<void()> fn = std::move(queue_.front());
-      queue_.pop_front();
-      fn();
-    }
-  }
-
- private:
-  std::deque<std::function<void()>> queue_;
-};
-
-// An exporter's disk in memory, answering through Events.
-class MemReplica final : public ReplicaHandle {
- public:
-  MemReplica(std::string name, Events* events)
-      : name_(std::move(name)), events_(events), bytes_(kSize, '\0') {}
-
-  const std::string& address() const override { return name_; }
-  void Start(std::function<void()>, Admission) override {}
-  void Stop() override {}
-  void Close() override {}
-  void Submit(v1::Request request, TransactionDone done,
-              Payload data) override {
-    ops.push_back(request);
-    v1::Reply reply;
-    reply.set_id(request.id());
-    Payload out;
-    if (request.op() == v1::OP_READ) {
-      if (fail_reads) reply.set_status(5);
-      out = Payload::Copy(bytes_.data() + request.offset(), request.length());
-    } else if (request.op() == v1::OP_WRITE) {
-      data.CopyTo(&bytes_[request.offset()]);
-    } else if (request.op() == v1::OP_FLUSH && fail_flushes) {
-      reply.set_status(5);
-    }
-    auto answer = [done = std::move(done), reply = std::move(reply),
-                   out = std::move(out)]() mutable {
-      done(std::move(reply), std::move(out));
-    };
-    if (hold_reads && request.op() == v1::OP_READ) {
-      held.push_back(std::move(answer));
-    } else {
-      events_->Post(std::move(answer));
-    }
-  }
-  absl::StatusOr<v1::ReplicaMetadata> Claim(
-      const v1::ClaimRequest& request) override {
-    ++claims;
-    v1::ReplicaMetadata metadata;
-    metadata.set_epoch(request.epoch());
-    *metadata.mutable_generations() = request.generations();
-    return metadata;
-  }
-  void Ping(std::function<void(absl::Duration)>) override {}
-  bool connected() const override { return true; }
-  size_t pending() const override { return 0; }
-  SessionCounters counters() const override { return {}; }
-  v1::ReplicaStatus Status() const override { return {}; }
-
-  std::string Region(uint64_t region) const {
-    return bytes_.substr(region * kRegion, kRegion);
-  }
-  void Fill(uint64_t region, char c) {
-    std::fill_n(&bytes_[region * kRegion], kRegion, c);
-  }
-
-  std::vector<v1::Request> ops;  // every request, in order
-  bool hold_reads = false;       // read replies wait in `held`
-  std::vector<std::function<void()>> held;
-  bool fail_reads = false;
-  bool fail_flushes = false;
-  int claims = 0;
-
- private:
-  const std::string name_;
-  Events* const events_;
-  std::string bytes_;
-};
-
-class ManualScheduler final : public Scheduler {
- public:
-  explicit ManualScheduler(const absl::Time* now) : now_(now) {}
-  absl::Time Now() const override { return *now_; }
-  void After(absl::Duration, std::function<void()>) override {}
-  void Shutdown() override {}
-
- private:
-  const absl::Time* const now_;
-};
-
-// Saves complete when the test pumps them.
-class MemStateStore final : public StateStore {
- public:
-  explicit MemStateStore(Events* events) : events_(events) {}
-  const std::string& name() const override { return name_; }
-  absl::StatusOr<v1::VolumeState> Load() override {
-    return absl::NotFoundError("none");
-  }
-  void Write(v1::VolumeState,
-             std::function<void(const absl::Status&)> then) override {
-    ++saves;
-    events_->Post([then = std::move(then)] { then(absl::OkStatus()); });
-  }
-  int saves = 0;
-
- private:
-  Events* const events_;
-  const std::string name_ = "mem";
-};
-
-class ResyncerTest : public ::testing::Test {
+class ResyncerTest : public EngineTest {
  protected:
-  // A decided mirror of `n` replicas, every one in sync.
   void Make(size_t n) {
-    v1::VolumeConfig config;
-    config.set_name("vol");
-    config.set_region_bytes(kRegion);
-    std::vector<std::unique_ptr<ReplicaHandle>> handles;
-    for (size_t i = 0; i < n; ++i) {
-      auto replica =
-          std::make_unique<MemReplica>(absl::StrCat("r", i), &events_);
-      replicas_.push_back(replica.get());
-      handles.push_back(std::move(replica));
-    }
-    VolumeOptions options;
-    options.schedulers = [this](const std::string&) {
-      return std::make_unique<ManualScheduler>(&now_);
-    };
-    core_ = std::make_unique<VolumeCore>(config, options, std::move(handles),
-                                         registry_);
-    auto store = std::make_unique<MemStateStore>(&events_);
-    store_ = store.get();
-    core_->store = std::move(store);
+    EngineTest::Make(n);
     resyncer_ = std::make_unique<Resyncer>(*core_, [this] { ++kicks_; });
-    absl::MutexLock lock(&core_->mu);
-    MirrorState& state = core_->state;
-    state.SetSize(kSize);
-    core_->geometry.set_size(kSize);
-    core_->geometry.set_logical_block_size(512);
-    core_->geometry.set_max_transfer(kRegion);
-    core_->connected.assign(n, true);
-    for (size_t i = 0; i < n; ++i) {
-      state.Admit(i, {absl::StrCat("id", i), 100 + i, {}});
-    }
-    for (size_t i = 0; i < n; ++i) {
-      state.GenerationPushed(i, state.generations()[0],
-                             {state.generations()[0]});
-    }
-    ASSERT_TRUE(state.decided());
-    state.Saved(state.version());
   }
-
-  // Replica `behind` misses a write of `region` that the others take
-  // (the data goes to them), and is back: out of sync, resyncing.
-  void Miss(size_t behind, uint64_t region, char c) {
-    absl::MutexLock lock(&core_->mu);
-    MirrorState& state = core_->state;
-    MirrorState::WritePlan plan =
-        state.PlanWrite(region, region, core_->connected);
-    state.BeginWrite(region, region);
-    std::vector<MirrorState::Outcome> outcomes;
-    for (const MirrorState::Target& t : plan.targets) {
-      if (t.replica == behind) {
-        outcomes.push_back(MirrorState::Outcome::kLagging);
-      } else {
-        replicas_[t.replica]->Fill(region, c);
-        state.Took(t.replica, region, region);
-        outcomes.push_back(MirrorState::Outcome::kOk);
-      }
-    }
-    state.EndWrite(region, region, plan.targets, outcomes, true,
-                   core_->connected);
-    state.Saved(state.version());
-  }
-
   // Drives resync as the worker does until nothing is left to do.
   void Settle() {
     for (int round = 0; round < 20; ++round) {
       resyncer_->Drive(/*promote=*/true);
       events_.Pump();
     }
-  }
-
-  bool InSync(size_t i) {
-    absl::MutexLock lock(&core_->mu);
-    return core_->state.replica(i).sync == SyncState::kInSync;
-  }
-  uint64_t Dirty(size_t i) {
-    absl::MutexLock lock(&core_->mu);
-    return core_->state.replica(i).dirty.count();
   }
   v1::VolumeStatus Report() {
     v1::VolumeStatus status;
@@ -232,12 +39,6 @@ class ResyncerTest : public ::testing::Test {
     return status;
   }
 
-  absl::Time now_ = absl::UnixEpoch() + absl::Hours(1);
-  Events events_;
-  prometheus::Registry registry_;
-  std::vector<MemReplica*> replicas_;
-  std::unique_ptr<VolumeCore> core_;
-  MemStateStore* store_ = nullptr;
   std::unique_ptr<Resyncer> resyncer_;
   int kicks_ = 0;
 };
