@@ -23,9 +23,10 @@
 // decides; VolumeCore (volume_core.h) holds what the parts share and the
 // durability of the state (a write is sent and acknowledged only once the
 // state version it needs is durable); the Resyncer (resyncer.h) brings
-// returning replicas back; the ReadRouter (read_router.h) serves reads;
-// WriterLease the one writer. This class sequences the rest: the write
-// fan-out, fencing, timers and the worker.
+// returning replicas back; the ReadRouter (read_router.h) serves reads and
+// the WritePath (write_path.h) modifications and flushes; WriterLease
+// keeps one writer. This class validates requests and sequences the rest:
+// fencing, timers and the worker.
 //
 // What survives restarts: the mirror state file (STATE_DIR/VOLUME.state)
 // and each exporter's generation history, fencing epoch and instance id.
@@ -75,6 +76,7 @@
 #include "services/gateway/volume_core.h"
 #include "services/gateway/volume_health.h"
 #include "services/gateway/volume_metrics.h"
+#include "services/gateway/write_path.h"
 #include "services/gateway/writer_lease.h"
 
 namespace dst {
@@ -151,7 +153,6 @@ class Volume {
   std::string CheckInvariants() const;
 
  private:
-  struct Fanout;
   using Done = std::function<void(const absl::Status&)>;
 
   // Admission of replica `index` after a negotiation (ReplicaHandle's).
@@ -159,27 +160,10 @@ class Volume {
   void OnReplicaChange(size_t index);
   VolumeHealth HealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
 
-  // --- I/O ---
-  // Plans a modification (or a flush), and sends it once the state the
-  // plan relies on is durable.
-  void SubmitFanout(const std::shared_ptr<Fanout>& fanout);
-  // Plans it and fills its targets: true to send it now, or with
-  // `*refused` set to answer it so; false when it waits for a save.
-  bool PlanLocked(const std::shared_ptr<Fanout>& fanout, absl::Status* refused)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
-  void OnFanoutReply(const std::shared_ptr<Fanout>& fanout, size_t target,
-                     v1::Reply&& reply);
-  void FinishFanout(const std::shared_ptr<Fanout>& fanout);
-  // What its reply waits for, or what to run once the lock is released.
-  void FinishLocked(const std::shared_ptr<Fanout>& fanout,
-                    std::vector<std::function<void()>>* ready)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
-
   // --- timers and the worker ---
   // Timers (lag limits, hedged reads) run on the core's `timers`; resync,
   // generation pushes, promotions and lazy saves on its `worker` (they may
   // block on an exporter), every kWorkTick and when kicked.
-  void After(absl::Duration delay, std::function<void()> fn);
   void KickWorker();
   void Work(bool periodic);
   void UpdateMetrics();
@@ -188,6 +172,7 @@ class Volume {
   VolumeCore core_;
   Resyncer resyncer_;  // acts on core_
   ReadRouter reads_;   // acts on core_
+  WritePath writes_;   // acts on core_
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};

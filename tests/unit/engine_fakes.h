@@ -71,6 +71,12 @@ class MemReplica final : public ReplicaHandle {
       }
       if (corrupt_reads) read[0] ^= 1;  // on the wire, after the digest
       out = Payload::Copy(read.data(), read.size());
+    } else if (request.op() == v1::OP_WRITE && abort_writes) {
+      reply.set_status(static_cast<int>(absl::StatusCode::kAborted));
+      reply.set_message("claimed by a newer gateway");
+    } else if (request.op() == v1::OP_WRITE && fail_writes) {
+      reply.set_status(5);
+      reply.set_message("injected write error");
     } else if (request.op() == v1::OP_WRITE) {
       data.CopyTo(&bytes_[request.offset()]);
     } else if (request.op() == v1::OP_FLUSH && fail_flushes) {
@@ -80,7 +86,8 @@ class MemReplica final : public ReplicaHandle {
                    out = std::move(out)]() mutable {
       done(std::move(reply), std::move(out));
     };
-    if (hold_reads && request.op() == v1::OP_READ) {
+    if ((hold_reads && request.op() == v1::OP_READ) ||
+        (hold_writes && request.op() == v1::OP_WRITE)) {
       held.push_back(std::move(answer));
     } else {
       events_->Post(std::move(answer));
@@ -109,9 +116,12 @@ class MemReplica final : public ReplicaHandle {
 
   std::vector<v1::Request> ops;  // every request, in order
   bool hold_reads = false;       // read replies wait in `held`
+  bool hold_writes = false;      // and so do write replies
   std::vector<std::function<void()>> held;
   bool fail_reads = false;
   bool corrupt_reads = false;
+  bool fail_writes = false;
+  bool abort_writes = false;  // as an exporter claimed by another gateway
   bool fail_flushes = false;
   int claims = 0;
 
@@ -161,9 +171,22 @@ class MemStateStore final : public StateStore {
   void Write(v1::VolumeState,
              std::function<void(const absl::Status&)> then) override {
     ++saves;
-    events_->Post([then = std::move(then)] { then(absl::OkStatus()); });
+    auto done = [then = std::move(then)] { then(absl::OkStatus()); };
+    if (hold) {
+      held.push_back(std::move(done));
+    } else {
+      events_->Post(std::move(done));
+    }
+  }
+  // Completes the saves held so far.
+  void Release() {
+    std::vector<std::function<void()>> now;
+    now.swap(held);
+    for (auto& done : now) events_->Post(std::move(done));
   }
   int saves = 0;
+  bool hold = false;  // saves wait in `held` until Release
+  std::vector<std::function<void()>> held;
 
  private:
   Events* const events_;
