@@ -35,6 +35,7 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
       resyncer_(core_, [this] { KickWorker(); }),
       reads_(core_),
       writes_(core_),
+      fencing_(core_),
       lease_(config.name(), absl::Milliseconds(config.lease_timeout_ms())) {}
 
 Volume::~Volume() {
@@ -87,9 +88,10 @@ absl::Status Volume::Init() {
 void Volume::Start() {
   core_.worker->After(kWorkTick, [this] { Work(/*periodic=*/true); });
   for (size_t i = 0; i < core_.slots.size(); ++i) {
-    core_.slots[i]->replica->Start(
-        [this, i] { OnReplicaChange(i); },
-        [this, i](const v1::NegotiateReply& reply) { return Admit(i, reply); });
+    core_.slots[i]->replica->Start([this, i] { OnReplicaChange(i); },
+                                   [this, i](const v1::NegotiateReply& reply) {
+                                     return fencing_.Admit(i, reply);
+                                   });
   }
 }
 
@@ -126,98 +128,6 @@ void Volume::OnReplicaChange(size_t index) {
   // A new stream replays what the last one did not finish: resync waits
   // for it again.
   core_.state.SetDrained(index, false);
-}
-
-// --- durability --------------------------------------------------------------
-
-// --- admission ---------------------------------------------------------------
-
-absl::StatusOr<uint64_t> Volume::Admit(size_t index,
-                                       const v1::NegotiateReply& reply) {
-  ReplicaSlot& slot = *core_.slots[index];
-  const v1::Geometry& g = reply.geometry();
-  const v1::ReplicaMetadata& md = reply.metadata();
-  uint64_t epoch;
-  {
-    absl::MutexLock lock(&core_.mu);
-    if (!core_.fenced.empty()) return absl::AbortedError(core_.fenced);
-    if (g.size() < core_.state.state_size()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("exporter has ", g.size(), " bytes; the volume has ",
-                       core_.state.state_size()));
-    }
-    if (core_.geometry.size() != 0) {
-      // Clients already hold the volume's geometry: it cannot shrink.
-      if (g.size() < core_.geometry.size() ||
-          g.logical_block_size() > core_.geometry.logical_block_size() ||
-          g.max_transfer() < core_.geometry.max_transfer() ||
-          (g.features() & core_.geometry.features()) !=
-              core_.geometry.features()) {
-        return absl::FailedPreconditionError(
-            "exporter geometry (size, block size, max transfer or features) "
-            "does not fit the volume's");
-      }
-    }
-    if (slot.epoch == 0) {
-      // The first claim of this run at this exporter goes above whatever
-      // it holds: an earlier run of this gateway may still have writes in
-      // flight there, and the exporter refuses them once claimed.
-      epoch = std::max(core_.epoch, md.epoch() + 1);
-    } else if (md.epoch() > slot.epoch ||
-               (md.epoch() == slot.epoch &&
-                md.owner() != core_.options.gateway_id)) {
-      core_.FenceLocked(absl::StrCat(
-          "replica ", slot.replica->address(), " was claimed by '", md.owner(),
-          "' (epoch ", md.epoch(), "); this gateway holds epoch ", slot.epoch));
-      return absl::AbortedError(core_.fenced);
-    } else {
-      epoch = slot.epoch;
-    }
-  }
-  std::vector<uint64_t> generations(md.generations().begin(),
-                                    md.generations().end());
-  if (!core_.config.read_only()) {
-    v1::ClaimRequest claim;
-    claim.set_epoch(epoch);
-    claim.set_owner(core_.options.gateway_id);
-    absl::StatusOr<v1::ReplicaMetadata> claimed = slot.replica->Claim(claim);
-    if (absl::IsUnimplemented(claimed.status())) {
-      epoch = 0;  // an exporter without metadata: no fencing, no history
-    } else if (absl::IsAborted(claimed.status())) {
-      absl::MutexLock lock(&core_.mu);
-      core_.FenceLocked(std::string(claimed.status().message()));
-      return claimed.status();
-    } else if (!claimed.ok()) {
-      return claimed.status();
-    } else {
-      generations.assign(claimed->generations().begin(),
-                         claimed->generations().end());
-    }
-  } else {
-    epoch = 0;
-  }
-  absl::MutexLock lock(&core_.mu);
-  slot.epoch = epoch;
-  core_.epoch = std::max(core_.epoch, epoch);
-  if (core_.geometry.size() == 0) {
-    core_.geometry = g;
-    core_.geometry.set_size(
-        core_.state.state_size() != 0 ? core_.state.state_size() : g.size());
-    core_.geometry.set_size(core_.geometry.size() -
-                            core_.geometry.size() %
-                                core_.geometry.logical_block_size());
-    core_.geometry.set_identity(core_.config.name());
-    core_.geometry.set_read_only(g.read_only() || core_.config.read_only());
-    core_.geometry.clear_attributes();
-  }
-  core_.state.SetSize(core_.geometry.size());
-  Negotiated negotiated;
-  negotiated.identity = g.identity();
-  negotiated.instance = reply.instance();
-  negotiated.generations = std::move(generations);
-  core_.state.Admit(index, negotiated);
-  core_.SaveIfRequiredLocked();
-  return epoch;
 }
 
 // --- lease --------------------------------------------------------------
@@ -356,7 +266,7 @@ void Volume::Work(bool periodic) {
   }
   UpdateMetrics();
   if (!core_.mirror()) return;
-  PushGenerations();
+  fencing_.PushGenerations();
   resyncer_.Drive(/*promote=*/true);
   absl::MutexLock lock(&core_.mu);
   if (core_.state.version() > core_.state.durable_version() &&
@@ -390,37 +300,6 @@ void Volume::UpdateMetrics() {
     health = HealthLocked();
   }
   core_.metrics.PollHealth(health);
-}
-
-void Volume::PushGenerations() {
-  for (size_t i = 0; i < core_.slots.size(); ++i) {
-    ReplicaSlot& slot = *core_.slots[i];
-    v1::ClaimRequest claim;
-    {
-      absl::MutexLock lock(&core_.mu);
-      if (!core_.state.GenerationDue(i) || !slot.replica->connected() ||
-          !core_.fenced.empty()) {
-        continue;
-      }
-      if (slot.epoch == 0) {  // an exporter that keeps no metadata
-        core_.state.GenerationPushed(i, core_.state.generations()[0], {});
-        continue;
-      }
-      claim.set_epoch(slot.epoch);
-      claim.set_owner(core_.options.gateway_id);
-      claim.set_set_generations(true);
-      for (uint64_t g : core_.state.generations()) claim.add_generations(g);
-    }
-    absl::StatusOr<v1::ReplicaMetadata> claimed = slot.replica->Claim(claim);
-    absl::MutexLock lock(&core_.mu);
-    if (absl::IsAborted(claimed.status())) {
-      core_.FenceLocked(std::string(claimed.status().message()));
-    } else if (claimed.ok()) {
-      core_.state.GenerationPushed(
-          i, claim.generations(0),
-          {claimed->generations().begin(), claimed->generations().end()});
-    }
-  }
 }
 
 // --- admin -----------------------------------------------------------------

@@ -24,9 +24,10 @@
 // durability of the state (a write is sent and acknowledged only once the
 // state version it needs is durable); the Resyncer (resyncer.h) brings
 // returning replicas back; the ReadRouter (read_router.h) serves reads and
-// the WritePath (write_path.h) modifications and flushes; WriterLease
-// keeps one writer. This class validates requests and sequences the rest:
-// fencing, timers and the worker.
+// the WritePath (write_path.h) modifications and flushes; Fencing
+// (fencing.h) admits replicas under this run's epochs; WriterLease keeps
+// one writer. This class is the facade: it validates requests and runs the
+// worker.
 //
 // What survives restarts: the mirror state file (STATE_DIR/VOLUME.state)
 // and each exporter's generation history, fencing epoch and instance id.
@@ -66,6 +67,7 @@
 #include "services/common/observability/metrics.h"
 #include "services/common/security/tls.h"
 #include "services/common/transport/transaction_table.h"
+#include "services/gateway/fencing.h"
 #include "services/gateway/mirror_state.h"
 #include "services/gateway/range_serializer.h"
 #include "services/gateway/read_router.h"
@@ -155,24 +157,22 @@ class Volume {
  private:
   using Done = std::function<void(const absl::Status&)>;
 
-  // Admission of replica `index` after a negotiation (ReplicaHandle's).
-  absl::StatusOr<uint64_t> Admit(size_t index, const v1::NegotiateReply& reply);
   void OnReplicaChange(size_t index);
   VolumeHealth HealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
 
   // --- timers and the worker ---
-  // Timers (lag limits, hedged reads) run on the core's `timers`; resync,
-  // generation pushes, promotions and lazy saves on its `worker` (they may
-  // block on an exporter), every kWorkTick and when kicked.
+  // Timers (lag limits, hedged reads) run on the core's `timers`; the
+  // worker (generation pushes, resync and promotions, lazy saves: they may
+  // block on an exporter) on its `worker`, every kWorkTick and when kicked.
   void KickWorker();
   void Work(bool periodic);
   void UpdateMetrics();
-  void PushGenerations();
 
   VolumeCore core_;
   Resyncer resyncer_;  // acts on core_
   ReadRouter reads_;   // acts on core_
   WritePath writes_;   // acts on core_
+  Fencing fencing_;    // acts on core_
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};

@@ -96,9 +96,13 @@ class MemReplica final : public ReplicaHandle {
   absl::StatusOr<v1::ReplicaMetadata> Claim(
       const v1::ClaimRequest& request) override {
     ++claims;
+    last_claim = request;
+    if (!claim_status.ok()) return claim_status;
+    if (request.set_generations()) generations = request.generations();
     v1::ReplicaMetadata metadata;
     metadata.set_epoch(request.epoch());
-    *metadata.mutable_generations() = request.generations();
+    metadata.set_owner(request.owner());
+    *metadata.mutable_generations() = generations;
     return metadata;
   }
   void Ping(std::function<void(absl::Duration)>) override {}
@@ -124,6 +128,9 @@ class MemReplica final : public ReplicaHandle {
   bool abort_writes = false;  // as an exporter claimed by another gateway
   bool fail_flushes = false;
   int claims = 0;
+  v1::ClaimRequest last_claim;
+  absl::Status claim_status;  // not OK: every claim fails so
+  google::protobuf::RepeatedField<uint64_t> generations;  // as claimed
 
  private:
   const std::string name_;
@@ -196,8 +203,12 @@ class MemStateStore final : public StateStore {
 // A decided mirror's VolumeCore over MemReplicas, for testing one part.
 class EngineTest : public ::testing::Test {
  protected:
-  // A decided mirror of `n` replicas, every one in sync.
-  void Make(size_t n) {
+  // A mirror of `n` replicas: decided, every one in sync; or (`decided`
+  // false) as a gateway starts, none admitted yet.
+  void Make(size_t n, bool decided = true) {
+    core_.reset();
+    replicas_.clear();
+    schedulers_.clear();
     v1::VolumeConfig config;
     config.set_name("vol");
     config.set_region_bytes(kRegion);
@@ -210,6 +221,7 @@ class EngineTest : public ::testing::Test {
       handles.push_back(std::move(replica));
     }
     VolumeOptions options;
+    options.gateway_id = "gw";
     options.schedulers = [this](const std::string&) {
       auto scheduler = std::make_unique<ManualScheduler>(&now_);
       schedulers_.push_back(scheduler.get());
@@ -221,12 +233,13 @@ class EngineTest : public ::testing::Test {
     store_ = store.get();
     core_->store = std::move(store);
     absl::MutexLock lock(&core_->mu);
+    core_->connected.assign(n, true);
+    if (!decided) return;
     MirrorState& state = core_->state;
     state.SetSize(kSize);
     core_->geometry.set_size(kSize);
     core_->geometry.set_logical_block_size(512);
     core_->geometry.set_max_transfer(kRegion);
-    core_->connected.assign(n, true);
     for (size_t i = 0; i < n; ++i) {
       state.Admit(i, {absl::StrCat("id", i), 100 + i, {}});
     }
