@@ -62,6 +62,7 @@ TEST_F(ReadRouterTest, ReadsSpreadOverInSyncReplicasAndSkipOutOfSyncOnes) {
   Make(3);
   Miss(2, 1, 'a');  // replica 2 is out of sync
   std::vector<std::shared_ptr<Answer>> answers;
+  answers.reserve(6);
   for (int i = 0; i < 6; ++i) answers.push_back(Read(1));
   events_.Pump();
   for (const auto& answer : answers) {
