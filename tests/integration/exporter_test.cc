@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "prometheus/registry.h"
 
+#include "services/common/base/limits.h"
 #include "services/common/protocol/checksum.h"
 #include "services/common/rpc/channel_args.h"
 #include "services/common/rpc/completion_loop.h"
@@ -27,7 +28,7 @@ constexpr uint64_t kSize = 8 << 20;
 
 std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   ClientChannelArguments(64 << 20));
+                                   ClientChannelArguments(kMaxMessageBytes));
 }
 
 std::shared_ptr<v1::Exporter::Stub> Stub(

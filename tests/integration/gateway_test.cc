@@ -18,6 +18,7 @@
 #include "dst/v1/exporter.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "nbdkit-plugin/gateway_client.h"
+#include "services/common/base/limits.h"
 #include "services/gateway/replica.h"
 #include "tests/integration/test_cluster.h"
 
@@ -589,8 +590,8 @@ TEST_F(GatewayTest, BuildVolumeMakesAMirrorsStateDirOrSaysWhyNot) {
   std::ofstream(file) << "not a directory";
   options.state_dir = file + "/state";
   prometheus::Registry refused_registry;
-  absl::StatusOr<std::unique_ptr<Volume>> refused =
-      BuildVolume(config.volumes(0), options, 64 << 20, refused_registry);
+  absl::StatusOr<std::unique_ptr<Volume>> refused = BuildVolume(
+      config.volumes(0), options, kMaxMessageBytes, refused_registry);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(refused.status().message().find("state_dir " + options.state_dir),
@@ -599,7 +600,7 @@ TEST_F(GatewayTest, BuildVolumeMakesAMirrorsStateDirOrSaysWhyNot) {
   options.state_dir = dir_.path() + "/new/state";
   prometheus::Registry registry;
   absl::StatusOr<std::unique_ptr<Volume>> built =
-      BuildVolume(config.volumes(0), options, 64 << 20, registry);
+      BuildVolume(config.volumes(0), options, kMaxMessageBytes, registry);
   ASSERT_TRUE(built.ok()) << built.status();
   EXPECT_TRUE(std::filesystem::is_directory(options.state_dir));
   EXPECT_EQ((*built)->name(), "m");

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "nbdkit-plugin/gateway_client.h"
+#include "services/common/base/limits.h"
 #include "services/common/protocol/request_validation.h"
 #include "services/gateway/config.h"
 
@@ -149,7 +150,8 @@ TestGateway::TestGateway(const std::string& dir,
   std::filesystem::create_directories(options.state_dir);
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config.volumes()) {
-    volumes.push_back(MakeVolume(volume, options, 64 << 20, *registry_));
+    volumes.push_back(
+        MakeVolume(volume, options, kMaxMessageBytes, *registry_));
     absl::Status init = volumes.back()->Init();
     if (!init.ok()) {
       ADD_FAILURE() << init;

@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/notification.h"
 
+#include "services/common/base/limits.h"
 #include "services/gateway/volume.h"
 #include "tests/integration/test_cluster.h"
 
@@ -63,16 +64,16 @@ TEST(FileStateStoreTest, ASecondGatewayOnTheSameStateDirIsRefused) {
   options.gateway_id = "g";
   options.state_dir = dir.path();
   prometheus::Registry registry1, registry2;
-  auto first = BuildVolume(config, options, 64 << 20, registry1);
+  auto first = BuildVolume(config, options, kMaxMessageBytes, registry1);
   ASSERT_TRUE(first.ok()) << first.status();
-  auto second = BuildVolume(config, options, 64 << 20, registry2);
+  auto second = BuildVolume(config, options, kMaxMessageBytes, registry2);
   ASSERT_FALSE(second.ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(second.status()));
   EXPECT_NE(second.status().message().find("in use by another gateway"),
             std::string::npos)
       << second.status();
   first->reset();  // its lock goes with it
-  auto third = BuildVolume(config, options, 64 << 20, registry2);
+  auto third = BuildVolume(config, options, kMaxMessageBytes, registry2);
   EXPECT_TRUE(third.ok()) << third.status();
 }
 
