@@ -1,10 +1,9 @@
-// A plain or mirrored volume: sends, acknowledgements, resync, fencing and
-// the lease around its MirrorState; see volume.h.
+// A plain or mirrored volume, the facade over its parts (write path, read
+// router, resync, fencing): see volume.h.
 #include "services/gateway/volume.h"
 
 #include <algorithm>
 #include <filesystem>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"

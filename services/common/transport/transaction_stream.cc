@@ -204,12 +204,14 @@ std::function<std::optional<size_t>()> TransactionStream::Peek() {
 }
 
 std::function<void(OutgoingRequests&)> TransactionStream::Take() {
-  return [this](OutgoingRequests& batch) {
+  // The clock is read once per batch, at its first item.
+  return [this, now = absl::InfinitePast()](OutgoingRequests& batch) mutable {
+    if (now == absl::InfinitePast()) now = absl::Now();
     Transaction* transaction = table_.Find(unsent_.front());
     // The transaction keeps its request and data until the reply comes
     // (for a resend); the write shares the data.
     batch.Add(transaction->request, transaction->data);
-    transaction->sent = absl::Now();
+    transaction->sent = now;
     ++transaction->sends;
     unsent_.pop_front();
   };
