@@ -12,6 +12,7 @@
 #include "services/common/security/tls.h"
 #include "services/common/transport/transaction_stream.h"
 #include "services/gateway/config.h"
+#include "services/gateway/volume_builder.h"
 
 namespace dst {
 

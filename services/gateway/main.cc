@@ -25,6 +25,7 @@
 #include "services/gateway/config.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/volume.h"
+#include "services/gateway/volume_builder.h"
 
 namespace dst {
 namespace {

@@ -61,30 +61,30 @@ void ReadRouter::Send(const std::shared_ptr<ReadOp>& op) {
     if (op->finished || op->sent >= op->order.size()) return;
     k = op->order[op->sent++];
   }
+  ReplicaSlot* slot = core_.slots[k].get();
+  LagDeadlines::Ticket lag = 0;
   if (op->order.size() > 1) {
     // Not answered within the lag limit: ask the next replica too.
-    core_.timers->After(absl::Milliseconds(core_.config.lag_limit_ms()),
-                        [this, weak = std::weak_ptr<ReadOp>(op)] {
-                          std::shared_ptr<ReadOp> op = weak.lock();
-                          if (op == nullptr) return;
-                          {
-                            absl::MutexLock lock(&op->mu);
-                            if (op->finished || op->sent >= op->order.size())
-                              return;
-                          }
-                          core_.metrics.HedgedRead();
-                          Send(op);
-                        });
+    lag = slot->lag->Start([this, weak = std::weak_ptr<ReadOp>(op)] {
+      std::shared_ptr<ReadOp> op = weak.lock();
+      if (op == nullptr) return;
+      {
+        absl::MutexLock lock(&op->mu);
+        if (op->finished || op->sent >= op->order.size()) return;
+      }
+      core_.metrics.HedgedRead();
+      Send(op);
+    });
   }
-  ReplicaSlot* slot = core_.slots[k].get();
   ReplicaHandle* replica = slot->replica.get();
   uint64_t leaves;
   {
     absl::MutexLock lock(&core_.mu);
     leaves = core_.state.replica(k).leaves;
   }
-  replica->Submit(op->request, [this, op, slot, replica, k, leaves](
+  replica->Submit(op->request, [this, op, slot, replica, k, leaves, lag](
                                    v1::Reply&& reply, Payload&& data) {
+    slot->lag->Answer(lag);
     if (reply.status() == 0) {
       absl::MutexLock lock(&core_.mu);
       if (!core_.state.StillInSync(k, leaves)) {

@@ -11,7 +11,7 @@
 // back) when another replica is in sync.
 //
 // Thread-safe. Replies run on the replicas' threads, hedges on the core's
-// timers; neither blocks.
+// timers (the replica's lag deadline); neither blocks.
 #ifndef DST_SERVICES_GATEWAY_READ_ROUTER_H_
 #define DST_SERVICES_GATEWAY_READ_ROUTER_H_
 

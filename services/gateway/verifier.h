@@ -15,6 +15,7 @@
 #include "dst/v1/exporter.pb.h"
 #include "dst/v1/gateway.pb.h"
 #include "services/gateway/range_serializer.h"
+#include "services/gateway/volume_core.h"
 
 namespace dst {
 
@@ -30,6 +31,13 @@ using ChecksumOf =
 absl::StatusOr<v1::VerifyReply> CompareReplicas(
     const std::vector<std::string>& replicas, const ChecksumOf& checksum,
     RangeSerializer& range_lock, uint64_t begin, uint64_t end, uint64_t chunk);
+
+// Compares the volume's in-sync replicas over the request's range (length
+// 0: to the end), in chunks of a region or the largest transfer, whichever
+// is smaller. UNAVAILABLE before the volume is ready; INVALID_ARGUMENT for
+// an offset outside it or not a multiple of 512. Blocks.
+absl::StatusOr<v1::VerifyReply> VerifyVolume(VolumeCore& core,
+                                             const v1::VerifyRequest& request);
 
 }  // namespace dst
 

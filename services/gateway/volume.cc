@@ -2,8 +2,6 @@
 // router, resync, fencing): see volume.h.
 #include "services/gateway/volume.h"
 
-#include <algorithm>
-#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,7 +12,6 @@
 #include "services/common/protocol/checksum.h"
 #include "services/common/protocol/request_validation.h"
 #include "services/common/transport/transaction_stream.h"
-#include "services/gateway/replica.h"
 #include "services/gateway/verifier.h"
 
 namespace dst {
@@ -274,109 +271,7 @@ void Volume::Work(bool periodic) {
   }
 }
 
-void Volume::UpdateMetrics() {
-  const absl::Time now = core_.Now();
-  for (size_t i = 0; i < core_.slots.size(); ++i) {
-    ReplicaSlot& slot = *core_.slots[i];
-    core_.metrics.PollSession(i, slot.replica->counters(),
-                              slot.replica->pending());
-    if (now >= slot.next_ping && slot.replica->connected()) {
-      slot.next_ping = now + kPingInterval;
-      slot.replica->Ping(core_.metrics.PingObserver(i));
-    }
-  }
-  VolumeHealth health;
-  {
-    absl::MutexLock lock(&core_.mu);
-    for (size_t i = 0; i < core_.slots.size(); ++i) {
-      const MirrorState::Replica& r = core_.state.replica(i);
-      const bool in_sync = r.sync == SyncState::kInSync;
-      core_.metrics.PollSync(
-          i, in_sync,
-          in_sync ? 0 : r.dirty.count() * core_.config.region_bytes());
-    }
-    core_.metrics.PollLagExits(core_.state.exits());
-    health = HealthLocked();
-  }
-  core_.metrics.PollHealth(health);
-}
-
 // --- admin -----------------------------------------------------------------
-
-VolumeHealth Volume::HealthLocked() const {
-  if (!core_.fenced.empty()) return VolumeHealth::kFenced;
-  if (!core_.state.diverged().empty()) return VolumeHealth::kDiverged;
-  if (!core_.state.decided() || core_.geometry.size() == 0) {
-    return VolumeHealth::kUnavailable;
-  }
-  bool any_in_sync_connected = false;
-  bool all_in_sync = true;
-  for (size_t i = 0; i < core_.slots.size(); ++i) {
-    const bool in_sync = core_.state.replica(i).sync == SyncState::kInSync;
-    if (!in_sync) all_in_sync = false;
-    if (in_sync && core_.slots[i]->replica->connected()) {
-      any_in_sync_connected = true;
-    }
-  }
-  if (!any_in_sync_connected) return VolumeHealth::kWaiting;
-  return all_in_sync ? VolumeHealth::kReady : VolumeHealth::kDegraded;
-}
-
-VolumeHealth Volume::health() const {
-  absl::MutexLock lock(&core_.mu);
-  return HealthLocked();
-}
-
-v1::VolumeStatus Volume::Status() const {
-  v1::VolumeStatus status;
-  status.set_name(core_.config.name());
-  absl::MutexLock lock(&core_.mu);
-  *status.mutable_geometry() = core_.geometry;
-  const VolumeHealth health = HealthLocked();
-  status.set_state(HealthName(health));
-  if (!core_.fenced.empty()) {
-    status.set_message(core_.fenced);
-  } else if (!core_.state.diverged().empty()) {
-    status.set_message(core_.state.diverged());
-  } else if (health == VolumeHealth::kWaiting) {
-    status.set_message(
-        "no up-to-date replica is reachable; I/O waits for one (out-of-sync "
-        "replicas are never a source; `dstctl resolve` overrides)");
-  }
-  status.set_generation(
-      core_.state.generations().empty() ? 0 : core_.state.generations()[0]);
-  status.set_epoch(core_.epoch);
-  status.set_lease_holder(lease_.Holder(core_.Now()));
-  for (size_t i = 0; i < core_.slots.size(); ++i) {
-    const ReplicaSlot& slot = *core_.slots[i];
-    const MirrorState::Replica& state = core_.state.replica(i);
-    v1::ReplicaStatus* r = status.add_replicas();
-    *r = slot.replica->Status();
-    if (r->identity().empty()) r->set_identity(state.identity);
-    const bool connected = slot.replica->connected();
-    switch (state.sync) {
-      case SyncState::kUnknown:
-      case SyncState::kInSync:
-        r->set_sync(SyncName(state.sync));
-        break;
-      case SyncState::kOutOfSync:
-        r->set_sync(!connected                  ? "stale"
-                    : resyncer_.ActiveLocked(i) ? "resyncing"
-                                                : "out_of_sync");
-        break;
-    }
-    r->set_dirty_bytes(state.sync == SyncState::kInSync
-                           ? 0
-                           : state.dirty.count() * core_.config.region_bytes());
-    r->set_generation(state.generations.empty() ? 0 : state.generations[0]);
-    r->set_checksum_mismatches(slot.checksum_mismatches.load());
-  }
-  resyncer_.ReportLocked(&status);
-  status.set_transactions_total(total_.load());
-  status.set_transactions_failed(failed_.load());
-  status.set_in_flight(in_flight_.load());
-  return status;
-}
 
 namespace {
 // Runs `start`, which takes a callback, and waits for it.
@@ -438,97 +333,7 @@ void Volume::ResolveThen(const std::string& source, Done done) {
 
 absl::StatusOr<v1::VerifyReply> Volume::Verify(
     const v1::VerifyRequest& request) {
-  std::vector<size_t> compared;
-  uint64_t size;
-  uint64_t chunk;
-  {
-    absl::MutexLock lock(&core_.mu);
-    if (!core_.state.decided() || core_.geometry.size() == 0) {
-      return absl::UnavailableError("volume is not ready");
-    }
-    for (size_t i = 0; i < core_.slots.size(); ++i) {
-      if (core_.state.replica(i).sync == SyncState::kInSync)
-        compared.push_back(i);
-    }
-    size = core_.geometry.size();
-    chunk = std::min<uint64_t>(core_.config.region_bytes(),
-                               core_.geometry.max_transfer());
-  }
-  const uint64_t begin = request.offset();
-  const uint64_t end =
-      request.length() == 0 ? size : std::min(size, begin + request.length());
-  if (begin > size || begin % 512 != 0) {
-    return absl::InvalidArgumentError(
-        "offset must be a multiple of 512 inside the volume");
-  }
-  std::vector<std::string> addresses;
-  addresses.reserve(compared.size());
-  for (size_t i : compared)
-    addresses.push_back(core_.slots[i]->replica->address());
-  auto checksum = [&](size_t k, uint64_t offset, uint64_t length) {
-    v1::Request sum;
-    sum.set_op(v1::OP_CHECKSUM);
-    sum.set_offset(offset);
-    sum.set_length(static_cast<uint32_t>(length));
-    return WaitForReply([&](TransactionDone done) {
-      core_.slots[compared[k]]->replica->Submit(sum, std::move(done));
-    });
-  };
-  return CompareReplicas(addresses, checksum, core_.modifications, begin, end,
-                         chunk);
-}
-
-SchedulerFactory GatewaySchedulers(SharedTimers& timers) {
-  return [&timers](const std::string& name) -> std::unique_ptr<Scheduler> {
-    if (name == "timers") return timers.Make();
-    return std::make_unique<TimerThread>();
-  };
-}
-
-std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
-                                   const VolumeOptions& options,
-                                   int max_message_bytes,
-                                   prometheus::Registry& registry) {
-  std::vector<std::unique_ptr<ReplicaHandle>> replicas;
-  for (const v1::ReplicaConfig& replica : config.replicas()) {
-    ReplicaOptions r;
-    r.address = replica.address();
-    r.client_id = absl::StrCat(options.gateway_id, "/", config.name());
-    r.read_only = config.read_only();
-    r.max_message_bytes = max_message_bytes;
-    r.keepalive = absl::Milliseconds(config.keepalive_ms());
-    r.tls = options.tls;
-    r.keepalive_timeout = absl::Milliseconds(config.keepalive_timeout_ms());
-    // Every log line of the session names the volume and the replica.
-    r.session.name =
-        absl::StrCat("volume ", config.name(), " replica ", replica.address());
-    r.session.request_timeout = absl::Milliseconds(config.request_timeout_ms());
-    r.session.max_resends = static_cast<int>(config.max_resends());
-    r.session.suspend_timeout = absl::Milliseconds(config.suspend_timeout_ms());
-    replicas.push_back(std::make_unique<Replica>(r));
-  }
-  return std::make_unique<Volume>(config, options, std::move(replicas),
-                                  registry);
-}
-
-absl::StatusOr<std::unique_ptr<Volume>> BuildVolume(
-    const v1::VolumeConfig& config, const VolumeOptions& options,
-    int max_message_bytes, prometheus::Registry& registry) {
-  if (config.replicas_size() > 1 && !options.state_dir.empty()) {
-    std::error_code error;
-    std::filesystem::create_directories(options.state_dir, error);
-    if (error) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("state_dir ", options.state_dir, ": ", error.message()));
-    }
-  }
-  std::unique_ptr<Volume> volume =
-      MakeVolume(config, options, max_message_bytes, registry);
-  if (absl::Status s = volume->Init(); !s.ok()) {
-    return absl::Status(
-        s.code(), absl::StrCat("volume ", config.name(), ": ", s.message()));
-  }
-  return volume;
+  return VerifyVolume(core_, request);
 }
 
 }  // namespace dst

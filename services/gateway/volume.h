@@ -25,9 +25,12 @@
 // state version it needs is durable); the Resyncer (resyncer.h) brings
 // returning replicas back; the ReadRouter (read_router.h) serves reads and
 // the WritePath (write_path.h) modifications and flushes; Fencing
-// (fencing.h) admits replicas under this run's epochs; WriterLease keeps
-// one writer. This class is the facade: it validates requests and runs the
-// worker.
+// (fencing.h) admits replicas under this run's epochs; LagDeadlines
+// (lag_deadlines.h) times each replica's oldest unanswered transaction;
+// WriterLease keeps one writer; the Verifier (verifier.h) compares
+// replicas. This class is the facade: it validates requests and runs the
+// worker (volume.cc), and reports health, status and metrics
+// (volume_status.cc). volume_builder.h builds volumes from config.
 //
 // What survives restarts: the mirror state file (STATE_DIR/VOLUME.state)
 // and each exporter's generation history, fencing epoch and instance id.
@@ -82,11 +85,6 @@
 #include "services/gateway/writer_lease.h"
 
 namespace dst {
-
-// The schedulers of a gateway's volumes: their "timers" share `timers`'
-// one thread (a lag timer never blocks); each "worker" has its own.
-// `timers` outlives the volumes.
-SchedulerFactory GatewaySchedulers(SharedTimers& timers);
 
 class Volume {
  public:
@@ -182,19 +180,6 @@ class Volume {
 
   WriterLease lease_;  // its own lock
 };
-
-// Builds the volume a config entry describes (replicas not yet started).
-std::unique_ptr<Volume> MakeVolume(const v1::VolumeConfig& config,
-                                   const VolumeOptions& options,
-                                   int max_message_bytes,
-                                   prometheus::Registry& registry);
-
-// MakeVolume and Init, as the gateway and the embedded mode do it: a
-// mirror's state_dir is made first. Errors name the state_dir or the
-// volume.
-absl::StatusOr<std::unique_ptr<Volume>> BuildVolume(
-    const v1::VolumeConfig& config, const VolumeOptions& options,
-    int max_message_bytes, prometheus::Registry& registry);
 
 }  // namespace dst
 

@@ -25,11 +25,13 @@ uint64_t NewGeneration() {
 }
 
 std::vector<std::unique_ptr<ReplicaSlot>> MakeSlots(
-    std::vector<std::unique_ptr<ReplicaHandle>> replicas) {
+    std::vector<std::unique_ptr<ReplicaHandle>> replicas, Scheduler& timers,
+    absl::Duration lag_limit) {
   std::vector<std::unique_ptr<ReplicaSlot>> slots;
   for (auto& replica : replicas) {
     auto slot = std::make_unique<ReplicaSlot>();
     slot->replica = std::move(replica);
+    slot->lag = std::make_unique<LagDeadlines>(timers, lag_limit);
     slots.push_back(std::move(slot));
   }
   return slots;
@@ -62,7 +64,8 @@ VolumeCore::VolumeCore(const v1::VolumeConfig& config,
       worker(
           (options.schedulers ? options.schedulers : TimerThreads())("worker")),
       checksum(ChecksumOf(config)),
-      slots(MakeSlots(std::move(replicas))),
+      slots(MakeSlots(std::move(replicas), *timers,
+                      absl::Milliseconds(config.lag_limit_ms()))),
       metrics(registry, config.name(), Addresses(slots)),
       state(config.name(), Addresses(slots), config.region_bytes(),
             NewGeneration),

@@ -32,6 +32,7 @@
 #include "dst/v1/exporter.pb.h"
 #include "services/common/base/scheduler.h"
 #include "services/common/security/tls.h"
+#include "services/gateway/lag_deadlines.h"
 #include "services/gateway/mirror_state.h"
 #include "services/gateway/range_serializer.h"
 #include "services/gateway/replica_handle.h"
@@ -63,6 +64,8 @@ struct ReplicaSlot {
   uint64_t epoch = 0;  // claimed at its exporter this run (0: not yet); mu
   std::atomic<uint64_t> checksum_mismatches{0};
   absl::Time next_ping;  // the worker's keepalive Ping (the worker's own)
+  // What the volume waits on it for, against the lag limit (on `timers`).
+  std::unique_ptr<LagDeadlines> lag;
 };
 
 class VolumeCore {

@@ -27,6 +27,7 @@ struct WritePath::Fanout {
     size_t slot;
     bool required;  // in sync when sent: the acknowledgement depends on it
     State state = kPending;
+    LagDeadlines::Ticket lag = 0;  // its lag deadline, once one is started
   };
   v1::Request request;  // its data field empty
   Payload data;         // a write's, shared by every target
@@ -39,7 +40,6 @@ struct WritePath::Fanout {
   std::vector<Target> targets;
   size_t pending = 0;
   bool required_ok = false;
-  bool lag_timer = false;
   bool finished = false;
   bool fenced = false;
   v1::Reply first_error;
@@ -154,7 +154,6 @@ bool WritePath::PlanLocked(const std::shared_ptr<Fanout>& fanout,
 void WritePath::OnReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                         v1::Reply&& reply) {
   bool finish = false;
-  bool arm_timer = false;
   if (core_.mirror() && !fanout->flush && reply.status() == 0) {
     // Once finished, a late taker has the region dirty (EndWrite).
     absl::MutexLock lock(&core_.mu);
@@ -168,9 +167,14 @@ void WritePath::OnReply(const std::shared_ptr<Fanout>& fanout, size_t target,
     absl::MutexLock lock(&fanout->mu);
     Fanout::Target& t = fanout->targets[target];
     --fanout->pending;
+    core_.slots[t.slot]->lag->Answer(t.lag);
+    bool started_lag = false;
     if (reply.status() == 0) {
       t.state = Fanout::kOk;
-      if (t.required) fanout->required_ok = true;
+      if (t.required && !fanout->required_ok) {
+        fanout->required_ok = true;
+        started_lag = true;
+      }
     } else {
       t.state = Fanout::kFailed;
       if (reply.status() == static_cast<int>(absl::StatusCode::kAborted)) {
@@ -192,21 +196,24 @@ void WritePath::OnReply(const std::shared_ptr<Fanout>& fanout, size_t target,
     if (fanout->finished) return;
     if (fanout->pending == 0 || (!required_left && !fanout->required_ok)) {
       finish = true;
-    } else if (fanout->required_ok && !fanout->lag_timer) {
-      fanout->lag_timer = true;
-      arm_timer = true;
+    } else if (started_lag) {
+      // A replica it required took it: the others have the lag limit.
+      StartLagLocked(fanout);
     }
   }
-  if (arm_timer) {
-    // A weak reference: the timer must not keep a write's payload alive.
-    core_.timers->After(absl::Milliseconds(core_.config.lag_limit_ms()),
-                        [this, weak = std::weak_ptr<Fanout>(fanout)] {
-                          if (std::shared_ptr<Fanout> fanout = weak.lock()) {
-                            Finish(fanout);
-                          }
-                        });
-  }
   if (finish) Finish(fanout);
+}
+
+void WritePath::StartLagLocked(const std::shared_ptr<Fanout>& fanout) {
+  for (Fanout::Target& t : fanout->targets) {
+    if (t.state != Fanout::kPending) continue;
+    LagDeadlines& lag = *core_.slots[t.slot]->lag;
+    lag.Answer(t.lag);  // one deadline per target at a time
+    // A weak reference: a deadline must not keep a write's payload alive.
+    t.lag = lag.Start([this, weak = std::weak_ptr<Fanout>(fanout)] {
+      if (std::shared_ptr<Fanout> fanout = weak.lock()) Finish(fanout);
+    });
+  }
 }
 
 void WritePath::Finish(const std::shared_ptr<Fanout>& fanout) {
@@ -236,15 +243,13 @@ void WritePath::FinishLocked(const std::shared_ptr<Fanout>& fanout,
     // set since: the others are not left behind; wait for them instead.
     if (!fenced && fanout->pending > 0 &&
         !core_.state.HeldInSync(fanout->plan, outcomes, core_.connected)) {
-      core_.timers->After(absl::Milliseconds(core_.config.lag_limit_ms()),
-                          [this, weak = std::weak_ptr<Fanout>(fanout)] {
-                            if (std::shared_ptr<Fanout> fanout = weak.lock()) {
-                              Finish(fanout);
-                            }
-                          });
+      StartLagLocked(fanout);
       return;
     }
     fanout->finished = true;
+    for (const Fanout::Target& t : fanout->targets) {
+      core_.slots[t.slot]->lag->Answer(t.lag);
+    }
   }
   const bool acknowledged =
       !fenced &&

@@ -21,8 +21,9 @@
 // durably recorded as out of sync for what it missed (MirrorState decides,
 // VolumeCore::DurableOrWaitLocked holds the reply).
 //
-// Thread-safe. Replies run on the replicas' threads, lag timers on the
-// core's timers, saved-state callbacks on the store's thread; none blocks.
+// Thread-safe. Replies run on the replicas' threads, lag deadlines (one
+// timer per replica, on its oldest unanswered transaction) on the core's
+// timers, saved-state callbacks on the store's thread; none blocks.
 #ifndef DST_SERVICES_GATEWAY_WRITE_PATH_H_
 #define DST_SERVICES_GATEWAY_WRITE_PATH_H_
 
@@ -62,6 +63,10 @@ class WritePath {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
   void OnReply(const std::shared_ptr<Fanout>& fanout, size_t target,
                v1::Reply&& reply);
+  // Starts the lag deadline of every target yet to answer, on its
+  // replica's LagDeadlines; at one, the fanout finishes without it. Under
+  // fanout->mu.
+  void StartLagLocked(const std::shared_ptr<Fanout>& fanout);
   void Finish(const std::shared_ptr<Fanout>& fanout);
   // What its reply waits for, or what to run once the lock is released.
   void FinishLocked(const std::shared_ptr<Fanout>& fanout,

@@ -20,6 +20,7 @@
 #include "nbdkit-plugin/gateway_client.h"
 #include "services/common/base/limits.h"
 #include "services/gateway/replica.h"
+#include "services/gateway/volume_builder.h"
 #include "tests/integration/test_cluster.h"
 
 namespace dst {

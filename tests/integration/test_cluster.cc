@@ -15,6 +15,7 @@
 #include "services/common/base/limits.h"
 #include "services/common/protocol/request_validation.h"
 #include "services/gateway/config.h"
+#include "services/gateway/volume_builder.h"
 
 namespace dst {
 

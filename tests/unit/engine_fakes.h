@@ -144,6 +144,7 @@ class ManualScheduler final : public Scheduler {
   explicit ManualScheduler(const absl::Time* now) : now_(now) {}
   absl::Time Now() const override { return *now_; }
   void After(absl::Duration delay, std::function<void()> fn) override {
+    ++scheduled_;
     timers_.push_back({*now_ + delay, std::move(fn)});
   }
   void Shutdown() override { timers_.clear(); }
@@ -157,6 +158,8 @@ class ManualScheduler final : public Scheduler {
     timers_.swap(later);
     for (Timer& timer : due) timer.fn();
   }
+  size_t queued() const { return timers_.size(); }  // not yet run
+  size_t scheduled() const { return scheduled_; }   // After calls, ever
 
  private:
   struct Timer {
@@ -165,6 +168,7 @@ class ManualScheduler final : public Scheduler {
   };
   const absl::Time* const now_;
   std::vector<Timer> timers_;
+  size_t scheduled_ = 0;
 };
 
 // Saves complete when the test pumps them.

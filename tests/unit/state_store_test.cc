@@ -10,6 +10,7 @@
 
 #include "services/common/base/limits.h"
 #include "services/gateway/volume.h"
+#include "services/gateway/volume_builder.h"
 #include "tests/integration/test_cluster.h"
 
 namespace dst {

@@ -3,7 +3,8 @@
 // out only once the state it relies on is durable; a laggard leaves the
 // set and the acknowledgement waits until that is durable; a write no
 // replica took is an error; an ABORTED reply fences the volume; overlapping
-// writes reach every replica in submission order.
+// writes reach every replica in submission order; lag deadlines take one
+// timer per replica, not one per write.
 #include "services/gateway/write_path.h"
 
 #include <memory>
@@ -105,6 +106,48 @@ TEST_F(WritePathTest, ALaggardLeavesTheSetAndTheAckWaitsUntilThatIsDurable) {
   store_->hold = false;
   ReleaseHeld(1);  // it answers late: nothing more to answer
   EXPECT_EQ(answer->calls, 1);
+  absl::MutexLock lock(&core_->mu);
+  EXPECT_EQ(core_->state.CheckInvariants(), "");
+}
+
+TEST_F(WritePathTest, WritesAnsweredInTimeShareOneLagTimerPerReplica) {
+  Make(2);
+  for (uint64_t r = 0; r < kRegions; ++r) Write(r, 'a');  // activity log
+  events_.Pump();
+  ManualScheduler& timers = *schedulers_[0];  // the core's "timers"
+  const size_t before = timers.scheduled();
+  for (int i = 0; i < 20; ++i) {
+    auto answer = Write(i % kRegions, 'b');
+    events_.Pump();
+    ASSERT_EQ(answer->calls, 1);
+  }
+  EXPECT_LE(timers.scheduled() - before, 1u)
+      << "a lag timer per write, not per replica";
+}
+
+TEST_F(WritePathTest, ALaggardsOverdueWritesAllFinishInOneWakeUp) {
+  Make(2);
+  for (uint64_t r = 0; r < 4; ++r) Write(r, 'a');  // activity log
+  events_.Pump();
+  replicas_[1]->hold_writes = true;
+  ManualScheduler& timers = *schedulers_[0];
+  const size_t before = timers.scheduled();
+  std::vector<std::shared_ptr<Answer>> answers;
+  for (uint64_t r = 0; r < 4; ++r) {
+    answers.push_back(Write(r, 'b'));
+    now_ += absl::Milliseconds(1);
+  }
+  events_.Pump();
+  EXPECT_LE(timers.scheduled() - before, 1u) << "a lag timer per write";
+  now_ += absl::Milliseconds(core_->config.lag_limit_ms());
+  FireTimers();
+  for (const auto& answer : answers) {
+    ASSERT_EQ(answer->calls, 1);
+    EXPECT_EQ(answer->reply.status(), 0) << answer->reply.message();
+  }
+  EXPECT_FALSE(InSync(1));
+  EXPECT_EQ(Dirty(1), 4u) << "every region it missed is dirty for it";
+  ReleaseHeld(1);
   absl::MutexLock lock(&core_->mu);
   EXPECT_EQ(core_->state.CheckInvariants(), "");
 }
