@@ -39,6 +39,11 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
 }
 
+# ccache hashes the paths under the tree relative to it, and not the
+# working directory, so that a clone elsewhere (CI's fresh one) hits what
+# another clone compiled.
+export CCACHE_BASEDIR="$DST_ROOT" CCACHE_NOHASHDIR=true
+
 # build_dst DIR [CMAKE ARGS...]: configure and build into DIR, compiling
 # through ccache (its cache, ~/.cache/ccache, survives between runs on one
 # machine: a rebuild compiles only what changed).
