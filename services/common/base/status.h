@@ -22,10 +22,13 @@
 // `lhs = value of expr` or return its error. `expr` is an absl::StatusOr<T>.
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(DST_CONCAT_(dst_statusor_, __LINE__), lhs, expr)
+// `tmp` and `lhs` name or declare variables: they cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                           \
   if (!tmp.ok()) return tmp.status();          \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 namespace dst {
 
