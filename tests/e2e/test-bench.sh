@@ -38,10 +38,10 @@ for name in ("floor", "relay", "qsd-relay", "qsd-quorum", "dst-1", "dst-2", "emb
         assert v["switches_per_request"] > 0, (name, w)  # perf is required
     front = "qsd" if name.startswith("qsd") else "nbdkit"
     assert configs[name]["peak_rss_mib"][front] > 0, name
-targets = r["targets"]
-assert len(targets) == 8 and all(isinstance(t["met"], bool) for t in targets), targets
     if name.startswith("dst-"):
         assert configs[name]["peak_rss_mib"]["gateway"] > 0
+targets = r["targets"]
+assert len(targets) == 8 and all(isinstance(t["met"], bool) for t in targets), targets
 print("complete; no collapse")
 PY
 bash "$root/bench/ab.sh" "$DST_BIN" "$DST_BIN" --rounds 1 --runtime 1 --size 64M \
