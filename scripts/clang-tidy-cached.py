@@ -7,7 +7,8 @@ A file's input is everything clang-tidy sees: the clang-tidy version, the
 .clang-tidy checks, the file's compile command, and the file preprocessed
 with its comments kept (so every header it includes, and every NOLINT, is
 part of it). A file that clang-tidy passed is recorded under the SHA-256 of
-that input in the cache directory (DST_TIDY_CACHE, default
+that input (paths under the tree, the working directory, taken relative to
+it) in the cache directory (DST_TIDY_CACHE, default
 ~/.cache/dst-clang-tidy), so an unchanged file is not analysed again; as
 ccache does for compiling. Findings are never cached: a file with findings
 is analysed every time. DST_TIDY_CACHE=off disables the cache.
@@ -44,8 +45,12 @@ def preprocess_command(entry):
     return out + ["-E", "-C", "-o", "-"]
 
 
-def input_key(entry, common):
-    """SHA-256 of what clang-tidy sees of this file, or None if unknown."""
+def input_key(entry, common, root):
+    """SHA-256 of what clang-tidy sees of this file, or None if unknown.
+
+    Paths under `root` (the tree) are hashed relative to it, so that a
+    clone elsewhere (CI's fresh one) hits what another clone passed.
+    """
     result = subprocess.run(
         preprocess_command(entry),
         cwd=entry["directory"],
@@ -54,11 +59,12 @@ def input_key(entry, common):
     )
     if result.returncode != 0:
         return None  # clang-tidy will say why
+    command = entry.get("command", " ".join(entry.get("arguments", [])))
     h = hashlib.sha256()
     h.update(common)
-    h.update(entry["file"].encode() + b"\0")
-    h.update(entry.get("command", " ".join(entry.get("arguments", []))).encode() + b"\0")
-    h.update(result.stdout)
+    for text in (entry["file"], command, entry["directory"]):
+        h.update(text.replace(root, "<root>").encode() + b"\0")
+    h.update(result.stdout.replace(root.encode(), b"<root>"))
     return h.hexdigest()
 
 
@@ -79,12 +85,13 @@ def main():
         os.makedirs(cache, exist_ok=True)
     version = subprocess.run(["clang-tidy", "--version"], stdout=subprocess.PIPE,
                              check=True).stdout
+    root = os.getcwd()  # the tree: lint.sh runs from it
     with open(".clang-tidy", "rb") as f:
         common = version + b"\0" + f.read() + b"\0"
 
     def lint(path):
         entry = entries.get(os.path.realpath(path))
-        key = input_key(entry, common) if (use_cache and entry) else None
+        key = input_key(entry, common, root) if (use_cache and entry) else None
         marker = os.path.join(cache, key) if key else None
         if marker and os.path.exists(marker):
             os.utime(marker)  # kept by the pruning below
