@@ -13,9 +13,11 @@
 
 namespace dst {
 
-Resyncer::Resyncer(VolumeCore& core, std::function<void()> kick_worker)
+Resyncer::Resyncer(VolumeCore& core, std::function<void()> kick_worker,
+                   uint64_t yield_chunk_bytes)
     : core_(core),
       kick_worker_(std::move(kick_worker)),
+      yield_chunk_bytes_(yield_chunk_bytes),
       progress_(core.slots.size()),
       rate_(core.config.resync_rate_bytes()) {}
 
@@ -23,6 +25,7 @@ void Resyncer::Drive(bool promote) {
   std::vector<std::pair<size_t, uint64_t>> copies;  // (target, region)
   std::vector<size_t> flushes;                      // promotion flushes
   std::vector<size_t> finishes;                     // flushed: rejoin
+  std::optional<absl::Duration> wake;  // when the throttle allows a copy
   {
     absl::MutexLock lock(&core_.mu);
     if (paused_ || !core_.state.decided() || !core_.fenced.empty() ||
@@ -31,6 +34,8 @@ void Resyncer::Drive(bool promote) {
     }
     const std::vector<bool>& connected = core_.connected;
     const absl::Time now = core_.Now();
+    const size_t depth =
+        core_.ClientIoSince(now - kYieldWindow) ? 1 : kResyncDepth;
     for (size_t i = 0; i < core_.slots.size(); ++i) {
       Progress& progress = progress_[i];
       if (progress.promotion_answered) {
@@ -54,24 +59,46 @@ void Resyncer::Drive(bool promote) {
         progress.total = r.dirty.count() * core_.config.region_bytes();
         progress.started = now;
         progress.copied_before = progress.copied;
+        progress.next_copy = std::max(progress.next_copy, now);  // no burst
         DST_LOG(
             Info, "gateway: volume %s: resync of replica %s: %d dirty bytes",
             core_.config.name(), core_.replica(i).address(), progress.total);
       }
-      // Up to kResyncDepth regions in flight, as the throttle allows.
-      while (core_.state.replica(i).copying.size() < kResyncDepth &&
+      // Up to `depth` regions in flight, as the throttle allows.
+      while (core_.state.replica(i).copying.size() < depth &&
              now >= progress.next_copy) {
         std::optional<uint64_t> region = core_.state.NextCopy(i);
         if (!region.has_value()) break;
         if (rate_ > 0) {
+          // A copy due up to kPaceSlack ago still counts from when it was
+          // due: timers fire late (by their resolution), and the rate is
+          // kept on average. Beyond that, idle time is not saved up.
           progress.next_copy =
-              std::max(progress.next_copy, now) +
+              std::max(progress.next_copy, now - kPaceSlack) +
               absl::Seconds(static_cast<double>(core_.config.region_bytes()) /
                             static_cast<double>(rate_));
         }
         copies.emplace_back(i, *region);
       }
+      // Held back by the throttle alone: a drive is due when it allows the
+      // next copy (the worker's tick is too coarse for rates above a
+      // region per tick).
+      if (now < progress.next_copy &&
+          core_.state.replica(i).copying.size() < depth && !wake_armed_) {
+        const absl::Duration wait = progress.next_copy - now;
+        wake = wake.has_value() ? std::min(*wake, wait) : wait;
+      }
     }
+    if (wake.has_value()) wake_armed_ = true;
+  }
+  if (wake.has_value()) {
+    core_.timers->After(*wake, [this] {
+      {
+        absl::MutexLock lock(&core_.mu);
+        wake_armed_ = false;
+      }
+      Drive(/*promote=*/false);
+    });
   }
   for (auto [target, region] : copies) CopyRegion(target, region);
   for (size_t target : flushes) {
@@ -140,6 +167,9 @@ void Resyncer::CopyChunk(size_t target, uint64_t region, uint64_t offset,
   {
     absl::MutexLock lock(&core_.mu);
     length = std::min<uint64_t>(end - offset, core_.geometry.max_transfer());
+    if (core_.ClientIoSince(core_.Now() - kYieldWindow)) {
+      length = std::min(length, yield_chunk_bytes_);
+    }
     if (core_.geometry.features() & ChecksumFeature(core_.checksum)) {
       read.set_checksum_algorithm(core_.checksum);
     }
@@ -262,6 +292,8 @@ void Resyncer::FinishPromotion(size_t target) {
           core_.config.name(), core_.replica(target).address(),
           progress.copied - progress.copied_before, progress.total,
           absl::FormatDuration(core_.Now() - progress.started));
+  progress.last_bytes = progress.total;
+  progress.last_took = core_.Now() - progress.started;
   progress.total = 0;
   core_.SaveLocked();
 }
@@ -318,6 +350,8 @@ void Resyncer::ReportLocked(v1::VolumeStatus* status) const {
     v1::ReplicaStatus* r = status->mutable_replicas(static_cast<int>(i));
     r->set_resync_copied_bytes(progress_[i].copied);
     r->set_resync_total_bytes(progress_[i].total);
+    r->set_last_resync_bytes(progress_[i].last_bytes);
+    r->set_last_resync_seconds(absl::ToDoubleSeconds(progress_[i].last_took));
   }
 }
 

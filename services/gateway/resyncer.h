@@ -1,9 +1,9 @@
 // Resync: brings each returning replica of a mirror back into the in-sync
 // set online. Its dirty regions are copied from an in-sync replica, up to
-// kResyncDepth regions at once, throttled to the resync rate; then it is
-// flushed and, once the flush answered and the state it needs is durable,
-// promoted: it learns the volume's generations (a claim on its exporter)
-// and rejoins the set.
+// kResyncDepth regions at once (one, in small chunks, while clients do
+// I/O), throttled to the resync rate; then it is flushed and, once the
+// flush answered and the state it needs is durable, promoted: it learns
+// the volume's generations (a claim on its exporter) and rejoins the set.
 //
 // Invariant (with MirrorState, which decides): a region's dirty bit clears
 // only after its copy was written with FUA, under the range lock, from a
@@ -37,13 +37,25 @@ class Resyncer {
  public:
   // Regions copied at once per replica.
   static constexpr size_t kResyncDepth = 4;
+  // Resync yields to clients: while they do I/O (a request within
+  // kYieldWindow), one region is copied at a time, in chunks of at most
+  // kYieldChunkBytes, so that a client's request at the source waits behind
+  // one small copy at most. Idle, resync runs at full depth and transfer
+  // size (and the rate limit, if set, applies either way).
+  static constexpr absl::Duration kYieldWindow = absl::Milliseconds(100);
+  static constexpr uint64_t kYieldChunkBytes = 128u << 10;
+  // How far behind its schedule a throttled resync may catch up (copies
+  // due that long ago still start, up to the depth).
+  static constexpr absl::Duration kPaceSlack = absl::Milliseconds(50);
   // The pause before a replica whose copy or promotion failed is tried
   // again.
   static constexpr absl::Duration kCopyRetry = absl::Milliseconds(500);
 
-  // Of `core`, which outlives it; `kick_worker` asks for a Drive(true) on
-  // the worker soon (a promotion flush answered).
-  Resyncer(VolumeCore& core, std::function<void()> kick_worker);
+  // Of `core`, which outlives it (its timers shut down first);
+  // `kick_worker` asks for a Drive(true) on the worker soon (a promotion
+  // flush answered). `yield_chunk_bytes`: tests shrink it.
+  Resyncer(VolumeCore& core, std::function<void()> kick_worker,
+           uint64_t yield_chunk_bytes = kYieldChunkBytes);
   Resyncer(const Resyncer&) = delete;
   Resyncer& operator=(const Resyncer&) = delete;
 
@@ -78,6 +90,10 @@ class Resyncer {
     bool promotion_answered = false;
     bool promotion_flushed = false;
     RegionBitmap promotion_covered;
+    // The last resync that ended in a promotion: its dirty bytes, and the
+    // time from its first copy to the promotion.
+    uint64_t last_bytes = 0;
+    absl::Duration last_took;
   };
 
   void CopyRegion(size_t target, uint64_t region);
@@ -87,9 +103,13 @@ class Resyncer {
 
   VolumeCore& core_;
   const std::function<void()> kick_worker_;
+  const uint64_t yield_chunk_bytes_;
   std::vector<Progress> progress_ ABSL_GUARDED_BY(core_.mu);
   bool paused_ ABSL_GUARDED_BY(core_.mu) = false;
   uint64_t rate_ ABSL_GUARDED_BY(core_.mu) = 0;  // bytes/s; 0: unthrottled
+  // A Drive is scheduled on the core's timers for when the throttle
+  // allows the next copy.
+  bool wake_armed_ ABSL_GUARDED_BY(core_.mu) = false;
 };
 
 }  // namespace dst

@@ -173,6 +173,7 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   total_.fetch_add(1, std::memory_order_relaxed);
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   core_.metrics.RequestStarted();
+  core_.NoteClientIo();
   TransactionDone counted = [this, done = std::move(done), op = request.op(),
                              written = data.size(), start = absl::Now()](
                                 v1::Reply&& reply, Payload&& reply_data) {

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,6 +100,17 @@ class VolumeCore {
     return saved_at_;
   }
 
+  // --- client I/O, which resync yields to ---
+  // A client's request arrived (any thread: one relaxed store).
+  void NoteClientIo() {
+    client_io_ns_.store(absl::ToUnixNanos(Now()), std::memory_order_relaxed);
+  }
+  // A client's request arrived at `since` or later.
+  bool ClientIoSince(absl::Time since) const {
+    return client_io_ns_.load(std::memory_order_relaxed) >=
+           absl::ToUnixNanos(since);
+  }
+
   // Another gateway owns the replicas now (`why`): the volume stops
   // writing and saving. Logged once.
   void FenceLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
@@ -127,6 +139,8 @@ class VolumeCore {
   // Fails what waits for durability (fenced: nothing is saved any more).
   void FailWaiters(const absl::Status& why);
 
+  // When the last client request arrived (Unix ns; none yet: the minimum).
+  std::atomic<int64_t> client_io_ns_{std::numeric_limits<int64_t>::min()};
   bool saving_ ABSL_GUARDED_BY(mu) = false;  // a save is running
   absl::Time saved_at_ ABSL_GUARDED_BY(mu);
   struct Waiter {

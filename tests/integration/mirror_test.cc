@@ -110,6 +110,10 @@ TEST_F(MirrorTest, FailedReplicaLeavesTheSetAndOnlyItsDirtyRegionIsCopied) {
   EXPECT_EQ(ReadFile(e1.path()), ReadFile(e2.path()));
   status = gateway.VolumeStatus("m");
   EXPECT_EQ(status.replicas(1).resync_copied_bytes(), kRegion);
+  // The finished resync is reported: what it copied, and how long it took.
+  EXPECT_EQ(status.replicas(1).last_resync_bytes(), kRegion);
+  EXPECT_GT(status.replicas(1).last_resync_seconds(), 0.0);
+  EXPECT_EQ(status.replicas(0).last_resync_bytes(), 0u);
   EXPECT_EQ(status.replicas(0).generation(), status.generation());
   EXPECT_EQ(status.replicas(1).generation(), status.generation());
 }

@@ -2,9 +2,10 @@
 // callbacks run when the test pumps them (engine_fakes.h): a returning
 // replica gets every dirty region from the in-sync one, written with FUA,
 // is flushed and only then promoted; a copy whose source left the set
-// meanwhile is not counted; stop and the rate hold copies back; a failed
-// promotion flush leaves the replica out of sync; bad admin requests
-// change nothing.
+// meanwhile is not counted; stop and the rate hold copies back (paced by
+// the timers, not the worker's tick); while clients do I/O, one region is
+// copied at a time in small chunks; a failed promotion flush leaves the
+// replica out of sync; bad admin requests change nothing.
 #include "services/gateway/resyncer.h"
 
 #include <memory>
@@ -37,6 +38,14 @@ class ResyncerTest : public EngineTest {
     absl::MutexLock lock(&core_->mu);
     resyncer_->ReportLocked(&status);
     return status;
+  }
+
+  // Answers the reads `replica` held, and holds no more.
+  void AnswerHeldReads(MemReplica* replica) {
+    replica->hold_reads = false;
+    for (auto& answer : replica->held) answer();
+    replica->held.clear();
+    events_.Pump();
   }
 
   std::unique_ptr<Resyncer> resyncer_;
@@ -125,6 +134,64 @@ TEST_F(ResyncerTest, StopHoldsCopiesBackAndTheRateSpacesThem) {
   EXPECT_EQ(Dirty(1), 0u);
   EXPECT_TRUE(InSync(1));
   EXPECT_EQ(Report().resync_rate_bytes(), kRegion);
+}
+
+TEST_F(ResyncerTest, ARateOfManyRegionsPerTickIsPacedByTheTimersNotTheTick) {
+  Make(2);
+  for (uint64_t region = 1; region <= 3; ++region) Miss(1, region, 'a');
+  // 100 regions a second: one every 10 ms, far finer than the worker's
+  // tick. The old pacing waited for the next tick after each copy.
+  v1::ResyncRequest start;
+  start.set_rate_bytes(100 * kRegion);
+  resyncer_->Configure(start, [](const absl::Status&) {});
+  resyncer_->Drive(/*promote=*/true);
+  events_.Pump();
+  EXPECT_EQ(replicas_[0]->ops.size(), 1u) << "one copy now";
+  for (size_t copies = 2; copies <= 3; ++copies) {
+    now_ += absl::Milliseconds(10);
+    for (ManualScheduler* scheduler : schedulers_) scheduler->FireDue();
+    events_.Pump();
+    EXPECT_EQ(replicas_[0]->ops.size(), copies)
+        << "the next copy when the rate allows it, no tick needed";
+  }
+  EXPECT_EQ(Dirty(1), 0u);
+}
+
+TEST_F(ResyncerTest, WhileClientsDoIoOneRegionIsCopiedAtATimeInSmallChunks) {
+  Make(2);
+  constexpr uint64_t kChunk = kRegion / 4;
+  resyncer_ = std::make_unique<Resyncer>(
+      *core_, [this] { ++kicks_; }, kChunk);
+  for (uint64_t region = 1; region <= 3; ++region) Miss(1, region, 'a');
+  core_->NoteClientIo();
+  replicas_[0]->hold_reads = true;
+  resyncer_->Drive(/*promote=*/true);
+  events_.Pump();
+  ASSERT_EQ(replicas_[0]->held.size(), 1u) << "one copy at a time";
+  EXPECT_EQ(replicas_[0]->ops[0].length(), kChunk);
+  AnswerHeldReads(replicas_[0]);
+  Settle();
+  EXPECT_TRUE(InSync(1));
+  EXPECT_EQ(replicas_[1]->Region(2), std::string(kRegion, 'a'));
+  ASSERT_EQ(replicas_[0]->ops.size(), 3 * kRegion / kChunk);
+  for (const v1::Request& read : replicas_[0]->ops) {
+    EXPECT_EQ(read.length(), kChunk);
+  }
+
+  // Clients quiet for longer than the window: full depth, whole regions.
+  now_ += 2 * Resyncer::kYieldWindow;
+  for (uint64_t region = 5; region <= 7; ++region) Miss(1, region, 'b');
+  replicas_[0]->ops.clear();
+  replicas_[0]->hold_reads = true;
+  resyncer_->Drive(/*promote=*/true);
+  events_.Pump();
+  EXPECT_EQ(replicas_[0]->held.size(), 3u) << "the three regions at once";
+  for (const v1::Request& read : replicas_[0]->ops) {
+    EXPECT_EQ(read.length(), kRegion);
+  }
+  AnswerHeldReads(replicas_[0]);
+  Settle();
+  EXPECT_TRUE(InSync(1));
 }
 
 TEST_F(ResyncerTest, AFailedPromotionFlushLeavesTheReplicaOutOfSync) {

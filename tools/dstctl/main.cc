@@ -91,6 +91,13 @@ void PrintReplicas(const v1::VolumeStatus& v) {
       progress =
           absl::StrCat(ProgressBar(total - left, total), " ",
                        HumanBytes(total - left), " of ", HumanBytes(total));
+    } else if (r.last_resync_bytes() > 0 && r.last_resync_seconds() > 0) {
+      progress = absl::StrFormat(
+          "last %s in %.2f s (%s/s)", HumanBytes(r.last_resync_bytes()),
+          r.last_resync_seconds(),
+          HumanBytes(
+              static_cast<uint64_t>(static_cast<double>(r.last_resync_bytes()) /
+                                    r.last_resync_seconds())));
     } else if (r.resync_copied_bytes() > 0) {
       progress = absl::StrCat("copied ", HumanBytes(r.resync_copied_bytes()));
     }
