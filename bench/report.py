@@ -6,7 +6,8 @@ Usage (run.sh calls it): report.py WORK PREFIX RUNTIME SIZE HZ "CONFIGS" WORKLOA
 WORK/CONFIG/ holds, per configuration: pids and rss ("role value" lines),
 and per workload fio's JSON, the CPU ticks of each process before and after
 (.cpu0, .cpu1) and perf stat's context switches (.switches, absent without
-perf). Writes PREFIX.json and PREFIX.md and prints the Markdown.
+perf). WORK/resync-*.json hold the resync measure (absent: not reported).
+Writes PREFIX.json and PREFIX.md and prints the Markdown.
 
 Per request figures (CPU µs of each process, context switches of the whole
 machine) are taken over the whole fio run, its 1 s ramp included, and
@@ -87,7 +88,40 @@ def measure(work, config, workloads, runtime, hz):
     return entry
 
 
-def targets(configs, workloads):
+def fio_latency(path):
+    """p50 and p99 completion latency (µs) and IOPS of a fio read job."""
+    job = json.load(open(path))["jobs"][0]["read"]
+    pct = job["clat_ns"].get("percentile", {})
+    return {"iops": round(job["iops"]),
+            "p50_us": round(pct.get("50.000000", 0) / 1000, 1),
+            "p99_us": round(pct.get("99.000000", 0) / 1000, 1)}
+
+
+def resync(work, configs):
+    """The resync figures run.sh measured on dst-2, or None.
+
+    The throughput is compared with dst-2's sequential write of the same
+    run (MB/s both); the reads during the resync with the same reads idle.
+    """
+    idle_path = os.path.join(work, "resync-idle.json")
+    if not os.path.exists(idle_path):
+        return None
+    alone = json.load(open(idle_path))
+    loaded = json.load(open(os.path.join(work, "resync-reads.json")))
+    out = {"missed_mib": round(alone["bytes"] / 2**20),
+           "alone_mb_s": round(alone["bytes"] / alone["seconds"] / 1e6, 1),
+           "alone_seconds": alone["seconds"],
+           "with_reads_mb_s": round(loaded["bytes"] / loaded["seconds"] / 1e6, 1),
+           "reads_idle": fio_latency(os.path.join(work, "resync-idle-reads.json")),
+           "reads_during": fio_latency(os.path.join(work, "resync-reads.json.fio.json"))}
+    seq = configs.get("dst-2", {}).get("workloads", {}).get("seq-write-1m-qd8")
+    out["dst2_seq_write_mb_s"] = seq["mb_s"] if seq else None
+    out["ratio_to_seq_write"] = ratio(out["alone_mb_s"], out["dst2_seq_write_mb_s"])
+    out["ratio_p99"] = ratio(out["reads_during"]["p99_us"], out["reads_idle"]["p99_us"])
+    return out
+
+
+def targets(configs, workloads, resynced=None):
     """Issue 21's targets, each with what was measured and whether it holds."""
     c = configs
     out = []
@@ -117,6 +151,15 @@ def targets(configs, workloads):
     every("embedded-2 IOPS >= relay, every workload", "embedded-2", "relay", lambda w: True)
     p50("QD1 p50: dst-1 <= 1.3x relay", "dst-1", "relay", 1.3)
     p50("QD1 p50: embedded-2 <= relay", "embedded-2", "relay", 1.0)
+    if resynced is not None:
+        r = resynced["ratio_to_seq_write"]
+        out.append({"target": "resync throughput >= 0.8x dst-2 seq write",
+                    "met": r is not None and r >= 0.8,
+                    "measured": f"{r} ({resynced['alone_mb_s']} MB/s)"})
+        r = resynced["ratio_p99"]
+        out.append({"target": "reads during a resync: p99 < 2x idle p99",
+                    "met": r is not None and r < 2,
+                    "measured": f"{r} ({resynced['reads_during']['p99_us']} µs)"})
     for config in ("dst-1", "dst-2"):
         if config in c:
             rss = c[config]["peak_rss_mib"].get("gateway")
@@ -187,6 +230,19 @@ def markdown(results, names, workloads):
     lines += ["", "Peak RSS (MiB): " + "; ".join(
         f"{n}: " + ", ".join(f"{r} {v}" for r, v in sorted(c[n]["peak_rss_mib"].items()))
         for n in names)]
+    rs = results.get("resync")
+    if rs:
+        lines += ["", f"Resync (dst-2, a replica that missed {rs['missed_mib']} MiB of"
+                  " sequential writes, unthrottled; bench/stacks.sh measure_resync):", ""]
+        lines += table(["", "resync MB/s", "ratio to dst-2 seq write",
+                        "4K QD1 reads: IOPS, p50/p99 µs"],
+                       [["alone", rs["alone_mb_s"], rs["ratio_to_seq_write"], ""],
+                        ["with reads", rs["with_reads_mb_s"], "",
+                         f"{rs['reads_during']['iops']}, {rs['reads_during']['p50_us']}"
+                         f"/{rs['reads_during']['p99_us']}"],
+                        ["reads alone, same length", "", "",
+                         f"{rs['reads_idle']['iops']}, {rs['reads_idle']['p50_us']}"
+                         f"/{rs['reads_idle']['p99_us']}"]])
     if results["targets"]:
         lines += ["", "Targets (issue 21):", ""]
         lines += table(["target", "measured", "met"],
@@ -217,7 +273,8 @@ def main():
         for w, r in results["configs"][n]["workloads"].items():
             r["ratio_iops"] = ratio(r["iops"], base[w]["iops"])
             r["ratio_p50"] = ratio(r["p50_us"], base[w]["p50_us"])
-    results["targets"] = targets(results["configs"], workloads)
+    results["resync"] = resync(work, results["configs"])
+    results["targets"] = targets(results["configs"], workloads, results["resync"])
     json.dump(results, open(prefix + ".json", "w"), indent=2)
     lines = markdown(results, names, workloads)
     open(prefix + ".md", "w").write("\n".join(lines) + "\n")

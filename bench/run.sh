@@ -27,6 +27,9 @@
 # depth 32. Each workload runs against every configuration in turn, all
 # stacks up.
 #
+# Then the resync of a dst-2 replica that missed 3/4 of the volume: its
+# throughput alone, and with reads at QD1 meanwhile (their latency against
+# the same reads idle).
 # For each: IOPS, MB/s, p50/p99/p99.9 completion latency; CPU per request
 # of each process (nbdkit, gateway, exporters, qemu-storage-daemon,
 # backends) and context switches per request of the whole machine (perf
@@ -135,6 +138,23 @@ for config in "${configs[@]}"; do
     echo "$role $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")" >>"$work/$config/rss"
   done <"$work/$config/pids"
 done
+
+# Resync, on the two-way mirror: a replica that missed 3/4 of the volume
+# comes back. First with no client I/O (its throughput, against dst-2's
+# sequential write above); then with 4 KiB reads at QD1 for 0.8 of that
+# time from its start (they end before it does: reads slow it down), and
+# the same reads for as long with nothing else running, just before, as
+# their idle latency. bench/stacks.sh's measure_resync explains the steps.
+if [[ " ${configs[*]} " == *" dst-2 "* ]]; then
+  measure_resync "$work/dst-2" "$work/resync-idle.json"
+  read_ms=$(python3 -c 'import json, sys
+print(max(200, int(json.load(open(sys.argv[1]))["seconds"] * 800)))' "$work/resync-idle.json")
+  fio --name=idle-reads --ioengine=nbd --uri="${uris[dst-2]}" --rw=randread --bs=4k \
+    --iodepth=1 --size="$size" --time_based --runtime="${read_ms}ms" \
+    --percentile_list=50:99:99.9 --output-format=json --output="$work/resync-idle-reads.json"
+  measure_resync "$work/dst-2" "$work/resync-reads.json" "${read_ms}ms"
+  echo "bench: resync done" >&2
+fi
 
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)

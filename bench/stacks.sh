@@ -98,11 +98,7 @@ start_config() {
     dst-1 | dst-2 | embedded-2)
       local count=${name##*-} replicas=""
       for i in $(seq 1 "$count"); do
-        launch "exporter$i" "$bin/dst-exporter" --listen="unix:$dir/e$i.sock" --backing="$dir/e$i.img" \
-          --size="$size" --id="e$i" --log-level=warning $exporter_flags 2>"$dir/e$i.log" &
-        pids+=($!)
-        echo "exporter$i $!" >>"$dir/pids"
-        wait_socket "$dir/e$i.sock"
+        start_exporter "$dir" "$i"
         replicas+="      - address: \"unix:$dir/e$i.sock\""$'\n'
       done
       printf 'state_dir: "%s"\nvolumes:\n  - name: vol0\n    replicas:\n%s' \
@@ -134,6 +130,60 @@ start_config() {
   esac
   wait_socket "$dir/nbd.sock"
   uri="nbd+unix:///?socket=$dir/nbd.sock"
+}
+
+# start_exporter DIR I: starts exporter I of the dst stack in DIR on its
+# file DIR/eI.img (created, or kept from before a restart) and adds it to
+# DIR/pids.
+start_exporter() {
+  local dir=$1 i=$2
+  rm -f "$dir/e$i.sock"
+  launch "exporter$i" "$bin/dst-exporter" --listen="unix:$dir/e$i.sock" --backing="$dir/e$i.img" \
+    --size="$size" --id="e$i" --log-level=warning $exporter_flags 2>>"$dir/e$i.log" &
+  pids+=($!)
+  echo "exporter$i $!" >>"$dir/pids"
+  wait_socket "$dir/e$i.sock"
+}
+
+# measure_resync DIR OUT [READ_TIME]: on the two-way mirror in DIR
+# (dst-2, its gateway at DIR/gateway.sock), with resync stopped: kills
+# exporter 2 (-9), writes the first 3/4 of the volume sequentially (1 MiB,
+# QD8) while it is away, restarts it on its file and waits for its link;
+# then starts the resync, unthrottled, and waits until it is in sync. OUT
+# gets bench/resync.py's JSON (the gateway's account: bytes, seconds from
+# the first copy to the promotion). With READ_TIME (fio's units: 800ms),
+# fio reads 4 KiB at random at QD1 for that long from the resync's start
+# on (OUT.fio.json):
+# the latency of the reads that arrive during a resync.
+measure_resync() {
+  local dir=$1 out=$2 read_time=${3:-}
+  local gateway="unix:$dir/gateway.sock" nbd="nbd+unix:///?socket=$dir/nbd.sock"
+  local old
+  old=$(awk '$1 == "exporter2" {print $2}' "$dir/pids")
+  "$bin/dstctl" --gateway="$gateway" resync vol0 stop >/dev/null
+  kill -KILL "$old"
+  wait "$old" 2>/dev/null || true
+  sed -i '/^exporter2 /d' "$dir/pids"
+  local mib=$(($(numfmt --from=iec "$size") / 4 * 3 / 1048576))
+  fio --name=miss --ioengine=nbd --uri="$nbd" --rw=write --bs=1M --iodepth=8 \
+    --size="${mib}M" --output=/dev/null
+  start_exporter "$dir" 2
+  local copied
+  copied=$(python3 "$DST_ROOT/bench/resync.py" "$bin/dstctl" "$gateway" vol0 \
+    "unix:$dir/e2.sock" --connected)
+  local reader=""
+  if [ -n "$read_time" ]; then
+    fio --name=during-resync --ioengine=nbd --uri="$nbd" --rw=randread --bs=4k --iodepth=1 \
+      --size="$size" --time_based --runtime="$read_time" --percentile_list=50:99:99.9 \
+      --output-format=json --output="$out.fio.json" &
+    reader=$!
+  fi
+  "$bin/dstctl" --gateway="$gateway" resync vol0 start >/dev/null
+  # Not watched while the reads run: a dstctl run costs this machine a few
+  # ms of CPU, which the reads' p99 would feel.
+  [ -z "$reader" ] || wait "$reader"
+  python3 "$DST_ROOT/bench/resync.py" "$bin/dstctl" "$gateway" vol0 "unix:$dir/e2.sock" \
+    --after "$copied" >"$out"
 }
 
 # fill_volume: writes the whole of the export at $uri ($size bytes), so that

@@ -12,9 +12,10 @@
 #                     [--iodepth N]
 #
 # Defaults: build/bin, dst-1, randread, 4k, queue depth 1. CONFIG is one of
-# baseline, floor, dst-1, dst-2, embedded-2. Prints the run's IOPS, then
-# one line per process: "ROLE per request: NAME COUNT, ...". A count under
-# 0.01 per request is left out.
+# baseline, floor, relay, qsd-relay, qsd-quorum, dst-1, dst-2, embedded-2
+# (bench/stacks.sh). Prints the run's IOPS, then one line per process:
+# "ROLE per request: NAME COUNT, ...". A count under 0.01 per request is
+# left out.
 set -euo pipefail
 DST_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 usage() {
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$config" in
-  baseline | floor | dst-1 | dst-2 | embedded-2) ;;
+  baseline | floor | relay | qsd-relay | qsd-quorum | dst-1 | dst-2 | embedded-2) ;;
   *) echo "bench: unknown configuration '$config'" >&2; usage ;;
 esac
 for tool in perf fio nbdkit python3; do

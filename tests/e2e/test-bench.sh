@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark harness in its quick form (1 s per workload): it must run
-# every configuration (dst's and its peers') and workload and produce
-# complete results (CPU and context switches per request, the targets),
+# every configuration (dst's and its peers') and workload, and the resync
+# measure, and produce complete results (CPU and context switches per
+# request, the resync's throughput and the reads' latency meanwhile, the
+# targets),
 # and no figure may collapse (IOPS below 1% of the baseline's, far under
 # the targets). Not a speed test: the figures are noisy
 # here and are only checked against a collapse. Then the two tools for
@@ -40,8 +42,14 @@ for name in ("floor", "relay", "qsd-relay", "qsd-quorum", "dst-1", "dst-2", "emb
     assert configs[name]["peak_rss_mib"][front] > 0, name
     if name.startswith("dst-"):
         assert configs[name]["peak_rss_mib"]["gateway"] > 0
+resync = r["resync"]
+assert resync and resync["missed_mib"] == 192, resync  # 3/4 of --quick's 256 MiB
+for key in ("alone_mb_s", "with_reads_mb_s", "ratio_to_seq_write", "ratio_p99"):
+    assert resync[key] and resync[key] > 0, (key, resync)
+for reads in ("reads_idle", "reads_during"):
+    assert resync[reads]["iops"] > 0 and resync[reads]["p99_us"] > 0, resync
 targets = r["targets"]
-assert len(targets) == 8 and all(isinstance(t["met"], bool) for t in targets), targets
+assert len(targets) == 10 and all(isinstance(t["met"], bool) for t in targets), targets
 print("complete; no collapse")
 PY
 bash "$root/bench/ab.sh" "$DST_BIN" "$DST_BIN" --rounds 1 --runtime 1 --size 64M \
