@@ -6,7 +6,8 @@ Usage (run.sh calls it): report.py WORK PREFIX RUNTIME SIZE HZ "CONFIGS" WORKLOA
 WORK/CONFIG/ holds, per configuration: pids and rss ("role value" lines),
 and per workload fio's JSON, the CPU ticks of each process before and after
 (.cpu0, .cpu1) and perf stat's context switches (.switches, absent without
-perf). WORK/resync-*.json hold the resync measure (absent: not reported).
+perf). WORK/resync-*.json hold the resync measure, WORK/userlevel/CONFIG/
+the user-level one (absent: not reported).
 Writes PREFIX.json and PREFIX.md and prints the Markdown.
 
 Per request figures (CPU µs of each process, context switches of the whole
@@ -118,6 +119,30 @@ def resync(work, configs):
     out["dst2_seq_write_mb_s"] = seq["mb_s"] if seq else None
     out["ratio_to_seq_write"] = ratio(out["alone_mb_s"], out["dst2_seq_write_mb_s"])
     out["ratio_p99"] = ratio(out["reads_during"]["p99_us"], out["reads_idle"]["p99_us"])
+    return out
+
+
+def userlevel(work):
+    """The user-level figures of each configuration run.sh measured, or None."""
+    root = os.path.join(work, "userlevel")
+    if not os.path.isdir(root):
+        return None
+    out = {}
+    for config in sorted(os.listdir(root)):
+        d = os.path.join(root, config)
+        convert = json.load(open(os.path.join(d, "convert.json")))
+        fsync = json.load(open(os.path.join(d, "ext4-fsync.json")))["jobs"][0]
+        seq = json.load(open(os.path.join(d, "ext4-seq.json")))["jobs"][0]
+        pct = fsync["sync"]["lat_ns"].get("percentile", {})
+        out[config] = {
+            "convert_write_mb_s": round(convert["bytes"] / convert["write_seconds"] / 1e6, 1),
+            "convert_read_mb_s": round(convert["bytes"] / convert["read_seconds"] / 1e6, 1),
+            "ext4_fsync_write_iops": round(fsync["write"]["iops"]),
+            "ext4_fsync_p50_us": round(pct.get("50.000000", 0) / 1000, 1),
+            # the whole job, its final fsync included
+            "ext4_seq_write_mb_s": round(seq["write"]["io_bytes"] / (seq["job_runtime"] / 1e3) / 1e6, 1)
+            if seq["job_runtime"] else None,
+        }
     return out
 
 
@@ -243,6 +268,24 @@ def markdown(results, names, workloads):
                         ["reads alone, same length", "", "",
                          f"{rs['reads_idle']['iops']}, {rs['reads_idle']['p50_us']}"
                          f"/{rs['reads_idle']['p99_us']}"]])
+    ul = results.get("userlevel")
+    if ul:
+        names_ul = [n for n in ("relay", "dst-1") if n in ul] + \
+            [n for n in ul if n not in ("relay", "dst-1")]
+        keys = [("convert_write_mb_s", "qemu-img convert onto the export, MB/s"),
+                ("convert_read_mb_s", "qemu-img convert from the export, MB/s"),
+                ("ext4_fsync_write_iops", "ext4 on nbdfuse: 4 KiB random write + fsync, IOPS"),
+                ("ext4_fsync_p50_us", "the same, fsync p50 µs"),
+                ("ext4_seq_write_mb_s", "ext4 on nbdfuse: 1 MiB sequential write + fsync, MB/s")]
+        lines += ["", "User level (bench/stacks.sh measure_userlevel):", ""]
+        rows = []
+        for key, label in keys:
+            row = [label] + [ul[n][key] for n in names_ul]
+            if "relay" in ul and "dst-1" in ul:
+                row.append(ratio(ul["dst-1"][key], ul["relay"][key]))
+            rows.append(row)
+        lines += table(["measure"] + names_ul +
+                       (["dst-1 / relay"] if "relay" in ul and "dst-1" in ul else []), rows)
     if results["targets"]:
         lines += ["", "Targets (issue 21):", ""]
         lines += table(["target", "measured", "met"],
@@ -274,6 +317,7 @@ def main():
             r["ratio_iops"] = ratio(r["iops"], base[w]["iops"])
             r["ratio_p50"] = ratio(r["p50_us"], base[w]["p50_us"])
     results["resync"] = resync(work, results["configs"])
+    results["userlevel"] = userlevel(work)
     results["targets"] = targets(results["configs"], workloads, results["resync"])
     json.dump(results, open(prefix + ".json", "w"), indent=2)
     lines = markdown(results, names, workloads)

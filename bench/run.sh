@@ -29,7 +29,9 @@
 #
 # Then the resync of a dst-2 replica that missed 3/4 of the volume: its
 # throughput alone, and with reads at QD1 meanwhile (their latency against
-# the same reads idle).
+# the same reads idle). Then the user level, through dst-1 and the relay:
+# qemu-img convert onto the export and back, and fio on ext4 over nbdfuse
+# (an fsync after each 4 KiB random write; a sequential write).
 # For each: IOPS, MB/s, p50/p99/p99.9 completion latency; CPU per request
 # of each process (nbdkit, gateway, exporters, qemu-storage-daemon,
 # backends) and context switches per request of the whole machine (perf
@@ -62,7 +64,8 @@ done
 bin=${DST_BIN:-$DST_ROOT/build/bin}
 exporter_flags=${DST_EXPORTER_FLAGS:-}
 nbdkit_flags=(--threads=64)
-for tool in nbdkit fio python3 qemu-storage-daemon; do
+for tool in nbdkit fio python3 qemu-storage-daemon qemu-img nbdfuse losetup mkfs.ext4 \
+  fusermount3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
 for built in dst-gateway nbdkit-handoff-floor.so; do
@@ -155,6 +158,16 @@ print(max(200, int(json.load(open(sys.argv[1]))["seconds"] * 800)))' "$work/resy
   measure_resync "$work/dst-2" "$work/resync-reads.json" "${read_ms}ms"
   echo "bench: resync done" >&2
 fi
+
+# The user level, through dst-1 and the relay: qemu-img convert onto the
+# export and back, and fio on ext4 over nbdfuse (bench/stacks.sh's
+# measure_userlevel).
+head -c "$(numfmt --from=iec "$size")" /dev/urandom >"$work/source.img"
+for config in relay dst-1; do
+  measure_userlevel "$config" "$work/userlevel/$config" "$runtime"
+done
+rm -f "$work/source.img"
+echo "bench: user level done" >&2
 
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)

@@ -2,10 +2,14 @@
 # ab.sh, instructions.sh and syscalls.sh, which set $size, $bin,
 # $exporter_flags and $nbdkit_flags first.
 # Also the workloads both run (name, then fio's flags).
-# Everything started is stopped, and $work removed, when the script exits.
+# Everything started is stopped, and $work removed, when the script exits
+# (what is mounted first: the commands in $undo, last first).
 work=$(mktemp -d /dev/shm/dst-bench-XXXXXX)  # tmpfs
 pids=()
+undo=()
 cleanup() {
+  local i
+  for ((i = ${#undo[@]} - 1; i >= 0; i--)); do eval "${undo[i]}" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
@@ -184,6 +188,59 @@ measure_resync() {
   [ -z "$reader" ] || wait "$reader"
   python3 "$DST_ROOT/bench/resync.py" "$bin/dstctl" "$gateway" vol0 "unix:$dir/e2.sock" \
     --after "$copied" >"$out"
+}
+
+# measure_userlevel CONFIG OUT RUNTIME: what a user's tools see through the
+# export of CONFIG (started, $work/CONFIG/nbd.sock), written to the
+# directory OUT. qemu-img convert of $work/source.img (random data, $size)
+# onto the export and back (must come back the same): convert.json. Then
+# ext4 on the export (nbdfuse exposes it as a file, a loop device makes
+# it a disk, mkfs.ext4, mount): fio writing 4 KiB at random with an fsync
+# after each write, a database's pattern, for RUNTIME seconds
+# (ext4-fsync.json), and 1/4 of the volume sequentially in 1 MiB writes
+# with an fsync at the end (ext4-seq.json). Unmounted afterwards.
+measure_userlevel() {
+  local config=$1 out=$2 runtime=$3
+  local sock="$work/$config/nbd.sock" uri="nbd+unix:///?socket=$work/$config/nbd.sock"
+  local fuse="$work/$config/fuse" mnt="$work/$config/mnt" t0 t1 t2 loop nbdfuse_pid
+  local undone=${#undo[@]}
+  mkdir -p "$out" "$fuse" "$mnt"
+  t0=$(date +%s.%N)
+  qemu-img convert -n -f raw -O raw "$work/source.img" "$uri"
+  t1=$(date +%s.%N)
+  qemu-img convert -f raw -O raw "$uri" "$work/copy.img"
+  t2=$(date +%s.%N)
+  cmp -s "$work/source.img" "$work/copy.img" || {
+    echo "bench: $config: qemu-img convert read back other data than it wrote" >&2
+    exit 1
+  }
+  rm -f "$work/copy.img"
+  python3 -c 'import json, sys
+size, t0, t1, t2 = int(sys.argv[1]), *map(float, sys.argv[2:])
+print(json.dumps({"bytes": size, "write_seconds": round(t1 - t0, 3),
+                  "read_seconds": round(t2 - t1, 3)}))' \
+    "$(stat -c %s "$work/source.img")" "$t0" "$t1" "$t2" >"$out/convert.json"
+  nbdfuse "$fuse" --unix "$sock" 2>>"$work/$config/nbdfuse.log" &
+  nbdfuse_pid=$!
+  pids+=("$nbdfuse_pid")
+  undo+=("fusermount3 -u '$fuse'")
+  for _ in $(seq 1 200); do [ -e "$fuse/nbd" ] && break; sleep 0.05; done
+  loop=$(losetup -f --show "$fuse/nbd")
+  undo+=("losetup -d $loop")
+  mkfs.ext4 -q -F "$loop"
+  mount "$loop" "$mnt"
+  undo+=("umount '$mnt'")
+  fio --name=ext4-fsync --directory="$mnt" --rw=randwrite --bs=4k --size=64M --fsync=1 \
+    --time_based --runtime="$runtime" --percentile_list=50:99 \
+    --output-format=json --output="$out/ext4-fsync.json"
+  fio --name=ext4-seq --directory="$mnt" --rw=write --bs=1M \
+    --size=$(($(numfmt --from=iec "$size") / 4 / 1048576))M --end_fsync=1 \
+    --output-format=json --output="$out/ext4-seq.json"
+  umount "$mnt"
+  losetup -d "$loop"
+  fusermount3 -u "$fuse"
+  wait "$nbdfuse_pid" 2>/dev/null || true
+  undo=("${undo[@]:0:undone}")
 }
 
 # fill_volume: writes the whole of the export at $uri ($size bytes), so that

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark harness in its quick form (1 s per workload): it must run
 # every configuration (dst's and its peers') and workload, and the resync
-# measure, and produce complete results (CPU and context switches per
-# request, the resync's throughput and the reads' latency meanwhile, the
-# targets),
+# measure and the user-level one (qemu-img convert, ext4 over nbdfuse),
+# and produce complete results (CPU and context switches per request, the
+# resync's throughput and the reads' latency meanwhile, the targets),
 # and no figure may collapse (IOPS below 1% of the baseline's, far under
 # the targets). Not a speed test: the figures are noisy
 # here and are only checked against a collapse. Then the two tools for
@@ -12,7 +12,10 @@
 # of instructions per request, and bench/syscalls.sh the system calls and
 # wake-ups per request of each process.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit fio qemu-storage-daemon valgrind callgrind_control perf
+requires nbdkit fio qemu-storage-daemon qemu-img nbdfuse losetup mkfs.ext4 fusermount3 \
+  valgrind callgrind_control perf
+requires_root
+[ -e /dev/fuse ] || fail "/dev/fuse is missing"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 DST_BIN=$DST_BIN bash "$root/bench/run.sh" --quick --out "$tmp/results" >"$tmp/bench.md" \
   2>"$tmp/bench.log" || { cat "$tmp/bench.log"; fail "bench/run.sh failed"; }
@@ -48,6 +51,10 @@ for key in ("alone_mb_s", "with_reads_mb_s", "ratio_to_seq_write", "ratio_p99"):
     assert resync[key] and resync[key] > 0, (key, resync)
 for reads in ("reads_idle", "reads_during"):
     assert resync[reads]["iops"] > 0 and resync[reads]["p99_us"] > 0, resync
+userlevel = r["userlevel"]
+assert set(userlevel) == {"relay", "dst-1"}, userlevel
+for config, figures in userlevel.items():
+    assert all(v and v > 0 for v in figures.values()), (config, figures)
 targets = r["targets"]
 assert len(targets) == 10 and all(isinstance(t["met"], bool) for t in targets), targets
 print("complete; no collapse")
