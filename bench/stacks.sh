@@ -1,10 +1,11 @@
 # The stacks the benchmarks measure, started on tmpfs: sourced by run.sh,
-# ab.sh, instructions.sh and syscalls.sh, which set $size, $bin,
+# ab.sh, instructions.sh, syscalls.sh and disk.sh, which set $size, $bin,
 # $exporter_flags and $nbdkit_flags first.
 # Also the workloads both run (name, then fio's flags).
 # Everything started is stopped, and $work removed, when the script exits
 # (what is mounted first: the commands in $undo, last first).
-work=$(mktemp -d /dev/shm/dst-bench-XXXXXX)  # tmpfs
+# On tmpfs unless the caller set $bench_dir (bench/disk.sh: a disk).
+work=$(mktemp -d "${bench_dir:-/dev/shm}/dst-bench-XXXXXX")
 pids=()
 undo=()
 cleanup() {

@@ -3,10 +3,11 @@
 # every configuration (dst's and its peers') and workload, and the resync
 # measure and the user-level one (qemu-img convert, ext4 over nbdfuse),
 # and produce complete results (CPU and context switches per request, the
-# resync's throughput and the reads' latency meanwhile, the targets),
-# and no figure may collapse (IOPS below 1% of the baseline's, far under
-# the targets). Not a speed test: the figures are noisy
-# here and are only checked against a collapse. Then the two tools for
+# resync's throughput and the reads' latency meanwhile, the targets), and
+# no figure may collapse (IOPS below 1% of the baseline's, far under the
+# targets). Not a speed test: the figures are noisy here and are only
+# checked against a collapse. Then bench/disk.sh (the stacks on a disk)
+# must measure every configuration and workload, and the tools for
 # measuring one change run once, briefly: bench/ab.sh (this build against
 # itself) must print a line for each side, bench/instructions.sh a count
 # of instructions per request, and bench/syscalls.sh the system calls and
@@ -58,6 +59,21 @@ for config, figures in userlevel.items():
 targets = r["targets"]
 assert len(targets) == 10 and all(isinstance(t["met"], bool) for t in targets), targets
 print("complete; no collapse")
+PY
+mkdir "$tmp/on-disk"
+[ "$(stat -f -c %T "$tmp/on-disk")" != tmpfs ] || fail "$tmp is on tmpfs: bench/disk.sh needs a disk"
+DST_BIN=$DST_BIN bash "$root/bench/disk.sh" --dir "$tmp/on-disk" --runtime 1 --size 64M \
+  --out "$tmp/disk" >"$tmp/disk.md" 2>"$tmp/disk.log" ||
+  { cat "$tmp/disk.log"; fail "bench/disk.sh failed"; }
+cat "$tmp/disk.md"
+$PYTHON - "$tmp"/disk/disk-*.json <<'PY' || fail "bench/disk.sh results incomplete"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert set(r["configs"]) == {"relay", "qsd-quorum", "dst-1", "dst-2"}, r["configs"].keys()
+for name, workloads in r["configs"].items():
+    assert len(workloads) == 3, (name, workloads.keys())
+    for w, v in workloads.items():
+        assert v["iops"] > 0 and v["p50_us"] > 0, (name, w, v)
 PY
 bash "$root/bench/ab.sh" "$DST_BIN" "$DST_BIN" --rounds 1 --runtime 1 --size 64M \
   --workloads rand-read-4k-qd32 >"$tmp/ab.txt" 2>"$tmp/ab.log" ||
