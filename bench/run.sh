@@ -68,6 +68,9 @@ for tool in nbdkit fio python3 qemu-storage-daemon qemu-img nbdfuse losetup mkfs
   fusermount3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
+# The user level mounts ext4 on a loop device over nbdfuse.
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (the user-level measure mounts ext4 on a loop device)" >&2; exit 1; }
+[ -e /dev/fuse ] || { echo "bench: /dev/fuse is missing (nbdfuse, for the user-level measure)" >&2; exit 1; }
 for built in dst-gateway nbdkit-handoff-floor.so; do
   [ -e "$bin/$built" ] || {
     echo "bench: $bin/$built is missing: build first (with DST_BUILD_TESTS=ON, the default)" >&2
