@@ -61,7 +61,6 @@ for workload in "${workloads[@]}"; do
 done
 [ ${#selected[@]} -gt 0 ] || { echo "bench: no such workload: $workload_list" >&2; exit 2; }
 
-declare -A uris
 for config in "${configs[@]}"; do
   for side in A B; do
     bin=${bins[$side]}

@@ -55,12 +55,7 @@ disk_workloads=(
   "rand-write-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
   "fsync-write-4k-qd1 --rw=randwrite --bs=4k --iodepth=1 --fsync=1"
 )
-declare -A uris
-for config in "${configs[@]}"; do
-  start_config "$config"
-  uris[$config]=$uri
-  fill_volume
-done
+start_filled "${configs[@]}"
 for workload in "${disk_workloads[@]}"; do
   set -- $workload
   name=$1

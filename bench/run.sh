@@ -116,13 +116,7 @@ with_switches() {
 # one configuration at a time) weighs less on it. A stack that is not
 # being measured is idle.
 configs=(baseline floor relay qsd-relay qsd-quorum dst-1 dst-2 embedded-2)
-declare -A uris
-for config in "${configs[@]}"; do
-  start_config "$config"
-  uris[$config]=$uri
-  # Fill the volume first, so that reads read data.
-  fill_volume
-done
+start_filled "${configs[@]}"
 for workload in "${workloads[@]}"; do
   set -- $workload
   name=$1

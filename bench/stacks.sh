@@ -244,6 +244,18 @@ print(json.dumps({"bytes": size, "write_seconds": round(t1 - t0, 3),
   undo=("${undo[@]:0:undone}")
 }
 
+# start_filled CONFIG...: starts each configuration and fills its volume
+# (fill_volume), so that reads read data; uris[CONFIG] is its export.
+declare -A uris
+start_filled() {
+  local config
+  for config in "$@"; do
+    start_config "$config"
+    uris[$config]=$uri
+    fill_volume
+  done
+}
+
 # fill_volume: writes the whole of the export at $uri ($size bytes), so that
 # reads find data and no write is the first to touch its pages.
 fill_volume() {
