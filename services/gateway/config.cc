@@ -263,6 +263,9 @@ absl::Status Validate(v1::GatewayConfig* config) {
       return PathError(path + ".region_bytes",
                        "must be a power of two in 65536..67108864");
     }
+    if (volume->activity_log_regions() > (1u << 20)) {
+      return PathError(path + ".activity_log_regions", "must be 0..1048576");
+    }
     for (auto [name, value] :
          {std::pair<const char*, uint32_t>{"keepalive_ms",
                                            volume->keepalive_ms()},
@@ -304,6 +307,9 @@ void ApplyVolumeDefaults(v1::VolumeConfig* volume) {
   if (volume->lag_limit_ms() == 0) volume->set_lag_limit_ms(kDefaultLagLimitMs);
   if (volume->region_bytes() == 0) {
     volume->set_region_bytes(kDefaultRegionBytes);
+  }
+  if (!volume->has_activity_log_regions()) {
+    volume->set_activity_log_regions(kDefaultActivityLogRegions);
   }
   if (volume->keepalive_ms() == 0)
     volume->set_keepalive_ms(kDefaultKeepaliveMs);

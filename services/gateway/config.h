@@ -23,6 +23,7 @@ inline constexpr uint32_t kDefaultSuspendTimeoutMs = 30000;
 inline constexpr char kDefaultGatewayListen[] = "127.0.0.1:7000";
 inline constexpr uint32_t kDefaultLagLimitMs = 1000;
 inline constexpr uint32_t kDefaultRegionBytes = 1u << 20;
+inline constexpr uint32_t kDefaultActivityLogRegions = 1024;
 inline constexpr uint32_t kDefaultKeepaliveMs = 2000;
 inline constexpr uint32_t kDefaultKeepaliveTimeoutMs = 2000;
 inline constexpr uint32_t kDefaultLeaseTimeoutMs = 10000;

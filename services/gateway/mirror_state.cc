@@ -39,10 +39,12 @@ const char* SyncName(SyncState sync) {
 
 MirrorState::MirrorState(std::string volume, std::vector<std::string> addresses,
                          uint32_t region_bytes,
-                         std::function<uint64_t()> new_generation)
+                         std::function<uint64_t()> new_generation,
+                         size_t keep_active)
     : volume_(std::move(volume)),
       region_bytes_(region_bytes),
-      new_generation_(std::move(new_generation)) {
+      new_generation_(std::move(new_generation)),
+      recent_(keep_active) {
   for (std::string& address : addresses) {
     Replica r;
     r.address = std::move(address);
@@ -87,6 +89,7 @@ absl::Status MirrorState::Load(const v1::VolumeState& state,
     }
   }
   active_ = RegionBitmap(regions_);
+  recent_.Clear();
   unsettled_ = RegionBitmap(regions_);
   if (!state.active().empty() &&
       !unsettled_.FromBytes(regions_, state.active())) {
@@ -152,6 +155,7 @@ void MirrorState::SetSize(uint64_t bytes) {
   }
   fit(active_);
   fit(unsettled_);
+  recent_.Clear();
 }
 
 // --- decisions ---------------------------------------------------------------
@@ -279,15 +283,15 @@ void MirrorState::Admit(size_t i, const Negotiated& n) {
     for (size_t j = 0; j < replicas_.size(); ++j) {
       if (j != i) {
         MarkMissed(j, unsettled_,
-                   "regions that may differ between replicas (being written "
-                   "when the gateway stopped, or a write that failed "
-                   "everywhere)");
+                   "regions that may differ between replicas (in the "
+                   "activity log when the gateway stopped, or a write that "
+                   "failed everywhere)");
       }
     }
     DST_LOG(Warning,
             "gateway: volume %s: %d region(s) may differ between replicas "
-            "(being written when the gateway stopped, or a write that "
-            "failed everywhere); replica %s is their source",
+            "(in the activity log when the gateway stopped, or a write "
+            "that failed everywhere); replica %s is their source",
             volume_, unsettled_.count(), r.address);
     SettleUnsettled();
     Change(/*required=*/true);
@@ -429,8 +433,11 @@ MirrorState::WritePlan MirrorState::PlanWrite(
     uint64_t first_region, uint64_t last_region,
     const std::vector<bool>& connected) {
   WritePlan plan;
-  if (mirror() && active_.Set(first_region, last_region)) {
-    Change(/*required=*/true);
+  if (mirror()) {
+    if (active_.Set(first_region, last_region)) Change(/*required=*/true);
+    for (uint64_t region = first_region; region <= last_region; ++region) {
+      recent_.Touch(region);
+    }
   }
   for (size_t i = 0; i < replicas_.size(); ++i) {
     Replica& r = replicas_[i];
@@ -574,10 +581,13 @@ uint64_t MirrorState::EndFlush(const FlushPlan& plan,
   }
   if (!mirror() || !acknowledged) return required_version_;
   // A region stays active while a modification is in flight there or some
-  // replica has not flushed it.
+  // replica has not flushed it, and while it is among the recent ones.
+  // The recent ones are all active: when they are all there is, nothing
+  // is to be cleared (a hot set's flushes skip the walk).
+  if (active_.count() == recent_.size()) return required_version_;
   bool cleared = false;
   for (uint64_t region = active_.NextSet(0); region < active_.size();) {
-    bool keep = writing_.count(region) != 0;
+    bool keep = writing_.count(region) != 0 || recent_.Contains(region);
     for (const Replica& r : replicas_) {
       keep |= r.unflushed.Test(region) || r.flushing.Test(region);
     }
@@ -778,6 +788,14 @@ std::string MirrorState::CheckInvariants() const {
                         version_);
   }
   if (!mirror() || regions_ == 0) return "";
+  std::string lost;
+  recent_.ForEach([&](uint64_t region) {
+    if (lost.empty() && !active_.Test(region)) {
+      lost = absl::StrCat("region ", region,
+                          " is a recent one but not in the activity log");
+    }
+  });
+  if (!lost.empty()) return lost;
   for (const auto& [region, count] : writing_) {
     if (count > 0 && !active_.Test(region)) {
       return absl::StrCat("region ", region,

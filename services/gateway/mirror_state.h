@@ -19,7 +19,10 @@
 // - The activity log covers every region that may differ between replicas
 //   after a crash: each with a modification in flight, or unflushed on some
 //   replica. After a gateway crash those regions are copied from one
-//   up-to-date replica to every other, in sync or not.
+//   up-to-date replica to every other, in sync or not. It also keeps the
+//   `keep_active` regions written most recently across flushes (DRBD's
+//   al-extents), so that a write into one of them does not wait for a
+//   save: more is copied after a crash, nothing is lost either way.
 // - A replica whose exporter restarted (a new instance) may have lost what
 //   it had not flushed: those regions are copied back to it, or, when it is
 //   the only replica in sync, from it to every other.
@@ -42,6 +45,7 @@
 #include "absl/status/status.h"
 
 #include "dst/v1/config.pb.h"
+#include "services/gateway/recent_regions.h"
 #include "services/gateway/region_bitmap.h"
 
 namespace dst {
@@ -104,8 +108,11 @@ class MirrorState {
   };
 
   // `new_generation` draws a fresh, non-zero generation identifier.
+  // `keep_active`: how many recently written regions stay in the activity
+  // log across flushes (0: only those a crash may leave different).
   MirrorState(std::string volume, std::vector<std::string> addresses,
-              uint32_t region_bytes, std::function<uint64_t()> new_generation);
+              uint32_t region_bytes, std::function<uint64_t()> new_generation,
+              size_t keep_active = 0);
 
   bool mirror() const { return replicas_.size() > 1; }
   size_t size() const { return replicas_.size(); }
@@ -159,6 +166,9 @@ class MirrorState {
                     const std::vector<Outcome>& outcomes, bool acknowledged,
                     const std::vector<bool>& connected);
   FlushPlan PlanFlush(const std::vector<bool>& connected);
+  // A clean stop: the recent regions are forgotten, so that the next flush
+  // leaves in the activity log only what a crash may leave different.
+  void ForgetRecent() { recent_.Clear(); }
   uint64_t EndFlush(const FlushPlan& plan, const std::vector<Outcome>& outcomes,
                     bool acknowledged);
   // Replica `i` returned damaged data: copy the regions back to it, when
@@ -247,6 +257,7 @@ class MirrorState {
   std::vector<uint64_t> generations_;  // the volume's, current first
   uint64_t generation_version_ = 0;    // the version that holds [0]
   RegionBitmap active_;
+  RecentRegions recent_;             // kept in active_ across flushes
   std::map<uint64_t, int> writing_;  // modifications in flight per region
   // Regions that may differ between replicas until a source settles them
   // (the previous run's activity log; writes that failed on every in-sync

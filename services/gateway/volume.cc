@@ -2,6 +2,7 @@
 // router, resync, fencing): see volume.h.
 #include "services/gateway/volume.h"
 
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -92,9 +93,42 @@ void Volume::Start() {
 }
 
 void Volume::Save() {
+  auto flushed = std::make_shared<absl::Notification>();
+  FlushForStop([flushed] { flushed->Notify(); });
+  if (!flushed->WaitForNotificationWithTimeout(kStopFlushLimit)) {
+    DST_LOG(Warning,
+            "gateway: volume %s: the flush at stop is unanswered after %s; "
+            "its recent regions stay in the activity log (copied at the next "
+            "start)",
+            core_.config.name(), absl::FormatDuration(kStopFlushLimit));
+  }
   absl::Notification saved;
   SaveThen([&saved](const absl::Status&) { saved.Notify(); });
   saved.WaitForNotification();
+}
+
+void Volume::FlushForStop(std::function<void()> flushed) {
+  bool reachable = false;
+  {
+    absl::MutexLock lock(&core_.mu);
+    // A replica away would hold the flush up to suspend_timeout_ms: the
+    // recent regions then stay, copied at the next start.
+    reachable = core_.mirror() && core_.state.decided();
+    for (size_t i = 0; reachable && i < core_.slots.size(); ++i) {
+      reachable = core_.connected[i] ||
+                  core_.state.replica(i).sync != SyncState::kInSync;
+    }
+    if (reachable) core_.state.ForgetRecent();
+  }
+  if (!reachable) {
+    flushed();
+    return;
+  }
+  v1::Request flush;
+  flush.set_op(v1::OP_FLUSH);
+  writes_.Submit(
+      std::move(flush), Payload(),
+      [flushed = std::move(flushed)](v1::Reply&&, Payload&&) { flushed(); });
 }
 
 void Volume::SaveThen(Done then) {

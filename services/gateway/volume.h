@@ -63,6 +63,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 #include "dst/v1/config.pb.h"
 #include "dst/v1/gateway.pb.h"
@@ -102,8 +103,16 @@ class Volume {
   // an error: nothing starts).
   absl::Status Init();
   void Start();
-  // Writes the mirror state now and waits for it (at exit).
+  // At exit: FlushForStop, waiting for it up to kStopFlushLimit, then
+  // writes the mirror state and waits for it.
   void Save();
+  static constexpr absl::Duration kStopFlushLimit = absl::Seconds(10);
+  // A clean stop's flush: the recent regions leave the activity log once
+  // every replica has flushed them, so that the next start copies nothing
+  // it need not. `flushed` runs once the flush is answered (at once for a
+  // plain volume, or when an in-sync replica is away); a flush that fails
+  // only leaves more to copy.
+  void FlushForStop(std::function<void()> flushed);
   // Writes the mirror state now; `then` (if any) runs once it is durable or
   // failed to be, on the store's thread (not at all for a plain volume or
   // one not yet decided).

@@ -68,7 +68,7 @@ VolumeCore::VolumeCore(const v1::VolumeConfig& config,
                       absl::Milliseconds(config.lag_limit_ms()))),
       metrics(registry, config.name(), Addresses(slots)),
       state(config.name(), Addresses(slots), config.region_bytes(),
-            NewGeneration),
+            NewGeneration, config.activity_log_regions()),
       connected(slots.size(), false) {}
 
 bool VolumeCore::DurableOrWaitLocked(uint64_t needed, Done then) {

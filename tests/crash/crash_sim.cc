@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -60,6 +61,8 @@ std::string TagName(uint64_t tag) {
 SimOptions OptionsForSeed(uint64_t seed) {
   SimOptions options;
   options.replicas = seed % 3 == 2 ? 3 : 2;
+  static constexpr uint32_t kKeepActive[] = {0, 3, 1024};
+  options.activity_log_regions = kKeepActive[(seed / 3) % 3];
   return options;
 }
 
@@ -195,6 +198,7 @@ Simulation::Simulation(uint64_t seed, const SimOptions& options)
   config_.set_name("v");
   config_.set_region_bytes(kRegion);
   config_.set_lag_limit_ms(options.lag_limit_ms);
+  config_.set_activity_log_regions(options.activity_log_regions);
   config_.set_lease_timeout_ms(1000);
   config_.set_checksum("crc32c");
   links_.resize(static_cast<size_t>(options.replicas));
@@ -302,6 +306,12 @@ void Simulation::StopGateway() {
   if (gateway_ == nullptr) return;
   world_.Trace("gateway: stops (SIGTERM)");
   Gateway* g = gateway_.get();
+  // As Volume::Save at exit: the clean stop's flush, for a bounded time.
+  auto flushed = std::make_shared<bool>(false);
+  g->volume->FlushForStop([flushed] { *flushed = true; });
+  RunUntil([flushed] { return *flushed; }, Volume::kStopFlushLimit);
+  // Events ran meanwhile: a fault may have crashed or stopped it already.
+  if (gateway_.get() != g) return;
   g->volume->Close();
   g->volume->SaveThen(nullptr);
   while (g->store != nullptr && g->store->pending()) g->store->Complete(false);

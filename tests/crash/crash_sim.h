@@ -50,9 +50,13 @@ struct SimOptions {
   absl::Duration recovery_limit = absl::Seconds(120);
   bool verbose = false;  // every step to stderr
   uint32_t lag_limit_ms = 100;
+  // VolumeConfig.activity_log_regions: recent regions kept in the activity
+  // log across flushes (the sim's volume has 16 regions).
+  uint32_t activity_log_regions = 0;
 };
 
-// What a seed runs with: 2 or 3 replicas, as the seed says.
+// What a seed runs with: 2 or 3 replicas, and an activity log that keeps
+// no, a few, or every recent region, as the seed says.
 SimOptions OptionsForSeed(uint64_t seed);
 
 struct SimStats {
@@ -167,6 +171,8 @@ class Simulation {
   bool hold_saves = false;
   // State files written so far (by every gateway of the run).
   uint64_t saves() const { return state_disk_.saves; }
+  // The state file as it is on disk (empty before the first save).
+  const v1::VolumeState& saved_state() const { return state_disk_.state; }
   // Faults.
   void CutLink(int i);
   void HealLink(int i);

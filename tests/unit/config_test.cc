@@ -45,6 +45,7 @@ TEST(ConfigTest, AcceptsTheMinimalDesignFile) {
   EXPECT_EQ(volume.resync_rate_bytes(), 0u);
   EXPECT_EQ(volume.checksum(), "crc32c");
   EXPECT_EQ(volume.max_in_flight_bytes(), uint64_t{256} << 20);
+  EXPECT_EQ(volume.activity_log_regions(), kDefaultActivityLogRegions);
   EXPECT_EQ(config->max_streams_per_client(), 64u);
   EXPECT_EQ(config->tls().mode(), "off");
 }
@@ -81,16 +82,20 @@ TEST(ConfigTest, MirrorKeysAreRangeChecked) {
             "volumes[0].keepalive_timeout_ms: must be 1000..600000");
   EXPECT_EQ(Error(head + "lease_timeout_ms: 700000}]"),
             "volumes[0].lease_timeout_ms: must be 0..600000");
+  EXPECT_EQ(Error(head + "activity_log_regions: 1048577}]"),
+            "volumes[0].activity_log_regions: must be 0..1048576");
   auto config = ParseGatewayConfig(
       "state_dir: /srv/dst\n" + head +
       "lag_limit_ms: 250, region_bytes: 4194304, resync_rate_bytes: "
-      "104857600, lease_timeout_ms: 0}]");
+      "104857600, lease_timeout_ms: 0, activity_log_regions: 0}]");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->state_dir(), "/srv/dst");
   EXPECT_EQ(config->volumes(0).lag_limit_ms(), 250u);
   EXPECT_EQ(config->volumes(0).region_bytes(), 4u << 20);
   EXPECT_EQ(config->volumes(0).resync_rate_bytes(), 100u << 20);
   EXPECT_EQ(config->volumes(0).lease_timeout_ms(), 0u);
+  EXPECT_EQ(config->volumes(0).activity_log_regions(), 0u)
+      << "0 is a setting, not the default";
 }
 
 TEST(ConfigTest, AcceptsJson) {

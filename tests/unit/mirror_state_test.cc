@@ -14,8 +14,9 @@ constexpr uint64_t kSize = 16 * kRegion;
 
 class MirrorStateTest : public ::testing::Test {
  protected:
-  MirrorStateTest()
-      : state_("v", {"a", "b"}, kRegion, [this] { return ++next_; }) {
+  explicit MirrorStateTest(size_t keep_active = 0)
+      : state_(
+            "v", {"a", "b"}, kRegion, [this] { return ++next_; }, keep_active) {
     state_.SetSize(kSize);
   }
 
@@ -173,6 +174,95 @@ TEST_F(MirrorStateTest, AFlushClearsTheActivityLogOnlyWhereNothingIsUnflushed) {
   EXPECT_FALSE(active.Test(1));
   EXPECT_TRUE(active.Test(2));
   EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST(RecentRegionsTest, ForgetsTheLeastRecentlyWrittenFirst) {
+  RecentRegions recent(2);
+  recent.Touch(1);
+  recent.Touch(2);
+  recent.Touch(1);  // 1 is the most recent again
+  recent.Touch(3);  // forgets 2
+  EXPECT_TRUE(recent.Contains(1));
+  EXPECT_FALSE(recent.Contains(2));
+  EXPECT_TRUE(recent.Contains(3));
+  EXPECT_EQ(recent.size(), 2u);
+  RecentRegions none(0);
+  none.Touch(1);
+  EXPECT_FALSE(none.Contains(1)) << "capacity 0 keeps nothing";
+}
+
+class KeepActiveTest : public MirrorStateTest {
+ protected:
+  KeepActiveTest() : MirrorStateTest(/*keep_active=*/2) {}
+
+  // Flushes both replicas, acknowledged, and saves.
+  void FlushEverywhere() {
+    MirrorState::FlushPlan flush = state_.PlanFlush({true, true});
+    state_.EndFlush(flush,
+                    {MirrorState::Outcome::kOk, MirrorState::Outcome::kOk},
+                    /*acknowledged=*/true);
+    state_.Saved(state_.version());
+  }
+
+  RegionBitmap Active() const {
+    RegionBitmap active;
+    EXPECT_TRUE(active.FromBytes(16, state_.Snapshot().active()));
+    return active;
+  }
+};
+
+TEST_F(KeepActiveTest, RecentRegionsStayActiveAcrossFlushesAndNeedNoSave) {
+  StartFresh();
+  WriteEverywhere(1);
+  WriteEverywhere(2);
+  WriteEverywhere(3);  // the two most recent: 2 and 3
+  FlushEverywhere();
+  RegionBitmap active = Active();
+  EXPECT_FALSE(active.Test(1)) << "flushed and no longer recent";
+  EXPECT_TRUE(active.Test(2));
+  EXPECT_TRUE(active.Test(3));
+  EXPECT_LE(state_.PlanWrite(3, 3, {true, true}).needed_version,
+            state_.durable_version())
+      << "a write into a recent region waits for no save";
+  EXPECT_GT(state_.PlanWrite(1, 1, {true, true}).needed_version,
+            state_.durable_version())
+      << "one into a forgotten region does";
+  EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST_F(KeepActiveTest, ARegionForgottenWhileUnflushedStaysUntilItIsFlushed) {
+  StartFresh();
+  WriteEverywhere(1);
+  WriteEverywhere(2);
+  WriteEverywhere(3);  // 1 is forgotten, but nothing is flushed yet
+  EXPECT_TRUE(Active().Test(1)) << "unflushed: a crash may leave it different";
+  FlushEverywhere();
+  EXPECT_FALSE(Active().Test(1));
+  EXPECT_EQ(state_.CheckInvariants(), "");
+}
+
+TEST_F(KeepActiveTest, AfterAGatewayCrashTheRecentRegionsAreCopied) {
+  StartFresh();
+  WriteEverywhere(5);
+  WriteEverywhere(6);
+  FlushEverywhere();
+  const v1::VolumeState saved = state_.Snapshot();
+  MirrorState next(
+      "v", {"a", "b"}, kRegion, [this] { return ++next_; }, 2);
+  ASSERT_TRUE(next.Load(saved, "test").ok());
+  next.SetSize(kSize);
+  next.Admit(0, {"a", 11, state_.replica(0).generations});
+  next.Admit(1, {"b", 22, state_.replica(1).generations});
+  ASSERT_TRUE(next.decided());
+  // Both still in sync, and the recent regions to be made the same (the
+  // first up-to-date replica copied to the other): the activity log of the
+  // crash is unsettled until then.
+  RegionBitmap active;
+  ASSERT_TRUE(active.FromBytes(16, next.Snapshot().active()));
+  EXPECT_TRUE(active.Test(5));
+  EXPECT_TRUE(active.Test(6));
+  EXPECT_EQ(active.count(), 2u);
+  EXPECT_EQ(next.CheckInvariants(), "");
 }
 
 TEST_F(MirrorStateTest, ARestartedReplicaHasWhatItHadNotFlushedCopiedBack) {
