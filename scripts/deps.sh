@@ -4,7 +4,7 @@
 
 BUILD_PACKAGES=(build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev prometheus-cpp-dev
-  nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev ccache)
+  nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev libisal-dev ccache)
 RUN_PACKAGES=(nbdkit libnbd-bin)
 TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
   e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format clang

@@ -1,4 +1,4 @@
-// Checksums: known vectors for CRC32C (hardware and table paths agree with
+// Checksums: known vectors for CRC32C (ISA-L and the table agree with
 // them) and SHA-256, sizes and features, and mismatches as DATA_LOSS.
 #include "services/common/protocol/checksum.h"
 
@@ -21,10 +21,9 @@ TEST(ChecksumTest, Crc32cKnownVectors) {
       << "incremental";
 }
 
-// The hardware path runs three interleaved chains over 3 KiB blocks and
-// joins them; every length and alignment around the block edges must give
-// what the table gives.
-TEST(ChecksumTest, Crc32cInterleavedAgreesWithTheTable) {
+// ISA-L runs different code for short, folded and long inputs; every length
+// and alignment around their edges must give what the table gives.
+TEST(ChecksumTest, Crc32cAgreesWithTheTableAtEveryLengthAndAlignment) {
   std::string data(3 * 3072 + 64, '\0');
   uint32_t seed = 12345;
   for (char& c : data) {

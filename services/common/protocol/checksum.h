@@ -24,8 +24,9 @@ uint32_t ChecksumFeature(v1::ChecksumAlgorithm algorithm);
 // The algorithm's name ("crc32c", "sha256", "none").
 std::string ChecksumName(v1::ChecksumAlgorithm algorithm);
 
+// By ISA-L (libisal), the fastest code the CPU runs.
 uint32_t Crc32c(absl::string_view data, uint32_t crc = 0);
-// The same, always by table (what CPUs without SSE4.2 run); for tests.
+// The same, by table, byte by byte: the reference for tests.
 uint32_t Crc32cPortable(absl::string_view data, uint32_t crc = 0);
 std::string ComputeChecksum(v1::ChecksumAlgorithm algorithm,
                             absl::string_view data);
