@@ -4,7 +4,8 @@
 
 BUILD_PACKAGES=(build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev prometheus-cpp-dev
-  nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev libisal-dev ccache)
+  nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev libisal-dev
+  golang-etcd-server-dev ccache)
 RUN_PACKAGES=(nbdkit libnbd-bin)
 TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
   e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format clang
@@ -12,7 +13,7 @@ TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
   openssl systemd
   podman docker-compose debootstrap runc netavark aardvark-dns iptables
   qemu-system-x86 busybox-static nbd-client cpio kmod file nodejs valgrind
-  linux-perf)
+  linux-perf etcd-server)
 
 missing_packages() {
   local pkg

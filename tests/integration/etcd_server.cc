@@ -1,0 +1,142 @@
+// A real etcd for tests: see etcd_server.h.
+#include "tests/integration/etcd_server.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <vector>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace dst {
+
+namespace {
+
+constexpr char kEtcd[] = "/usr/bin/etcd";
+
+// A loopback port free now (the kernel's pick for port 0).
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// True once etcd's /health answers healthy on the loopback `port`. (A gRPC
+// connection made while etcd starts, between its bind and its readiness,
+// stalls for 10 s: the probe is plain HTTP.)
+bool Healthy(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  timeval timeout{0, 500000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
+      0) {
+    const std::string request = "GET /health HTTP/1.0\r\n\r\n";
+    if (::write(fd, request.data(), request.size()) ==
+        static_cast<ssize_t>(request.size())) {
+      char buffer[1024];
+      ssize_t n;
+      while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) {
+        response.append(buffer, static_cast<size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  return response.find("\"health\":\"true\"") != std::string::npos;
+}
+
+}  // namespace
+
+EtcdServer::EtcdServer() {
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "dst-etcd-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) != nullptr) dir_ = pattern;
+}
+
+EtcdServer::~EtcdServer() {
+  Stop();
+  std::error_code ignored;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
+}
+
+absl::Status EtcdServer::Start() {
+  if (::access(kEtcd, X_OK) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(kEtcd, " is missing: install etcd-server"));
+  }
+  if (dir_.empty()) return absl::InternalError("no temporary directory");
+  const int client = FreePort();
+  const int peer = FreePort();
+  endpoint_ = absl::StrCat("127.0.0.1:", client);
+  const std::string client_url = absl::StrCat("http://", endpoint_);
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
+  std::vector<std::string> args = {
+      kEtcd,
+      "--name=test",
+      absl::StrCat("--data-dir=", dir_, "/data"),
+      absl::StrCat("--listen-client-urls=", client_url),
+      absl::StrCat("--advertise-client-urls=", client_url),
+      absl::StrCat("--listen-peer-urls=", peer_url),
+      absl::StrCat("--initial-advertise-peer-urls=", peer_url),
+      absl::StrCat("--initial-cluster=test=", peer_url),
+      // Leases as short as 1 s: etcd's minimum TTL is 1.5 election
+      // timeouts.
+      "--heartbeat-interval=10",
+      "--election-timeout=100",
+      "--log-level=error",
+  };
+  const std::string log = absl::StrCat(dir_, "/etcd.log");
+  pid_ = ::fork();
+  if (pid_ < 0) return absl::InternalError("fork failed");
+  if (pid_ == 0) {
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
+    ::execv(kEtcd, argv.data());
+    _exit(127);
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    if (Healthy(client)) return absl::OkStatus();
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(
+          absl::StrCat("etcd exited (status ", status, "); see ", log));
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("etcd was not healthy within 20 s; see ", log));
+}
+
+void EtcdServer::Stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+}  // namespace dst
