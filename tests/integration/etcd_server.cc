@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <vector>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -107,13 +108,17 @@ absl::Status EtcdServer::Start() {
       "--log-level=error",
   };
   const std::string log = absl::StrCat(dir_, "/etcd.log");
+  // Everything the child needs is made before the fork: a child of a
+  // threaded process may not allocate.
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
   pid_ = ::fork();
   if (pid_ < 0) return absl::InternalError("fork failed");
   if (pid_ == 0) {
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ::dup2(fd, STDERR_FILENO) < 0) _exit(126);
     ::execv(kEtcd, argv.data());
     _exit(127);
   }
