@@ -1,6 +1,7 @@
 // A real etcd for tests: see etcd_server.h.
 #include "tests/integration/etcd_server.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -8,7 +9,6 @@
 #include <filesystem>
 #include <vector>
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
