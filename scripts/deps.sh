@@ -1,13 +1,15 @@
 # Installs the Debian 12 packages dst needs (sourced by up.sh and test.sh).
 # Only missing packages are installed; apt-get update runs only then.
 # Usage: install_packages build|run|test
+# (nbdfuse is in libnbd-bin on Debian 12: no package of its own to ask for,
+# or every run would think it missing and run apt-get.)
 
 BUILD_PACKAGES=(build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev prometheus-cpp-dev
   nbdkit-plugin-dev libgtest-dev libgmock-dev libyaml-cpp-dev libisal-dev
   golang-etcd-server-dev ccache)
 RUN_PACKAGES=(nbdkit libnbd-bin)
-TEST_PACKAGES=(nbdkit libnbd-bin nbdfuse fuse3 python3-libnbd fio qemu-utils
+TEST_PACKAGES=(nbdkit libnbd-bin fuse3 python3-libnbd fio qemu-utils
   e2fsprogs util-linux curl bazel-bootstrap clang-tidy clang-format clang
   libclang-rt-14-dev nftables iproute2 prometheus python3-grpcio python3-yaml
   openssl systemd
