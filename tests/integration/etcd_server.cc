@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <utility>
 #include <vector>
 
 #include <netinet/in.h>
@@ -23,20 +24,31 @@ namespace {
 
 constexpr char kEtcd[] = "/usr/bin/etcd";
 
-// A loopback port free now (the kernel's pick for port 0).
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+sockaddr_in Loopback(int port) {
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  return address;
+}
+
+// Two loopback ports free now (the kernel's picks for port 0, both bound
+// while picking, so that they differ).
+std::pair<int, int> FreePorts() {
+  int ports[2] = {0, 0};
+  int fds[2];
+  for (int i = 0; i < 2; ++i) {
+    fds[i] = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address = Loopback(0);
+    socklen_t length = sizeof(address);
+    if (::bind(fds[i], reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+        ::getsockname(fds[i], reinterpret_cast<sockaddr*>(&address), &length) ==
+            0) {
+      ports[i] = ntohs(address.sin_port);
+    }
   }
-  ::close(fd);
-  return port;
+  for (int fd : fds) ::close(fd);
+  return {ports[0], ports[1]};
 }
 
 // True once etcd's /health answers healthy on the loopback `port`. (A gRPC
@@ -44,10 +56,7 @@ int FreePort() {
 // stalls for 10 s: the probe is plain HTTP.)
 bool Healthy(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
+  sockaddr_in address = Loopback(port);
   timeval timeout{0, 500000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   std::string response;
@@ -87,8 +96,7 @@ absl::Status EtcdServer::Start() {
         absl::StrCat(kEtcd, " is missing: install etcd-server"));
   }
   if (dir_.empty()) return absl::InternalError("no temporary directory");
-  const int client = FreePort();
-  const int peer = FreePort();
+  const auto [client, peer] = FreePorts();
   endpoint_ = absl::StrCat("127.0.0.1:", client);
   const std::string client_url = absl::StrCat("http://", endpoint_);
   const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
