@@ -1,6 +1,7 @@
 // nbdkit-dst-plugin: presents a dst gateway volume as an NBD export.
 //
-//   nbdkit dst gateway=ADDR volume=NAME      through a gateway service
+//   nbdkit dst gateway=ADDR[,ADDR...] volume=NAME  through gateways (HA:
+//                                            the volume's leader followed)
 //   nbdkit dst config=FILE volume=NAME       embedded: the gateway engine
 //                                            runs in this process
 //
@@ -378,7 +379,9 @@ nbdkit_plugin MakePlugin() {
   plugin.config = DstConfig;
   plugin.config_complete = DstConfigComplete;
   plugin.config_help =
-      "gateway=ADDR   gateway address: host:port, [v6]:port or unix:/path\n"
+      "gateway=ADDR[,ADDR...]  gateway address(es): host:port, [v6]:port or\n"
+      "               unix:/path; with several (HA mode), the one leading the\n"
+      "               volume is found and followed\n"
       "config=FILE    embedded mode, instead of gateway=: run the gateway "
       "engine\n"
       "               here, with this gateway configuration file\n"

@@ -1,7 +1,8 @@
 // A client of one gateway volume: the Open negotiation and the Io
 // transaction stream, inside a TransactionSession so that a gateway restart
-// is a pause, not an error: unanswered requests are replayed in order once
-// the gateway is back (and the volume's geometry unchanged), within
+// (or, in HA mode, a move to another gateway that leads the volume now) is
+// a pause, not an error: unanswered requests are replayed in order once a
+// gateway serves the volume again (its geometry unchanged), within
 // `suspend_timeout`. Used by the nbdkit plugin (one per NBD connection) and
 // by tests. Thread-safe; Call() blocks its caller until the reply.
 #ifndef DST_NBDKIT_PLUGIN_GATEWAY_CLIENT_H_
@@ -10,10 +11,13 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
@@ -43,13 +47,62 @@ struct GatewayClientOptions {
   int max_message_bytes = kMaxMessageBytes;
 };
 
+// The gateways a volume may be reached through (`gateway=a,b,c`, or one
+// name with several addresses): in HA mode one of them leads the volume.
+// An Open goes first to the gateway that served the last one; a gateway
+// that does not lead the volume answers UNAVAILABLE naming the leader (the
+// "dst-leader" trailing metadata), and the Open goes there next (an
+// address not in the list gets a channel of its own); one that cannot be
+// reached passes the Open to the next. Thread-safe.
+class GatewaySet {
+ public:
+  // `addresses`: comma-separated (address.h syntax each). InvalidArgument
+  // for an empty list or a bad address.
+  static absl::StatusOr<std::shared_ptr<GatewaySet>> Create(
+      const std::string& addresses, int max_message_bytes = kMaxMessageBytes,
+      std::shared_ptr<Tls> tls = nullptr);
+  // One gateway, over `channel` (tests).
+  static std::shared_ptr<GatewaySet> Of(std::shared_ptr<grpc::Channel> channel);
+
+  struct Opened {
+    v1::Geometry geometry;
+    std::shared_ptr<grpc::Channel> channel;  // the gateway that answered
+    std::string address;
+  };
+  // Negotiates the volume at the gateway that leads it. The last error
+  // when none answers (Unavailable: retry later).
+  absl::StatusOr<Opened> Open(const GatewayClientOptions& options);
+  std::string addresses() const;
+
+ private:
+  struct Gateway {
+    std::string address;
+    std::shared_ptr<grpc::Channel> channel;
+  };
+  GatewaySet(int max_message_bytes, std::shared_ptr<Tls> tls)
+      : max_message_bytes_(max_message_bytes), tls_(std::move(tls)) {}
+  // The index of `address`, given a channel if it is new.
+  absl::StatusOr<size_t> Find(const std::string& address);
+
+  const int max_message_bytes_;
+  const std::shared_ptr<Tls> tls_;
+  mutable absl::Mutex mu_;
+  std::vector<Gateway> gateways_ ABSL_GUARDED_BY(mu_);
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;  // the last that answered
+};
+
 class GatewayClient : public VolumeClient {
  public:
   // Negotiates and opens the Io stream. NotFound: no such volume;
-  // Unavailable: the gateway cannot be reached or the volume is not ready.
+  // Unavailable: no gateway can be reached or the volume is not ready.
+  static absl::StatusOr<std::unique_ptr<GatewayClient>> Open(
+      std::shared_ptr<GatewaySet> gateways,
+      const GatewayClientOptions& options);
   static absl::StatusOr<std::unique_ptr<GatewayClient>> Open(
       const std::shared_ptr<grpc::Channel>& channel,
-      const GatewayClientOptions& options);
+      const GatewayClientOptions& options) {
+    return Open(GatewaySet::Of(channel), options);
+  }
 
   const v1::Geometry& geometry() const override { return geometry_; }
   // One transaction, blocking.
@@ -64,14 +117,12 @@ class GatewayClient : public VolumeClient {
   const TransactionSession& session() const { return *session_; }
 
  private:
-  GatewayClient(std::shared_ptr<grpc::Channel> channel,
-                std::shared_ptr<v1::Gateway::Stub> stub,
+  GatewayClient(std::shared_ptr<GatewaySet> gateways,
                 const GatewayClientOptions& options, v1::Geometry geometry);
   absl::StatusOr<std::unique_ptr<TransactionStream>> Connect(
       const TransactionStreamOptions& stream_options);
 
-  const std::shared_ptr<grpc::Channel> channel_;   // the Io streams'
-  const std::shared_ptr<v1::Gateway::Stub> stub_;  // Open
+  const std::shared_ptr<GatewaySet> gateways_;
   const GatewayClientOptions options_;
   const v1::Geometry geometry_;
   std::unique_ptr<TransactionSession> session_;  // last: uses the above
@@ -83,14 +134,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> GatewayChannel(
     const std::string& address, int max_message_bytes = kMaxMessageBytes,
     const std::shared_ptr<Tls>& tls = nullptr);
 
-// A volume served by a gateway: one channel, a GatewayClient per
-// connection.
+// A volume served by gateways (one, or several in HA mode): a channel to
+// each, a GatewayClient per connection.
 class GatewayBackend : public VolumeBackend {
  public:
-  // The channel to `address` (InvalidArgument for a bad address); it
-  // connects when the first client opens.
+  // The channels to `addresses` (comma-separated; InvalidArgument for a
+  // bad one); they connect when the first client opens.
   static absl::StatusOr<std::unique_ptr<GatewayBackend>> Connect(
-      const std::string& address, const std::string& volume,
+      const std::string& addresses, const std::string& volume,
       const std::shared_ptr<Tls>& tls);
 
   absl::StatusOr<std::unique_ptr<VolumeClient>> Open(
@@ -103,14 +154,10 @@ class GatewayBackend : public VolumeBackend {
   void Shutdown() override {}
 
  private:
-  GatewayBackend(std::string address, std::string volume,
-                 std::shared_ptr<grpc::Channel> channel)
-      : address_(std::move(address)),
-        volume_(std::move(volume)),
-        channel_(std::move(channel)) {}
-  const std::string address_;
+  GatewayBackend(std::string volume, std::shared_ptr<GatewaySet> gateways)
+      : volume_(std::move(volume)), gateways_(std::move(gateways)) {}
   const std::string volume_;
-  const std::shared_ptr<grpc::Channel> channel_;
+  const std::shared_ptr<GatewaySet> gateways_;
 };
 
 }  // namespace dst

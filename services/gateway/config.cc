@@ -11,6 +11,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
@@ -175,6 +176,32 @@ absl::Status CheckAddress(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateEtcd(v1::GatewayConfig* config) {
+  v1::EtcdConfig* etcd = config->mutable_etcd();
+  if (etcd->endpoints_size() == 0) {
+    return PathError("etcd.endpoints", "at least one endpoint is required");
+  }
+  for (int i = 0; i < etcd->endpoints_size(); ++i) {
+    const std::string path = absl::StrCat("etcd.endpoints[", i, "]");
+    RETURN_IF_ERROR(CheckAddress(path, etcd->endpoints(i)));
+    if (absl::StartsWith(etcd->endpoints(i), "unix:")) {
+      return PathError(path, "must be host:port");
+    }
+  }
+  if (etcd->lease_ttl_ms() == 0) etcd->set_lease_ttl_ms(kDefaultEtcdLeaseTtlMs);
+  if (etcd->lease_ttl_ms() < 1000 || etcd->lease_ttl_ms() > 60000 ||
+      etcd->lease_ttl_ms() % 1000 != 0) {
+    return PathError("etcd.lease_ttl_ms",
+                     "must be a whole number of seconds, 1000..60000 (etcd "
+                     "grants leases in seconds)");
+  }
+  if (etcd->prefix().empty()) etcd->set_prefix(kDefaultEtcdPrefix);
+  if (!etcd->advertise().empty()) {
+    RETURN_IF_ERROR(EtcdAdvertise(*config).status());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Validate(v1::GatewayConfig* config) {
   for (int i = 0; i < config->listen_size(); ++i) {
     RETURN_IF_ERROR(
@@ -205,6 +232,7 @@ absl::Status Validate(v1::GatewayConfig* config) {
     return PathError("tls",
                      "mode " + config->tls().mode() + " needs cert and key");
   }
+  if (config->has_etcd()) RETURN_IF_ERROR(ValidateEtcd(config));
   if (config->volumes_size() == 0) {
     return PathError("volumes", "at least one volume is required");
   }
@@ -293,6 +321,26 @@ absl::Status Validate(v1::GatewayConfig* config) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> EtcdAdvertise(const v1::GatewayConfig& config) {
+  const bool set = !config.etcd().advertise().empty();
+  const std::string advertise =
+      set ? config.etcd().advertise()
+          : (config.listen_size() > 0 ? config.listen(0)
+                                      : std::string(kDefaultGatewayListen));
+  absl::StatusOr<Address> address = ParseAddress(advertise);
+  if (!address.ok() || address->kind != Address::Kind::kTcp ||
+      address->host.empty() || address->host == "0.0.0.0" ||
+      address->host == "::" || address->port == 0) {
+    return PathError(
+        "etcd.advertise",
+        absl::StrCat("'", advertise, "'",
+                     set ? "" : " (the first listen address)",
+                     " is not an address clients can reach this gateway at; "
+                     "set etcd.advertise to one"));
+  }
+  return advertise;
+}
 
 void ApplyVolumeDefaults(v1::VolumeConfig* volume) {
   if (volume->max_in_flight() == 0)

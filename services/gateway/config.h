@@ -28,6 +28,8 @@ inline constexpr uint32_t kDefaultKeepaliveMs = 2000;
 inline constexpr uint32_t kDefaultKeepaliveTimeoutMs = 2000;
 inline constexpr uint32_t kDefaultLeaseTimeoutMs = 10000;
 inline constexpr char kDefaultStateDir[] = "/var/lib/dst/gateway";
+inline constexpr uint32_t kDefaultEtcdLeaseTtlMs = 2000;
+inline constexpr char kDefaultEtcdPrefix[] = "/dst/";
 
 // Fills in the documented default of every volume key left unset.
 void ApplyVolumeDefaults(v1::VolumeConfig* volume);
@@ -37,6 +39,12 @@ absl::StatusOr<v1::GatewayConfig> ParseGatewayConfig(absl::string_view text);
 
 // Reads `path` and parses it; NotFound / PermissionDenied for the file.
 absl::StatusOr<v1::GatewayConfig> LoadGatewayConfig(const std::string& path);
+
+// HA mode: the address this gateway publishes to clients while it leads a
+// volume: etcd.advertise, else the first listen address (call once the
+// command line's --listen is added). InvalidArgument for a wildcard, Unix
+// or port-0 address.
+absl::StatusOr<std::string> EtcdAdvertise(const v1::GatewayConfig& config);
 
 // The TLS settings of a parsed config's `tls` section (its mode validated
 // and defaulted by the parser): for the gateway's listeners and, the same

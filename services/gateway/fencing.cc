@@ -15,7 +15,8 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
   ReplicaSlot& slot = *core_.slots[index];
   const v1::Geometry& g = reply.geometry();
   const v1::ReplicaMetadata& md = reply.metadata();
-  uint64_t epoch;
+  uint64_t epoch = 0;
+  bool first_claim = false;
   {
     absl::MutexLock lock(&core_.mu);
     if (!core_.fenced.empty()) return absl::AbortedError(core_.fenced);
@@ -40,6 +41,7 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
       // The first claim of this run at this exporter goes above whatever
       // it holds: an earlier run of this gateway may still have writes in
       // flight there, and the exporter refuses them once claimed.
+      first_claim = true;
       epoch = std::max(core_.epoch, md.epoch() + 1);
     } else if (md.epoch() > slot.epoch ||
                (md.epoch() == slot.epoch &&
@@ -51,6 +53,16 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
     } else {
       epoch = slot.epoch;
     }
+  }
+  if (first_claim && core_.options.epoch_above) {
+    // HA mode: the epoch comes from etcd, above every earlier leader's.
+    absl::StatusOr<uint64_t> above = core_.options.epoch_above(md.epoch());
+    if (!above.ok()) {
+      absl::MutexLock lock(&core_.mu);
+      core_.FenceLocked(std::string(above.status().message()));
+      return absl::AbortedError(core_.fenced);
+    }
+    epoch = *above;
   }
   std::vector<uint64_t> generations(md.generations().begin(),
                                     md.generations().end());

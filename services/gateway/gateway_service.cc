@@ -1,6 +1,7 @@
 // The Gateway gRPC service: see gateway_service.h.
 #include "services/gateway/gateway_service.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -78,15 +79,51 @@ GatewayService::GatewayService(std::vector<std::unique_ptr<Volume>> volumes,
 }
 
 GatewayService::~GatewayService() {
-  for (const auto& volume : volumes_) volume->Close();
+  for (Volume* volume : Volumes()) volume->Close();
   if (!Drain(absl::Now() + kStreamsGoneTimeout)) {
     DST_LOG(Error, "gateway: Io streams still open %s after the volumes closed",
             absl::FormatDuration(kStreamsGoneTimeout));
   }
 }
 
+void GatewayService::SetStandby(std::vector<std::string> names,
+                                StandbyStatus standby) {
+  standby_names_ = std::move(names);
+  standby_ = std::move(standby);
+}
+
+void GatewayService::AddVolume(std::unique_ptr<Volume> volume) {
+  Volume* v = volume.get();
+  bool start;
+  {
+    absl::MutexLock lock(&mu_);
+    by_name_[v->name()] = v;
+    volumes_.push_back(std::move(volume));
+    start = started_volumes_;
+  }
+  if (start) v->Start();
+}
+
+std::vector<Volume*> GatewayService::Volumes() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Volume*> volumes;
+  for (const auto& volume : volumes_) volumes.push_back(volume.get());
+  return volumes;
+}
+
+bool GatewayService::IsStandby(const std::string& name) const {
+  return std::find(standby_names_.begin(), standby_names_.end(), name) !=
+         standby_names_.end();
+}
+
 void GatewayService::Start() {
-  for (const auto& volume : volumes_) volume->Start();
+  std::vector<Volume*> volumes;
+  {
+    absl::MutexLock lock(&mu_);
+    started_volumes_ = true;
+    for (const auto& volume : volumes_) volumes.push_back(volume.get());
+  }
+  for (Volume* volume : volumes) volume->Start();
 }
 
 bool GatewayService::Drain(absl::Time deadline) {
@@ -95,14 +132,14 @@ bool GatewayService::Drain(absl::Time deadline) {
 }
 
 bool GatewayService::Ready() const {
-  for (const auto& volume : volumes_) {
+  for (Volume* volume : Volumes()) {
     if (!Serving(volume->health())) return false;
   }
   return true;
 }
 
 void GatewayService::SaveState() {
-  for (const auto& volume : volumes_) volume->Save();
+  for (Volume* volume : Volumes()) volume->Save();
 }
 
 namespace {
@@ -114,10 +151,17 @@ absl::Status UnknownVolume(const std::string& name) {
 }  // namespace
 
 absl::StatusOr<Volume*> GatewayService::FindVolume(
-    const std::string& name) const {
+    grpc::ServerContext* context, const std::string& name) const {
   Volume* volume = Find(name);
-  if (volume == nullptr) return UnknownVolume(name);
-  return volume;
+  if (volume != nullptr) return volume;
+  std::optional<v1::VolumeStatus> standby;
+  if (IsStandby(name)) standby = standby_(name);
+  if (!standby) return UnknownVolume(name);
+  if (!standby->leader_address().empty()) {
+    context->AddTrailingMetadata("dst-leader", standby->leader_address());
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "this gateway does not lead volume ", name, ": ", standby->message()));
 }
 
 Access GatewayService::AccessOf(const Peer& peer) const {
@@ -137,6 +181,7 @@ absl::StatusOr<Access> GatewayService::Allowed(
 }
 
 Volume* GatewayService::Find(const std::string& name) const {
+  absl::MutexLock lock(&mu_);
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;
 }
@@ -148,7 +193,7 @@ grpc::Status GatewayService::Open(grpc::ServerContext* context,
   if (!allowed.ok()) {
     return ToGrpcStatus(allowed.status());
   }
-  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  absl::StatusOr<Volume*> found = FindVolume(context, request.volume());
   if (!found.ok()) return ToGrpcStatus(found.status());
   Volume* volume = *found;
   absl::StatusOr<v1::Geometry> geometry =
@@ -168,7 +213,14 @@ grpc::Status GatewayService::Open(grpc::ServerContext* context,
 StreamStart GatewayService::Admit(grpc::ServerContext* context) {
   std::string name = ClientMetadata(context, "dst-volume");
   Volume* volume = Find(name);
-  if (volume == nullptr) return RejectStream(ToGrpcStatus(UnknownVolume(name)));
+  if (volume == nullptr) {
+    // A volume led elsewhere: the client's reconnection opens it again,
+    // and the Open names the leader.
+    return RejectStream(ToGrpcStatus(
+        IsStandby(name) ? absl::UnavailableError(absl::StrCat(
+                              "this gateway does not lead volume ", name))
+                        : UnknownVolume(name)));
+  }
   std::string access = ClientMetadata(context, "dst-access");
   if (!access.empty() && access != "ro" && access != "rw") {
     return RejectStream(grpc::Status(
@@ -213,6 +265,17 @@ void GatewayService::StartServing(const ServerQueue& queue) {
   acceptor_.Start(queue);
 }
 
+void GatewayService::AddStatuses(
+    google::protobuf::RepeatedPtrField<v1::VolumeStatus>* statuses) const {
+  for (Volume* volume : Volumes()) *statuses->Add() = volume->Status();
+  for (const std::string& name : standby_names_) {
+    if (Find(name) != nullptr) continue;  // led here now
+    if (std::optional<v1::VolumeStatus> standby = standby_(name)) {
+      *statuses->Add() = *std::move(standby);
+    }
+  }
+}
+
 grpc::Status GatewayService::ListVolumes(grpc::ServerContext* context,
                                          const v1::ListVolumesRequest&,
                                          v1::ListVolumesReply* reply) {
@@ -220,7 +283,7 @@ grpc::Status GatewayService::ListVolumes(grpc::ServerContext* context,
   if (!allowed.ok()) {
     return ToGrpcStatus(allowed.status());
   }
-  for (const auto& volume : volumes_) *reply->add_volumes() = volume->Status();
+  AddStatuses(reply->mutable_volumes());
   return grpc::Status::OK;
 }
 
@@ -235,14 +298,17 @@ grpc::Status GatewayService::Status(grpc::ServerContext* context,
   reply->set_uptime_seconds(
       static_cast<uint64_t>(absl::ToInt64Seconds(absl::Now() - started_)));
   if (!request.volume().empty()) {
-    Volume* volume = Find(request.volume());
-    if (volume == nullptr) {
+    if (Volume* volume = Find(request.volume()); volume != nullptr) {
+      *reply->add_volumes() = volume->Status();
+    } else if (std::optional<v1::VolumeStatus> standby =
+                   IsStandby(request.volume()) ? standby_(request.volume())
+                                               : std::nullopt) {
+      *reply->add_volumes() = *std::move(standby);
+    } else {
       return ToGrpcStatus(UnknownVolume(request.volume()));
     }
-    *reply->add_volumes() = volume->Status();
   } else {
-    for (const auto& volume : volumes_)
-      *reply->add_volumes() = volume->Status();
+    AddStatuses(reply->mutable_volumes());
   }
   return grpc::Status::OK;
 }
@@ -255,7 +321,7 @@ grpc::Status GatewayService::Resync(grpc::ServerContext* context,
   if (!allowed.ok()) {
     return ToGrpcStatus(allowed.status());
   }
-  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  absl::StatusOr<Volume*> found = FindVolume(context, request.volume());
   if (!found.ok()) return ToGrpcStatus(found.status());
   Volume* volume = *found;
   absl::Status status = volume->Resync(request);
@@ -282,7 +348,7 @@ grpc::Status GatewayService::Verify(grpc::ServerContext* context,
     return ToGrpcStatus(allowed.status());
   }
 
-  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  absl::StatusOr<Volume*> found = FindVolume(context, request.volume());
   if (!found.ok()) return ToGrpcStatus(found.status());
   Volume* volume = *found;
   // Runs on a thread of its own (StartServing): it reads the whole volume.
@@ -300,7 +366,7 @@ grpc::Status GatewayService::Resolve(grpc::ServerContext* context,
   if (!allowed.ok()) {
     return ToGrpcStatus(allowed.status());
   }
-  absl::StatusOr<Volume*> found = FindVolume(request.volume());
+  absl::StatusOr<Volume*> found = FindVolume(context, request.volume());
   if (!found.ok()) return ToGrpcStatus(found.status());
   Volume* volume = *found;
   absl::Status status = volume->Resolve(request.source());

@@ -1,15 +1,21 @@
 // The Gateway gRPC service: Open (negotiation), the Io transaction stream,
 // and the admin RPCs ListVolumes and Status, over the configured volumes.
+// In HA mode a volume is served once this gateway leads it (AddVolume);
+// until then calls for it are answered UNAVAILABLE with its leader.
 //
 // Thread-safe. Volumes are owned; Drain() before destroying.
 #ifndef DST_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 #define DST_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
@@ -38,6 +44,18 @@ class GatewayService final : public v1::Gateway::AsyncService,
   // then waits for the Io streams, which call into the volumes and the
   // service until they are deleted. The server has stopped by then.
   ~GatewayService() override;
+
+  // HA mode: the volumes this gateway is configured with but does not
+  // lead. `standby(name)` gives such a volume's status here (state
+  // "standby", its leader when known; may ask etcd: called on the unary
+  // pool only), nullopt for a name not configured here. Set before the
+  // server starts.
+  using StandbyStatus =
+      std::function<std::optional<v1::VolumeStatus>(const std::string& name)>;
+  void SetStandby(std::vector<std::string> names, StandbyStatus standby);
+  // HA mode: this gateway was elected leader of `volume` (one of the
+  // standby names): it is served from now on. Its replicas connect now.
+  void AddVolume(std::unique_ptr<Volume> volume);
 
   void Start();  // connects every volume's replicas
   bool Drain(absl::Time deadline);
@@ -68,16 +86,28 @@ class GatewayService final : public v1::Gateway::AsyncService,
  private:
   class Handler;
   Volume* Find(const std::string& name) const;
+  std::vector<Volume*> Volumes() const;
+  bool IsStandby(const std::string& name) const;
+  // Every volume's status: those served, then those led elsewhere.
+  void AddStatuses(
+      google::protobuf::RepeatedPtrField<v1::VolumeStatus>* statuses) const;
   // The peer's access, or PERMISSION_DENIED when it is below `wanted`.
   absl::StatusOr<Access> Allowed(const grpc::ServerContextBase& context,
                                  Access wanted, const std::string& what) const;
   Access AccessOf(const Peer& peer) const;
-  // The volume, or NOT_FOUND.
-  absl::StatusOr<Volume*> FindVolume(const std::string& name) const;
+  // The volume, or NOT_FOUND; for a volume led elsewhere (HA),
+  // UNAVAILABLE naming the leader, whose address also goes to the call's
+  // trailing metadata as "dst-leader" (clients follow it).
+  absl::StatusOr<Volume*> FindVolume(grpc::ServerContext* context,
+                                     const std::string& name) const;
 
   const absl::Time started_ = absl::Now();
-  std::vector<std::unique_ptr<Volume>> volumes_;
-  std::map<std::string, Volume*> by_name_;
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<Volume>> volumes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Volume*> by_name_ ABSL_GUARDED_BY(mu_);
+  bool started_volumes_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> standby_names_;  // set before serving
+  StandbyStatus standby_;
   const AclHolder* const acl_;
   ClientLimiter limiter_;
   prometheus::Counter* acl_refusals_ = nullptr;

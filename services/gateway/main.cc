@@ -24,11 +24,16 @@
 #include "services/common/security/tls.h"
 #include "services/gateway/config.h"
 #include "services/gateway/gateway_service.h"
+#include "services/gateway/ha/leader_volumes.h"
 #include "services/gateway/volume.h"
 #include "services/gateway/volume_builder.h"
 
 namespace dst {
 namespace {
+
+// The exit status of a gateway deposed in HA mode (EX_TEMPFAIL: restart
+// it).
+constexpr int kDeposedExitCode = 75;
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "dst-gateway: %s\n", message.c_str());
@@ -53,8 +58,9 @@ int Main(int argc, char** argv) {
            "mirror state directory (overrides the config's state_dir; "
            "default /var/lib/dst/gateway)"},
           {"id", "NAME",
-           "this gateway's name: the fencing owner on exporters, and in their "
-           "logs (default: hostname)"},
+           "this gateway's name: the fencing owner on exporters, in their "
+           "logs, and in HA mode its name as a leader (default: hostname; "
+           "unique among gateways)"},
           {"log-level", "LEVEL",
            "debug, info, warning or error (default info)"},
           {"help", "", "print this help"},
@@ -115,6 +121,7 @@ int Main(int argc, char** argv) {
   volume_options.state_dir = config->state_dir();
   std::vector<std::unique_ptr<Volume>> volumes;
   for (const v1::VolumeConfig& volume : config->volumes()) {
+    if (config->has_etcd()) break;  // HA: built once elected
     absl::StatusOr<std::unique_ptr<Volume>> built =
         BuildVolume(volume, volume_options, kMaxMessageBytes, *registry);
     if (!built.ok()) return Fail(std::string(built.status().message()));
@@ -123,6 +130,24 @@ int Main(int argc, char** argv) {
   GatewayService service(std::move(volumes), acl.enabled() ? &acl : nullptr,
                          registry.get(),
                          static_cast<int>(config->max_streams_per_client()));
+  std::unique_ptr<LeaderVolumes> leaders;
+  if (config->has_etcd()) {
+    absl::StatusOr<std::string> advertise = EtcdAdvertise(*config);
+    if (!advertise.ok()) return Fail(std::string(advertise.status().message()));
+    absl::StatusOr<std::unique_ptr<LeaderVolumes>> started =
+        LeaderVolumes::Start(
+            *config, *advertise, volume_options, kMaxMessageBytes, service,
+            *registry, [](const std::string& why) {
+              // Another gateway may lead now: not one more reply. The
+              // supervisor restarts this one as a standby.
+              DST_LOG(Error, "gateway: deposed (%s); exiting", why);
+              ExitNow(kDeposedExitCode);
+            });
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    leaders = *std::move(started);
+    DST_LOG(Info, "gateway: HA mode as '%s' (clients reach it at %s), etcd %s",
+            id, *advertise, absl::StrJoin(config->etcd().endpoints(), ","));
+  }
 
   ServerSpec spec;
   spec.listen.assign(config->listen().begin(), config->listen().end());
@@ -167,6 +192,7 @@ int Main(int argc, char** argv) {
       service.Drain(absl::Now() + absl::Seconds(config->drain_seconds()));
   server->Shutdown(absl::Now() + absl::Seconds(1));
   service.SaveState();
+  if (leaders) leaders->Stop();  // a standby takes over at once
   DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");
   (*tls)->RemoveStagedFiles();
   ExitNow(0);

@@ -39,15 +39,24 @@ absl::StatusOr<std::unique_ptr<StateStore>> OpenFileStateStore(
   return std::unique_ptr<StateStore>(new FileStateStore(path, fd));
 }
 
-FileStateStore::FileStateStore(std::string path, int lock_fd)
-    : path_(std::move(path)), lock_fd_(lock_fd), thread_([this] { Run(); }) {}
+GroupCommitStateStore::GroupCommitStateStore() : thread_([this] { Run(); }) {}
 
-FileStateStore::~FileStateStore() {
+GroupCommitStateStore::~GroupCommitStateStore() { StopWriter(); }
+
+void GroupCommitStateStore::StopWriter() {
   {
     absl::MutexLock lock(&mu_);
+    if (stopping_) return;
     stopping_ = true;
   }
   thread_.join();
+}
+
+FileStateStore::FileStateStore(std::string path, int lock_fd)
+    : path_(std::move(path)), lock_fd_(lock_fd) {}
+
+FileStateStore::~FileStateStore() {
+  StopWriter();
   ::close(lock_fd_);  // releases the lock
 }
 
@@ -62,15 +71,15 @@ absl::StatusOr<v1::VolumeState> FileStateStore::Load() {
   return state;
 }
 
-void FileStateStore::Write(v1::VolumeState state,
-                           std::function<void(const absl::Status&)> then) {
+void GroupCommitStateStore::Write(
+    v1::VolumeState state, std::function<void(const absl::Status&)> then) {
   absl::MutexLock lock(&mu_);
   next_ = std::move(state);
   pending_ = true;
   if (then) waiting_.push_back(std::move(then));
 }
 
-void FileStateStore::Run() {
+void GroupCommitStateStore::Run() {
   for (;;) {
     v1::VolumeState state;
     std::vector<std::function<void(const absl::Status&)>> waiting;
@@ -85,13 +94,17 @@ void FileStateStore::Run() {
       waiting.swap(waiting_);
       pending_ = false;
     }
-    absl::Status status = WriteFileAtomically(path_, state.SerializeAsString());
+    absl::Status status = Persist(state);
     if (!status.ok()) {
       DST_LOG(Error, "gateway: cannot save the mirror state: %s",
               status.ToString());
     }
     for (auto& then : waiting) then(status);
   }
+}
+
+absl::Status FileStateStore::Persist(const v1::VolumeState& state) {
+  return WriteFileAtomically(path_, state.SerializeAsString());
 }
 
 }  // namespace dst

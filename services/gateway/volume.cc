@@ -216,6 +216,16 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
     core_.metrics.RequestAnswered(op, ok, written + reply_data.size(),
                                   absl::Now() - start);
+    if (core_.options.self_fence != nullptr &&
+        core_.options.self_fence->Expired()) {
+      // HA: the lease could have expired; another gateway may lead.
+      core_.options.deposed("the etcd lease could have expired");
+      const uint64_t id = reply.id();
+      done(ErrorReply(id, absl::UnavailableError(
+                              "this gateway no longer leads the volume")),
+           Payload());
+      return;
+    }
     done(std::move(reply), std::move(reply_data));
   };
   v1::Geometry geometry;

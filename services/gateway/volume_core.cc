@@ -144,6 +144,7 @@ void VolumeCore::FenceLocked(const std::string& why) {
     DST_LOG(Error, "gateway: volume %s is fenced: %s", config.name(), why);
   }
   fenced = why;
+  if (options.deposed) options.deposed(why);
 }
 
 }  // namespace dst

@@ -31,8 +31,10 @@
 
 #include "dst/v1/config.pb.h"
 #include "dst/v1/exporter.pb.h"
+#include "dst/v1/gateway.pb.h"
 #include "services/common/base/scheduler.h"
 #include "services/common/security/tls.h"
+#include "services/gateway/ha/self_fence.h"
 #include "services/gateway/lag_deadlines.h"
 #include "services/gateway/mirror_state.h"
 #include "services/gateway/range_serializer.h"
@@ -52,6 +54,22 @@ struct VolumeOptions {
   std::function<absl::StatusOr<std::unique_ptr<StateStore>>(
       const std::string& volume)>
       open_state_store;
+  // HA mode (null otherwise): the epoch to claim at an exporter holding
+  // `held` (the term's epoch, or a new one above it; Aborted once this
+  // gateway no longer leads the volume). Without it, a run claims above
+  // what each exporter holds.
+  std::function<absl::StatusOr<uint64_t>(uint64_t held)> epoch_above;
+  // HA mode: the gateway's self-fence (ha/self_fence.h). No reply is sent
+  // once it has expired: `deposed` runs instead (the gateway exits; if it
+  // returns, the reply becomes UNAVAILABLE).
+  const SelfFence* self_fence = nullptr;
+  // HA mode: this gateway no longer leads the volume (its self-fence
+  // expired, or an exporter holds a newer leader's epoch): it must stop
+  // answering at once. Runs on the thread that found out.
+  std::function<void(const std::string& why)> deposed;
+  // HA mode: adds the leadership to the volume's status (leader, epoch,
+  // lease age).
+  std::function<void(v1::VolumeStatus*)> add_leadership;
   // The volume's clock and schedulers: "timers" (lag limits, hedged reads)
   // and "worker" (resync, generation pushes, lazy saves; it may block on an
   // exporter). Default: a TimerThread each.

@@ -86,6 +86,7 @@ v1::VolumeStatus Volume::Status() const {
       core_.state.generations().empty() ? 0 : core_.state.generations()[0]);
   status.set_epoch(core_.epoch);
   status.set_lease_holder(lease_.Holder(core_.Now()));
+  if (core_.options.add_leadership) core_.options.add_leadership(&status);
   for (size_t i = 0; i < core_.slots.size(); ++i) {
     const ReplicaSlot& slot = *core_.slots[i];
     const MirrorState::Replica& state = core_.state.replica(i);

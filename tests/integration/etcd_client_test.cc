@@ -109,17 +109,44 @@ TEST_F(EtcdClientTest, AGuardedPutIsRefusedOnceTheLeadershipIsGone) {
   ASSERT_TRUE(client_->PutIfLeader(leadership, "dst/vol0/state", "v1").ok());
   auto value = client_->Get("dst/vol0/state");
   ASSERT_TRUE(value.ok() && value->has_value());
-  EXPECT_EQ(**value, "v1");
+  EXPECT_EQ((*value)->value, "v1");
 
   ASSERT_TRUE(client_->Resign(leadership).ok());
   EXPECT_EQ(client_->PutIfLeader(leadership, "dst/vol0/state", "v2").code(),
             absl::StatusCode::kFailedPrecondition);
   value = client_->Get("dst/vol0/state");
   ASSERT_TRUE(value.ok() && value->has_value());
-  EXPECT_EQ(**value, "v1") << "nothing written without the leadership";
+  EXPECT_EQ((*value)->value, "v1") << "nothing written without the leadership";
   auto leader = client_->CurrentLeader("vol0");
   ASSERT_TRUE(leader.ok()) << leader.status();
   EXPECT_FALSE(leader->has_value()) << "resigned: no leader";
+}
+
+TEST_F(EtcdClientTest, AGuardedPutWithARevisionIsACompareAndSwap) {
+  int64_t unused = 0;
+  const EtcdClient::Leadership leadership = Lead("gw-a", &unused);
+  EXPECT_EQ(
+      client_->PutIfLeader(leadership, "dst/vol0/epoch", "1", 12345).code(),
+      absl::StatusCode::kFailedPrecondition)
+      << "the key does not exist: only revision 0 matches";
+  ASSERT_TRUE(client_->PutIfLeader(leadership, "dst/vol0/epoch", "1", 0).ok());
+  auto value = client_->Get("dst/vol0/epoch");
+  ASSERT_TRUE(value.ok() && value->has_value());
+  const int64_t first = (*value)->mod_revision;
+  EXPECT_GT(first, 0);
+  EXPECT_EQ(client_->PutIfLeader(leadership, "dst/vol0/epoch", "9", 0).code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "it exists now";
+  ASSERT_TRUE(
+      client_->PutIfLeader(leadership, "dst/vol0/epoch", "2", first).ok());
+  EXPECT_EQ(
+      client_->PutIfLeader(leadership, "dst/vol0/epoch", "9", first).code(),
+      absl::StatusCode::kFailedPrecondition)
+      << "a stale revision loses the race";
+  value = client_->Get("dst/vol0/epoch");
+  ASSERT_TRUE(value.ok() && value->has_value());
+  EXPECT_EQ((*value)->value, "2");
+  EXPECT_GT((*value)->mod_revision, first);
 }
 
 TEST_F(EtcdClientTest, ACampaignThatCannotWinByItsDeadlineIsWithdrawn) {

@@ -98,6 +98,49 @@ TEST(ConfigTest, MirrorKeysAreRangeChecked) {
       << "0 is a setting, not the default";
 }
 
+TEST(ConfigTest, TheEtcdSectionIsCheckedAndDefaulted) {
+  const std::string volumes =
+      "\nvolumes: [{name: v, replicas: [{address: 'h:1'}]}]";
+  EXPECT_EQ(Error("etcd: {lease_ttl_ms: 2000}" + volumes),
+            "etcd.endpoints: at least one endpoint is required");
+  EXPECT_EQ(Error("etcd: {endpoints: ['unix:/e.sock']}" + volumes),
+            "etcd.endpoints[0]: must be host:port");
+  EXPECT_EQ(
+      Error("etcd: {endpoints: ['e:2379'], lease_ttl_ms: 1500}" + volumes),
+      "etcd.lease_ttl_ms: must be a whole number of seconds, "
+      "1000..60000 (etcd grants leases in seconds)");
+  EXPECT_EQ(
+      Error("etcd: {endpoints: ['e:2379'], lease_ttl_ms: 61000}" + volumes),
+      "etcd.lease_ttl_ms: must be a whole number of seconds, "
+      "1000..60000 (etcd grants leases in seconds)");
+  EXPECT_EQ(Error("etcd: {endpoints: ['e:2379'], advertise: '0.0.0.0:7000'}" +
+                  volumes),
+            "etcd.advertise: '0.0.0.0:7000' is not an address clients can "
+            "reach this gateway at; set etcd.advertise to one");
+
+  auto config =
+      ParseGatewayConfig("etcd: {endpoints: ['e1:2379', 'e2:2379']}" + volumes);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->etcd().lease_ttl_ms(), kDefaultEtcdLeaseTtlMs);
+  EXPECT_EQ(config->etcd().prefix(), kDefaultEtcdPrefix);
+  EXPECT_EQ(config->etcd().endpoints_size(), 2);
+  // advertise defaults to the first listen address, once --listen is in.
+  EXPECT_EQ(EtcdAdvertise(*config).value(), kDefaultGatewayListen);
+  config->add_listen("10.0.0.5:7000");
+  EXPECT_EQ(EtcdAdvertise(*config).value(), "10.0.0.5:7000");
+  config->set_listen(0, "[::]:7000");
+  EXPECT_EQ(EtcdAdvertise(*config).status().message(),
+            "etcd.advertise: '[::]:7000' (the first listen address) is not an "
+            "address clients can reach this gateway at; set etcd.advertise to "
+            "one");
+  config->mutable_etcd()->set_advertise("gw-1.dst:7000");
+  EXPECT_EQ(EtcdAdvertise(*config).value(), "gw-1.dst:7000");
+
+  auto plain = ParseGatewayConfig(volumes);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->has_etcd()) << "no etcd: a gateway alone, as before";
+}
+
 TEST(ConfigTest, AcceptsJson) {
   auto config = ParseGatewayConfig(
       R"({"volumes": [{"name": "v", "replicas": [{"address": "unix:/e.sock"}],

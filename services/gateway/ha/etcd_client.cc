@@ -201,13 +201,21 @@ absl::Status EtcdClient::Resign(const Leadership& leadership) {
 
 absl::Status EtcdClient::PutIfLeader(const Leadership& leadership,
                                      const std::string& key,
-                                     const std::string& value) {
+                                     const std::string& value,
+                                     std::optional<int64_t> mod_revision) {
   etcdserverpb::TxnRequest request;
   etcdserverpb::Compare* held = request.add_compare();
   held->set_key(leadership.key);
   held->set_target(etcdserverpb::Compare::CREATE);
   held->set_result(etcdserverpb::Compare::EQUAL);
   held->set_create_revision(leadership.revision);
+  if (mod_revision) {
+    etcdserverpb::Compare* unchanged = request.add_compare();
+    unchanged->set_key(key);
+    unchanged->set_target(etcdserverpb::Compare::MOD);
+    unchanged->set_result(etcdserverpb::Compare::EQUAL);
+    unchanged->set_mod_revision(*mod_revision);
+  }
   etcdserverpb::PutRequest* put = request.add_success()->mutable_request_put();
   put->set_key(key);
   put->set_value(value);
@@ -218,12 +226,13 @@ absl::Status EtcdClient::PutIfLeader(const Leadership& leadership,
   if (!response.succeeded()) {
     return absl::FailedPreconditionError(
         absl::StrCat("etcd: put ", key, ": the leadership of ", leadership.name,
-                     " at revision ", leadership.revision, " no longer holds"));
+                     " at revision ", leadership.revision, " no longer holds",
+                     mod_revision ? ", or the key changed" : ""));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<std::string>> EtcdClient::Get(
+absl::StatusOr<std::optional<EtcdClient::Value>> EtcdClient::Get(
     const std::string& key) {
   etcdserverpb::RangeRequest request;
   request.set_key(key);
@@ -232,7 +241,7 @@ absl::StatusOr<std::optional<std::string>> EtcdClient::Get(
                                                 request, &response);
   if (!status.ok()) return Failed(absl::StrCat("get ", key), status);
   if (response.kvs_size() == 0) return std::nullopt;
-  return response.kvs(0).value();
+  return Value{response.kvs(0).value(), response.kvs(0).mod_revision()};
 }
 
 }  // namespace dst

@@ -74,12 +74,21 @@ class EtcdClient {
   absl::StatusOr<std::optional<Leader>> CurrentLeader(const std::string& name);
   absl::Status Resign(const Leadership& leadership);
 
-  // Puts `key` = `value` only while `leadership` holds; FailedPrecondition
-  // (and nothing written) once it does not.
+  // A key's value and the revision that last wrote it.
+  struct Value {
+    std::string value;
+    int64_t mod_revision = 0;
+  };
+
+  // Puts `key` = `value` only while `leadership` holds and, when
+  // `mod_revision` is given, only if the key was last written at that
+  // revision (0: the key does not exist): a compare-and-swap.
+  // FailedPrecondition (and nothing written) otherwise.
   absl::Status PutIfLeader(const Leadership& leadership, const std::string& key,
-                           const std::string& value);
+                           const std::string& value,
+                           std::optional<int64_t> mod_revision = std::nullopt);
   // The value of `key`, or nullopt when it has none.
-  absl::StatusOr<std::optional<std::string>> Get(const std::string& key);
+  absl::StatusOr<std::optional<Value>> Get(const std::string& key);
 
  private:
   explicit EtcdClient(Options options);
