@@ -119,6 +119,7 @@ v1::Reply ExporterService::Run(const StreamGrant& grant,
   if (!admitted.ok()) {
     DST_LOG(Debug, "exporter: refused %s at %d: %s", v1::Op_Name(request.op()),
             request.offset(), admitted.message());
+    fenced_requests_->Increment();
     return ErrorReply(request.id(), admitted);
   }
   v1::Reply reply = Execute(request, data, reply_data);
@@ -149,7 +150,10 @@ absl::Status ExporterService::Check(const StreamGrant& grant,
   }
   // Fencing is checked per request: a newer claim stops open streams too.
   if (IsModifying(request.op()) && options_.metadata != nullptr) {
-    RETURN_IF_ERROR(options_.metadata->CheckWriter(grant.epoch));
+    if (absl::Status s = options_.metadata->CheckWriter(grant.epoch); !s.ok()) {
+      fenced_requests_->Increment();
+      return s;
+    }
   }
   return absl::OkStatus();
 }
@@ -241,6 +245,15 @@ absl::Status ExporterService::Init() {
            .Help(
                "Writes refused because their data did not match their "
                "checksum (damaged in transit); nothing was written.")
+           .Register(*options_.metrics)
+           .Add({});
+  fenced_requests_ =
+      &prometheus::BuildCounter()
+           .Name("dst_exporter_fenced_requests_total")
+           .Help(
+               "Modifications refused when they were to run because a newer "
+               "gateway (a higher epoch, or a newer stream of the same one) "
+               "claimed this exporter: a stale gateway still sending.")
            .Register(*options_.metrics)
            .Add({});
   return absl::OkStatus();

@@ -145,6 +145,7 @@ class ExporterService final : public v1::Exporter::AsyncService,
   std::unique_ptr<WriteFence> fence_;
   std::unique_ptr<OpMetrics> op_metrics_;
   prometheus::Counter* checksum_mismatches_ = nullptr;
+  prometheus::Counter* fenced_requests_ = nullptr;
   prometheus::Gauge* pool_queued_ = nullptr;
   prometheus::Counter* inline_requests_ = nullptr;
   prometheus::Counter* acl_refusals_ = nullptr;

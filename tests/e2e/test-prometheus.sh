@@ -95,13 +95,17 @@ def as_bool(expr):
         i += 1
     return "".join(out)
 
+checked = 0
 for group in rules["groups"]:
     for rule in group["rules"]:
         query(rule["expr"])  # valid on this server
+        # The "dst-ha" group needs gateways in HA mode: test-ha-failover.sh.
+        if group["name"] != "dst":
+            continue
+        checked += 1
         if not query(as_bool(rule["expr"])):
             missing.append((rule["alert"], as_bool(rule["expr"])))
-print(f"{len(exprs)} dashboard expressions and "
-      f"{sum(len(g['rules']) for g in rules['groups'])} alert conditions have data")
+print(f"{len(exprs)} dashboard expressions and {checked} alert conditions have data")
 if missing:
     for where, what in missing:
         print(f"no data: {where}: {what}")

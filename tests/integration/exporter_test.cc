@@ -244,15 +244,18 @@ TEST_F(ExporterTest, InlineIoWithoutAPoolServesTheSame) {
   ExpectManyInFlightMatch(exporter);
 }
 
+// An exporter counter without labels.
+double Counter(prometheus::Registry& registry, const std::string& name) {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name == name) return family.metric.at(0).counter.value;
+  }
+  ADD_FAILURE() << "no " << name;
+  return -1;
+}
+
 // The counter of requests run on the gRPC thread (--inline-io).
 double InlineRequests(prometheus::Registry& registry) {
-  for (const prometheus::MetricFamily& family : registry.Collect()) {
-    if (family.name == "dst_exporter_inline_requests_total") {
-      return family.metric.at(0).counter.value;
-    }
-  }
-  ADD_FAILURE() << "no dst_exporter_inline_requests_total";
-  return -1;
+  return Counter(registry, "dst_exporter_inline_requests_total");
 }
 
 // --inline-io: on storage in memory, reads, writes and flushes of up to
@@ -462,7 +465,9 @@ TEST_F(ExporterTest, UnknownAndDuplicateRepliesAreCountedAndDropped) {
 }
 
 TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
-  TestExporter exporter(dir_.path(), "e1", kSize);
+  ExporterOptions options;
+  options.metrics = std::make_shared<prometheus::Registry>();
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
   auto channel = Channel(exporter.address());
   auto stub = Stub(channel);
   auto claim = [&stub](uint64_t epoch, const std::string& owner) {
@@ -492,6 +497,8 @@ TEST_F(ExporterTest, ANewerClaimFencesOpenStreamsButNotReads) {
   EXPECT_EQ(OpenStream(channel)->Call(write).status(),
             grpc::StatusCode::ABORTED)
       << "a stream without an epoch is fenced once one was claimed";
+  EXPECT_EQ(Counter(*options.metrics, "dst_exporter_fenced_requests_total"), 2)
+      << "both refused writes are counted, the read is not";
   auto new_stream = OpenStream(channel, "rw", "2");
   EXPECT_EQ(new_stream->Call(write).status(), 0);
   grpc::ClientContext context;

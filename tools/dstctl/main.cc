@@ -1,4 +1,5 @@
 // dstctl: the operator CLI. Talks to a gateway's admin RPCs.
+//   dstctl --gateway=ADDR[,ADDR...] ...        several: HA mode (the leader)
 //   dstctl --gateway=ADDR volumes              one line per volume
 //   dstctl --gateway=ADDR status [VOL]         gateway, volumes and replicas
 //   dstctl --gateway=ADDR replicas VOL         mirror state with progress
@@ -10,9 +11,12 @@
 // --json prints the reply as JSON for scripts.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <future>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -26,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 #include "dst/v1/gateway.grpc.pb.h"
 #include "services/common/base/address.h"
@@ -140,6 +145,12 @@ void PrintVolumes(
                 static_cast<unsigned long long>(v.transactions_failed()));
     if (!replicas) continue;
     if (!v.message().empty()) std::printf("  %s\n", v.message().c_str());
+    if (!v.leader().empty()) {
+      std::printf("  leader: %s (%s), epoch %llu, lease renewed %llu ms ago\n",
+                  v.leader().c_str(), v.leader_address().c_str(),
+                  static_cast<unsigned long long>(v.epoch()),
+                  static_cast<unsigned long long>(v.lease_age_ms()));
+    }
     for (const v1::ReplicaStatus& r : v.replicas()) {
       std::printf(
           "  replica %-24s %-10s %-11s dirty %-10s in-flight %llu%s%s\n",
@@ -212,6 +223,85 @@ absl::StatusOr<std::string> CheckHealth(
   }
 }
 
+using ChannelTo =
+    std::function<std::shared_ptr<grpc::Channel>(const std::string&)>;
+
+grpc::Status StatusAt(const std::shared_ptr<grpc::Channel>& channel,
+                      const std::string& volume, int timeout,
+                      v1::StatusReply* reply) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(timeout));
+  v1::StatusRequest request;
+  request.set_volume(volume);
+  return v1::Gateway::NewStub(channel)->Status(&context, request, reply);
+}
+
+// HA mode: the gateway of `gateways` (or one they name) that leads
+// `volume`.
+absl::StatusOr<std::string> LeaderOf(const std::string& volume,
+                                     std::vector<std::string> gateways,
+                                     const ChannelTo& channel_to, int timeout) {
+  std::string why = "no gateway answered";
+  for (size_t i = 0; i < gateways.size() && i < 8; ++i) {
+    v1::StatusReply reply;
+    grpc::Status status =
+        StatusAt(channel_to(gateways[i]), volume, timeout, &reply);
+    if (!status.ok()) {
+      why = absl::StrCat(gateways[i], ": ", status.error_message());
+      continue;
+    }
+    const v1::VolumeStatus& v = reply.volumes(0);
+    if (v.state() != "standby") return gateways[i];
+    why = absl::StrCat(gateways[i], ": ", v.message());
+    if (!v.leader_address().empty() &&
+        std::find(gateways.begin(), gateways.end(), v.leader_address()) ==
+            gateways.end() &&
+        ParseAddress(v.leader_address()).ok()) {
+      gateways.push_back(v.leader_address());
+    }
+  }
+  return absl::UnavailableError(
+      absl::StrCat("no gateway leads volume ", volume, " (", why, ")"));
+}
+
+// `volumes` or `status` across several gateways: each volume as the
+// gateway leading it reports it (as a standby does, when none leads it).
+int AllGateways(const std::vector<std::string>& gateways,
+                const ChannelTo& channel_to, bool status, bool json,
+                int timeout) {
+  v1::StatusReply merged;
+  std::map<std::string, int> index;  // volume -> position in merged
+  int reached = 0;
+  for (const std::string& gateway : gateways) {
+    v1::StatusReply reply;
+    grpc::Status s = StatusAt(channel_to(gateway), "", timeout, &reply);
+    if (!s.ok()) {
+      std::fprintf(stderr, "dstctl: cannot reach the gateway at %s: %s\n",
+                   gateway.c_str(), s.error_message().c_str());
+      continue;
+    }
+    ++reached;
+    if (status && !json) {
+      std::printf("gateway %s: version %s, up %llu s\n", gateway.c_str(),
+                  reply.version().c_str(),
+                  static_cast<unsigned long long>(reply.uptime_seconds()));
+    }
+    for (const v1::VolumeStatus& v : reply.volumes()) {
+      auto [it, added] = index.emplace(v.name(), merged.volumes_size());
+      if (added) {
+        *merged.add_volumes() = v;
+      } else if (merged.volumes(it->second).state() == "standby") {
+        *merged.mutable_volumes(it->second) = v;
+      }
+    }
+  }
+  if (reached == 0) return Fail("no gateway could be reached", 1);
+  if (json) return PrintJson(merged);
+  PrintVolumes(merged.volumes(), status);
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   Flags flags(
       "dstctl",
@@ -239,7 +329,9 @@ int Main(int argc, char** argv) {
       "                          SERVING, 1 otherwise (container "
       "healthchecks)",
       {
-          {"gateway", "ADDR", "gateway address (default 127.0.0.1:7000)"},
+          {"gateway", "ADDR[,ADDR...]",
+           "gateway address (default 127.0.0.1:7000); several in HA mode: "
+           "each command goes to the gateway leading its volume"},
           {"json", "", "print machine-readable JSON"},
           {"timeout", "SECONDS",
            "deadline of each call (default 5; verify: 3600)"},
@@ -270,14 +362,21 @@ int Main(int argc, char** argv) {
   if (flags.positional().empty())
     return Fail(absl::StrCat("no command\n", flags.Usage()));
   const std::string command = flags.positional()[0];
-  const std::string gateway =
-      command == "health" && flags.positional().size() == 2
-          ? flags.positional()[1]
-          : flags.Get("gateway", "127.0.0.1:7000");
-  absl::StatusOr<Address> address = ParseAddress(gateway);
-  if (!address.ok()) {
-    return Fail(
-        absl::StrCat("--gateway=", gateway, ": ", address.status().message()));
+  const bool health_of_arg =
+      command == "health" && flags.positional().size() == 2;
+  // --gateway may list several gateways (HA mode): each command goes to
+  // the one leading its volume; volumes and status ask them all.
+  std::vector<std::string> gateways =
+      absl::StrSplit(health_of_arg ? flags.positional()[1]
+                                   : flags.Get("gateway", "127.0.0.1:7000"),
+                     ',');
+  for (const std::string& g : gateways) {
+    if (absl::StatusOr<Address> a = ParseAddress(g); !a.ok()) {
+      return Fail(absl::StrCat("--gateway=", g, ": ", a.status().message()));
+    }
+  }
+  if (command == "health" && gateways.size() > 1) {
+    return Fail("health checks one address");
   }
   int timeout = command == "verify" ? 3600 : 5;
   if (flags.Has("timeout") &&
@@ -298,10 +397,28 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::shared_ptr<Tls>> tls =
       Tls::Load(tls_options, /*server=*/false);
   if (!tls.ok()) return Fail(std::string(tls.status().message()));
-  grpc::ChannelArguments channel_args = ClientChannelArguments(4 << 20);
-  auto credentials = (*tls)->ChannelCredentials(*address, &channel_args);
-  auto channel = grpc::CreateCustomChannel(address->GrpcTarget(), credentials,
-                                           channel_args);
+  auto channel_to = [&tls](const std::string& gateway) {
+    const Address address = *ParseAddress(gateway);
+    grpc::ChannelArguments channel_args = ClientChannelArguments(4 << 20);
+    auto credentials = (*tls)->ChannelCredentials(address, &channel_args);
+    return grpc::CreateCustomChannel(address.GrpcTarget(), credentials,
+                                     channel_args);
+  };
+  const std::vector<std::string>& args = flags.positional();
+  if (gateways.size() > 1 && (command == "volumes" || command == "status") &&
+      args.size() == 1) {
+    return AllGateways(gateways, channel_to, command == "status",
+                       flags.Has("json"), timeout);
+  }
+  std::string gateway = gateways[0];
+  if (gateways.size() > 1) {
+    if (args.size() < 2) return Fail(absl::StrCat(command, ": no volume"));
+    absl::StatusOr<std::string> leader =
+        LeaderOf(args[1], gateways, channel_to, timeout);
+    if (!leader.ok()) return Fail(std::string(leader.status().message()), 1);
+    gateway = *leader;
+  }
+  auto channel = channel_to(gateway);
   auto stub = v1::Gateway::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
@@ -352,7 +469,6 @@ int Main(int argc, char** argv) {
     PrintVolumes(reply.volumes(), true);
     return 0;
   }
-  const std::vector<std::string>& args = flags.positional();
   if (command == "health") {
     if (args.size() > 2) return Fail("usage: health [ADDR] [--service=NAME]");
     absl::StatusOr<std::string> health =
