@@ -32,23 +32,24 @@ sockaddr_in Loopback(int port) {
   return address;
 }
 
-// Two loopback ports free now (the kernel's picks for port 0, both bound
+// `n` loopback ports free now (the kernel's picks for port 0, all bound
 // while picking, so that they differ).
-std::pair<int, int> FreePorts() {
-  int ports[2] = {0, 0};
-  int fds[2];
-  for (int i = 0; i < 2; ++i) {
-    fds[i] = ::socket(AF_INET, SOCK_STREAM, 0);
+std::vector<int> FreePorts(int n) {
+  std::vector<int> ports(static_cast<size_t>(n), 0);
+  std::vector<int> fds;
+  for (int& port : ports) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    fds.push_back(fd);
     sockaddr_in address = Loopback(0);
     socklen_t length = sizeof(address);
-    if (::bind(fds[i], reinterpret_cast<sockaddr*>(&address), length) == 0 &&
-        ::getsockname(fds[i], reinterpret_cast<sockaddr*>(&address), &length) ==
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) ==
             0) {
-      ports[i] = ntohs(address.sin_port);
+      port = ntohs(address.sin_port);
     }
   }
   for (int fd : fds) ::close(fd);
-  return {ports[0], ports[1]};
+  return ports;
 }
 
 // True once etcd's /health answers healthy on the loopback `port`. (A gRPC
@@ -90,66 +91,87 @@ EtcdServer::~EtcdServer() {
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
 }
 
-absl::Status EtcdServer::Start() {
+absl::Status EtcdServer::Start(int members) {
   if (::access(kEtcd, X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(kEtcd, " is missing: install etcd-server"));
   }
   if (dir_.empty()) return absl::InternalError("no temporary directory");
-  const auto [client, peer] = FreePorts();
-  endpoint_ = absl::StrCat("127.0.0.1:", client);
-  const std::string client_url = absl::StrCat("http://", endpoint_);
-  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
-  std::vector<std::string> args = {
-      kEtcd,
-      "--name=test",
-      absl::StrCat("--data-dir=", dir_, "/data"),
-      absl::StrCat("--listen-client-urls=", client_url),
-      absl::StrCat("--advertise-client-urls=", client_url),
-      absl::StrCat("--listen-peer-urls=", peer_url),
-      absl::StrCat("--initial-advertise-peer-urls=", peer_url),
-      absl::StrCat("--initial-cluster=test=", peer_url),
-      // Leases as short as 1 s: etcd's minimum TTL is 1.5 election
-      // timeouts.
-      "--heartbeat-interval=10",
-      "--election-timeout=100",
-      "--log-level=error",
-  };
-  const std::string log = absl::StrCat(dir_, "/etcd.log");
-  // Everything the child needs is made before the fork: a child of a
-  // threaded process may not allocate.
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  pid_ = ::fork();
-  if (pid_ < 0) return absl::InternalError("fork failed");
-  if (pid_ == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || ::dup2(fd, STDERR_FILENO) < 0) _exit(126);
-    ::execv(kEtcd, argv.data());
-    _exit(127);
+  const std::vector<int> ports = FreePorts(2 * members);
+  std::string cluster;  // name=peer URL, ...
+  for (int m = 0; m < members; ++m) {
+    endpoints_.push_back(absl::StrCat("127.0.0.1:", ports[2 * m]));
+    absl::StrAppend(&cluster, m == 0 ? "" : ",", "m", m,
+                    "=http://127.0.0.1:", ports[2 * m + 1]);
+  }
+  for (int m = 0; m < members; ++m) {
+    const std::string client_url = absl::StrCat("http://", endpoints_[m]);
+    const std::string peer_url =
+        absl::StrCat("http://127.0.0.1:", ports[2 * m + 1]);
+    std::vector<std::string> args = {
+        kEtcd,
+        absl::StrCat("--name=m", m),
+        absl::StrCat("--data-dir=", dir_, "/data", m),
+        absl::StrCat("--listen-client-urls=", client_url),
+        absl::StrCat("--advertise-client-urls=", client_url),
+        absl::StrCat("--listen-peer-urls=", peer_url),
+        absl::StrCat("--initial-advertise-peer-urls=", peer_url),
+        absl::StrCat("--initial-cluster=", cluster),
+        "--initial-cluster-state=new",
+        // Leases as short as 1 s: etcd's minimum TTL is 1.5 election
+        // timeouts.
+        "--heartbeat-interval=10",
+        "--election-timeout=100",
+        "--log-level=error",
+    };
+    const std::string log = absl::StrCat(dir_, "/etcd", m, ".log");
+    // Everything the child needs is made before the fork: a child of a
+    // threaded process may not allocate.
+    std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid < 0) return absl::InternalError("fork failed");
+    if (pid == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || ::dup2(fd, STDERR_FILENO) < 0) _exit(126);
+      ::execv(kEtcd, argv.data());
+      _exit(127);
+    }
+    pids_.push_back(pid);
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < deadline) {
-    if (Healthy(client)) return absl::OkStatus();
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return absl::InternalError(
-          absl::StrCat("etcd exited (status ", status, "); see ", log));
+  for (int m = 0; m < members; ++m) {
+    while (!Healthy(ports[2 * m])) {
+      int status = 0;
+      if (::waitpid(pids_[m], &status, WNOHANG) == pids_[m]) {
+        pids_[m] = -1;
+        return absl::InternalError(
+            absl::StrCat("etcd member ", m, " exited (status ", status,
+                         "); see ", dir_, "/etcd", m, ".log"));
+      }
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "etcd member ", m, " was not healthy within 20 s; see ", dir_,
+            "/etcd", m, ".log"));
+      }
+      absl::SleepFor(absl::Milliseconds(50));
     }
-    absl::SleepFor(absl::Milliseconds(50));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat("etcd was not healthy within 20 s; see ", log));
+  return absl::OkStatus();
+}
+
+void EtcdServer::StopMember(int member) {
+  pid_t& pid = pids_.at(static_cast<size_t>(member));
+  if (pid <= 0) return;
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  pid = -1;
 }
 
 void EtcdServer::Stop() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  pid_ = -1;
+  for (size_t m = 0; m < pids_.size(); ++m) StopMember(static_cast<int>(m));
 }
 
 }  // namespace dst

@@ -4,11 +4,13 @@
 // read from etcd, its epoch above the old leader's); a leader cut from
 // etcd answering nothing once its lease could have expired, and its writes
 // refused by the exporters after the takeover; an exporter epoch from
-// before HA mode left behind.
+// before HA mode left behind; a client of both gateways following the
+// leader; one etcd member of three lost without a new election.
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -33,9 +35,11 @@ constexpr uint64_t kSize = 4 << 20;
 class HaGateway {
  public:
   HaGateway(const std::string& dir, v1::GatewayConfig config,
-            const std::string& etcd, const std::string& id)
+            const std::vector<std::string>& etcd, const std::string& id)
       : address_("unix:" + dir + "/" + id + ".sock") {
-    config.mutable_etcd()->add_endpoints(etcd);
+    for (const std::string& endpoint : etcd) {
+      config.mutable_etcd()->add_endpoints(endpoint);
+    }
     // 2 s: a renewal every 0.67 s, with room for the sanitizers' slowness.
     config.mutable_etcd()->set_lease_ttl_ms(2000);
     VolumeOptions options;
@@ -117,8 +121,11 @@ class HaGateway {
 
 class HaTest : public ::testing::Test {
  protected:
+  // etcd's members (one, unless a test says otherwise).
+  virtual int members() const { return 1; }
+
   void SetUp() override {
-    absl::Status started = etcd_.Start();
+    absl::Status started = etcd_.Start(members());
     ASSERT_TRUE(started.ok()) << started;
     e1_ = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
     e2_ = std::make_unique<TestExporter>(dir_.path(), "e2", kSize);
@@ -126,7 +133,7 @@ class HaTest : public ::testing::Test {
   }
 
   std::unique_ptr<HaGateway> Gateway(const std::string& id) {
-    return std::make_unique<HaGateway>(dir_.path(), config_, etcd_.endpoint(),
+    return std::make_unique<HaGateway>(dir_.path(), config_, etcd_.endpoints(),
                                        id);
   }
   // Starts gateways a and b; returns the one that leads "m" first (in
@@ -346,6 +353,37 @@ TEST_F(HaTest, ALeaderClaimsAboveAnEpochFromBeforeHaMode) {
   auto client = Client(a->address());
   ASSERT_NE(client, nullptr);
   EXPECT_EQ(client->Call(WriteRequest(0, std::string(4096, 'h'))).status(), 0);
+}
+
+class HaThreeMemberTest : public HaTest {
+ protected:
+  int members() const override { return 3; }
+};
+
+TEST_F(HaThreeMemberTest, LosingOneEtcdMemberChangesNothing) {
+  std::unique_ptr<HaGateway> leader, standby;
+  StartPair(&leader, &standby);
+  const v1::VolumeStatus before = leader->Status("m");
+  auto client = Client(leader->address());
+  ASSERT_NE(client, nullptr);
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(4096, 'a'))).status(), 0);
+
+  // The member every gateway called first dies; etcd keeps its quorum.
+  etcd_.StopMember(0);
+  // Two lease TTLs of writes: each acknowledged, by the same leader.
+  for (absl::Time end = absl::Now() + absl::Seconds(4); absl::Now() < end;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    v1::Reply reply = client->Call(WriteRequest(4096, std::string(4096, 'b')));
+    ASSERT_EQ(reply.status(), 0) << reply.message();
+  }
+  const v1::VolumeStatus after = leader->Status("m");
+  EXPECT_EQ(after.state(), "ready");
+  EXPECT_EQ(after.epoch(), before.epoch()) << "no new election";
+  EXPECT_LT(after.lease_age_ms(), 2000u) << "the lease is still renewed";
+  EXPECT_TRUE(leader->deposed().empty()) << leader->deposed();
+  const v1::VolumeStatus other = standby->Status("m");
+  EXPECT_EQ(other.state(), "standby");
+  EXPECT_EQ(other.leader(), before.leader());
 }
 
 }  // namespace

@@ -68,6 +68,7 @@ void LeaderVolumes::Elected(const std::string& name) {
   }
   HaCoordinator* coordinator = coordinator_.get();
   VolumeOptions options = base_;
+  options.state_dir.clear();  // the state lives in etcd: no directory needed
   options.open_state_store = [coordinator](const std::string& volume) {
     return coordinator->StateStoreFor(volume);
   };
