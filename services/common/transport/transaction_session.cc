@@ -242,13 +242,20 @@ void TransactionSession::Run() {
       if (ever_connected_) reconnects_.fetch_add(1);
       ever_connected_ = true;
       last_error_.clear();
-      failed = FlushBacklogLocked();
     }
     DST_LOG(Info, "%s: connected", options_.name);
+    // The owner hears of the stream before anything is replayed on it: a
+    // reply to a replayed transaction may come at once, and the owner
+    // (a volume) judges it by whether the stream it came on is up. New
+    // transactions queue behind the backlog meanwhile, in order.
+    if (on_change_) on_change_();
+    {
+      absl::MutexLock lock(&mu_);
+      failed = FlushBacklogLocked();
+    }
     Fail(failed, absl::StatusCode::kDeadlineExceeded,
          absl::StrCat(options_.name, ": no reply after ",
                       1 + options_.max_resends, " sends"));
-    if (on_change_) on_change_();
   }
 }
 
