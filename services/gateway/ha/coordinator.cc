@@ -261,7 +261,7 @@ void HaCoordinator::CampaignFor(const std::string& volume,
     {
       absl::MutexLock lock(&mu_);
       if (stopping_ || lease_ != won->lease) continue;  // an old lease's
-      terms_[volume] = Term{*won, 0, absl::Now()};
+      terms_[volume] = Term{*won, 0};
     }
     absl::StatusOr<uint64_t> epoch = EpochAbove(volume, 0);
     if (!epoch.ok()) {

@@ -73,7 +73,6 @@ class HaCoordinator {
   struct Term {
     EtcdClient::Leadership leadership;
     uint64_t epoch = 0;
-    absl::Time since;
   };
   using Elected = std::function<void(const std::string& volume)>;
   using Lost = std::function<void(const std::string& why)>;
