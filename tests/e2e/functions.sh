@@ -137,11 +137,15 @@ replica_field() {
 for r in json.load(sys.stdin).get("replicas", []): print(r.get(sys.argv[1], 0))' "$1"
 }
 
-# wait_in_sync [SECONDS]: until every replica of vol0 is in sync.
+# wait_in_sync [SECONDS]: until every replica of vol0 is in sync. (The
+# states are read whole first: in a pipe, `grep -q` may exit before the
+# writer has written, and pipefail would count the writer's EPIPE as
+# "in sync".)
 wait_in_sync() {
-  local deadline=$((SECONDS + ${1:-60}))
+  local deadline=$((SECONDS + ${1:-60})) states
   while [ $SECONDS -lt $deadline ]; do
-    if ! replica_field sync | grep -qv '^in_sync$'; then return 0; fi
+    states=$(replica_field sync 2>/dev/null) || states=""
+    if [ -n "$states" ] && ! grep -qv '^in_sync$' <<<"$states"; then return 0; fi
     sleep 0.2
   done
   dstctl_ replicas vol0 >&2 || true
@@ -199,4 +203,51 @@ free_port() {
 # metric_value URL SERIES: the value of one exact series line ("" if absent).
 metric_value() {
   curl -fsS "$1" | awk -v series="$2" '$1 == series { print $2 }'
+}
+
+# --- HA mode (tests/e2e/test-ha-*.sh): $gateways lists the gateways'
+# addresses (comma-separated); each runs with --id=gw-NAME.
+
+# ha_dstctl ARGS...: dstctl given every gateway.
+ha_dstctl() { "$DST_BIN/dstctl" --gateway="$gateways" "$@"; }
+
+# ha_leader: NAME of the gateway (gw-NAME) leading vol0 now, "" while none
+# does.
+ha_leader() {
+  ha_dstctl status vol0 --json 2>/dev/null | $PYTHON -c 'import json,sys
+v = json.load(sys.stdin)["volumes"][0]
+print(v.get("leader", "")[3:] if v.get("state") != "standby" else "")' \
+    2>/dev/null || true
+}
+
+# wait_ha_leader [NOT] [SECONDS]: waits (30 s by default) until a gateway
+# other than gw-NOT leads vol0, and prints its NAME.
+wait_ha_leader() {
+  local deadline=$((SECONDS + ${2:-30})) l
+  while [ $SECONDS -lt $deadline ]; do
+    l=$(ha_leader)
+    if [ -n "$l" ] && [ "$l" != "${1:-}" ]; then
+      echo "$l"
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "no gateway leads vol0${1:+ other than gw-$1}"
+}
+
+# has_metric URL REGEX: the metrics page at URL has a line matching REGEX
+# (read whole first: grep -q would cut curl's pipe, which pipefail reports).
+has_metric() {
+  local text
+  text=$(curl -fs "$1") || return 1
+  grep -q "$2" <<<"$text"
+}
+
+# wait_etcd URL: until etcd's /health at URL answers (10 s).
+wait_etcd() {
+  for _ in $(seq 1 200); do
+    curl -fs "$1/health" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  fail "etcd at $1 did not start"
 }

@@ -171,5 +171,5 @@ PY
 teardown
 cleanup_hooks=()
 [ -z "$(podman ps -a --filter "name=$COMPOSE_PROJECT_NAME" -q)" ] || fail "containers left behind"
-! podman volume ls -q | grep -q "^${COMPOSE_PROJECT_NAME}_" || fail "volumes left behind"
+[ -z "$(podman volume ls -q | grep "^${COMPOSE_PROJECT_NAME}_" || true)" ] || fail "volumes left behind"
 echo "compose: up, I/O, exporter stop and resync, Prometheus, down in $SECONDS s"

@@ -26,11 +26,7 @@ etcd --name=e2e --data-dir="$tmp/etcd" \
 etcd_pid=$!
 pids+=($!)
 on_exit 'kill -CONT "$etcd_pid" 2>/dev/null'  # never leave it stopped
-for _ in $(seq 1 200); do
-  curl -fs "http://127.0.0.1:$etcd_client/health" >/dev/null 2>&1 && break
-  sleep 0.05
-done
-curl -fs "http://127.0.0.1:$etcd_client/health" >/dev/null || fail "etcd did not start"
+wait_etcd "http://127.0.0.1:$etcd_client"
 
 start_exporter e1 256M
 start_exporter e2 256M
@@ -65,30 +61,9 @@ start_ha_gateway() {
 start_ha_gateway a
 start_ha_gateway b
 gateways="127.0.0.1:$port_a,127.0.0.1:$port_b"
-dstctl_() { "$DST_BIN/dstctl" --gateway="$gateways" "$@"; }
-
-# leader: "a" or "b", whichever leads vol0 now (empty while none does).
-leader() {
-  dstctl_ status vol0 --json 2>/dev/null | $PYTHON -c 'import json,sys
-v = json.load(sys.stdin)["volumes"][0]
-print(v.get("leader", "")[3:] if v.get("state") != "standby" else "")' \
-    2>/dev/null || true
-}
-wait_leader() {
-  local deadline=$((SECONDS + 30)) l
-  while [ $SECONDS -lt $deadline ]; do
-    l=$(leader)
-    if [ -n "$l" ] && [ "$l" != "${1:-}" ]; then
-      echo "$l"
-      return 0
-    fi
-    sleep 0.1
-  done
-  fail "no gateway leads vol0${1:+ other than gw-$1}"
-}
-first=$(wait_leader)
+first=$(wait_ha_leader)
 echo "gw-$first leads vol0"
-dstctl_ status vol0 | grep "leader: gw-$first (127.0.0.1:.*), epoch [1-9]" >/dev/null ||
+ha_dstctl status vol0 | grep "leader: gw-$first (127.0.0.1:.*), epoch [1-9]" >/dev/null ||
   fail "dstctl status does not show the leader and its epoch"
 # The standby names the leader.
 "$DST_BIN/dstctl" --gateway="127.0.0.1:$([ "$first" = a ] && echo "$port_b" || echo "$port_a")" \
@@ -96,23 +71,18 @@ dstctl_ status vol0 | grep "leader: gw-$first (127.0.0.1:.*), epoch [1-9]" >/dev
 
 # The HA series (the dst-ha alert rules' inputs): the leader says 1, the
 # standby 0, both reach etcd.
-# has_metric GATEWAY REGEX: its /metrics has a line matching REGEX (read
-# whole first: grep -q would cut curl's pipe, which pipefail reports).
-has_metric() {
-  local v="metrics_$1" text
-  text=$(curl -fs "http://127.0.0.1:${!v}/metrics") || return 1
-  grep -q "$2" <<<"$text"
-}
+# metrics GATEWAY: its /metrics URL.
+metrics() { local v="metrics_$1"; echo "http://127.0.0.1:${!v}/metrics"; }
 other=$([ "$first" = a ] && echo b || echo a)
-has_metric "$first" '^dst_gateway_ha_leader{volume="vol0"} 1$' ||
+has_metric "$(metrics "$first")" '^dst_gateway_ha_leader{volume="vol0"} 1$' ||
   fail "the leader's dst_gateway_ha_leader is not 1"
-has_metric "$first" '^dst_gateway_ha_elections_won_total{volume="vol0"} 1$' ||
+has_metric "$(metrics "$first")" '^dst_gateway_ha_elections_won_total{volume="vol0"} 1$' ||
   fail "the leader's election is not counted"
-has_metric "$other" '^dst_gateway_ha_leader{volume="vol0"} 0$' ||
+has_metric "$(metrics "$other")" '^dst_gateway_ha_leader{volume="vol0"} 0$' ||
   fail "the standby's dst_gateway_ha_leader is not 0"
 for g in a b; do
-  has_metric "$g" '^dst_gateway_ha_etcd_up 1$' || fail "gw-$g: dst_gateway_ha_etcd_up is not 1"
-  has_metric "$g" '^dst_gateway_ha_lease_age_seconds ' || fail "gw-$g: no lease age"
+  has_metric "$(metrics "$g")" '^dst_gateway_ha_etcd_up 1$' || fail "gw-$g: dst_gateway_ha_etcd_up is not 1"
+  has_metric "$(metrics "$g")" '^dst_gateway_ha_lease_age_seconds ' || fail "gw-$g: no lease age"
 done
 
 nbdkit -f -U "$tmp/nbd.sock" "$DST_BIN/nbdkit-dst-plugin.so" \
@@ -127,9 +97,9 @@ fio_pid=$!
 sleep 1.5
 kill -9 "${gw_pid[$first]}"
 wait "${gw_pid[$first]}" 2>/dev/null || true
-second=$(wait_leader "$first")
+second=$(wait_ha_leader "$first")
 echo "gw-$second took over"
-has_metric "$second" '^dst_gateway_ha_leader{volume="vol0"} 1$' ||
+has_metric "$(metrics "$second")" '^dst_gateway_ha_leader{volume="vol0"} 1$' ||
   fail "the new leader's dst_gateway_ha_leader is not 1"
 wait "$fio_pid" || { cat "$tmp/killed.err"; fail "fio saw an error across the leader's death"; }
 stall=$(max_latency_ms killed)
@@ -158,7 +128,7 @@ grep -q "reconnecting" "$tmp/nbdkit.log" || fail "the plugin never moved"
 run_fio etcd-down &
 fio_pid=$!
 sleep 1
-deposed=$(wait_leader)
+deposed=$(wait_ha_leader)
 kill -STOP "$etcd_pid"
 stopped_at=$SECONDS
 for _ in $(seq 1 100); do
@@ -178,14 +148,14 @@ wait "$fio_pid" || { cat "$tmp/etcd-down.err"; fail "fio saw an error while etcd
 echo "etcd down: longest client stall $(max_latency_ms etcd-down) ms"
 
 # The replicas end identical, through whichever gateway leads now.
-final=$(wait_leader)
+final=$(wait_ha_leader)
 deadline=$((SECONDS + 60))
-until dstctl_ replicas vol0 --json | $PYTHON -c 'import json,sys
+until ha_dstctl replicas vol0 --json | $PYTHON -c 'import json,sys
 sys.exit(any(r.get("sync") != "in_sync" for r in json.load(sys.stdin)["replicas"]))'; do
-  [ $SECONDS -lt $deadline ] || { dstctl_ replicas vol0 >&2; fail "replicas not in sync"; }
+  [ $SECONDS -lt $deadline ] || { ha_dstctl replicas vol0 >&2; fail "replicas not in sync"; }
   sleep 0.2
 done
 cmp "$tmp/e1.img" "$tmp/e2.img" || fail "replicas differ"
-dstctl_ verify vol0 | grep ": identical" >/dev/null || fail "dstctl verify finds differences"
+ha_dstctl verify vol0 | grep ": identical" >/dev/null || fail "dstctl verify finds differences"
 echo "gw-$final leads at the end"
 echo PASS

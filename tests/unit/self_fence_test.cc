@@ -1,6 +1,7 @@
 // SelfFence: the deadline is the renewal's send time plus the TTL less the
 // clock-rate margin; a later renewal moves it forward, an older answer
-// never moves it back; Expire ends it at once.
+// never moves it back; Expire ends it at once (or keeps a deadline that
+// has passed).
 #include "services/gateway/ha/self_fence.h"
 
 #include <gtest/gtest.h>
@@ -38,8 +39,19 @@ TEST(SelfFenceTest, ExpireEndsItAtOnce) {
   EXPECT_GT(fence.Left(), absl::Seconds(50));
   fence.Expire();
   EXPECT_TRUE(fence.Expired());
+  EXPECT_LE(fence.Left(), absl::ZeroDuration());
+  EXPECT_GT(fence.Left(), -absl::Seconds(10)) << "the deadline is now";
   fence.Renewed(absl::Seconds(1), absl::Seconds(2));
   EXPECT_TRUE(fence.Expired()) << "a stale renewal does not revive it";
+}
+
+TEST(SelfFenceTest, ExpireKeepsADeadlineThatHadPassed) {
+  SelfFence fence(0.1);
+  const absl::Duration sent = SelfFence::Now() - absl::Seconds(30);
+  fence.Renewed(sent, absl::Seconds(10));  // deadline 21 s ago
+  fence.Expire();
+  EXPECT_LT(fence.Left(), -absl::Seconds(20))
+      << "the deadline reported is when replies stopped, not the Expire call";
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 #include "services/common/base/log.h"
 #include "services/common/base/status.h"
@@ -31,7 +32,7 @@ absl::StatusOr<std::unique_ptr<LeaderVolumes>> LeaderVolumes::Start(
   ASSIGN_OR_RETURN(
       v->coordinator_,
       HaCoordinator::Start(std::move(options),
-                           [v](const std::string& why) { v->deposed_(why); }));
+                           [v](const std::string& why) { v->Depose(why); }));
   std::vector<std::string> names;
   for (const v1::VolumeConfig& volume : config.volumes()) {
     names.push_back(volume.name());
@@ -76,7 +77,7 @@ void LeaderVolumes::Elected(const std::string& name) {
     return coordinator->EpochAbove(name, held);
   };
   options.self_fence = &coordinator->fence();
-  options.deposed = deposed_;
+  options.deposed = [this](const std::string& why) { Depose(why); };
   const std::string advertise = coordinator->options().address;
   options.add_leadership = [coordinator, name,
                             advertise](v1::VolumeStatus* status) {
@@ -95,11 +96,22 @@ void LeaderVolumes::Elected(const std::string& name) {
     // config): the volume answers nothing, and the error is logged.
     DST_LOG(Error, "ha: volume %s: elected but cannot start: %s", name,
             volume.status().ToString());
-    deposed_(absl::StrCat("volume ", name,
-                          " cannot start: ", volume.status().message()));
+    Depose(absl::StrCat("volume ", name,
+                        " cannot start: ", volume.status().message()));
     return;
   }
   service_.AddVolume(*std::move(volume));
+}
+
+void LeaderVolumes::Depose(const std::string& why) {
+  // Only a leader is deposed: coordinator_ is set (before the first
+  // campaign) and its fence has a deadline (from the lease's grant).
+  const absl::Duration left = coordinator_->fence().Left();
+  deposed_(
+      absl::StrCat(why, "; no reply after ",
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now() + left,
+                                    absl::UTCTimeZone()),
+                   " (the self-fence deadline)"));
 }
 
 v1::VolumeStatus LeaderVolumes::StandbyStatus(const std::string& name) {

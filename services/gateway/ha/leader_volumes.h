@@ -59,6 +59,10 @@ class LeaderVolumes {
                 int max_message_bytes, GatewayService& service,
                 prometheus::Registry& registry, Deposed deposed);
   void Elected(const std::string& volume);
+  // Runs `deposed_` with `why` and the self-fence deadline in wall-clock
+  // time (UTC, as the log prints it): no reply left after it, which a test
+  // or an operator compares with the next leader's election.
+  void Depose(const std::string& why);
 
   const v1::GatewayConfig config_;
   const VolumeOptions base_;

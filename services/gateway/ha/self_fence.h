@@ -56,8 +56,15 @@ class SelfFence {
                                   current, until, std::memory_order_release)) {
     }
   }
-  // Never answer again (the lease is known to be gone).
-  void Expire() { until_ns_.store(0, std::memory_order_release); }
+  // Never answer again (the lease is known to be gone): the deadline is
+  // now, unless it has passed already.
+  void Expire() {
+    const int64_t now = absl::ToInt64Nanoseconds(Now());
+    int64_t current = until_ns_.load(std::memory_order_relaxed);
+    while (now < current && !until_ns_.compare_exchange_weak(
+                                current, now, std::memory_order_release)) {
+    }
+  }
 
   // True when `now` is past the deadline (or none was ever set).
   bool ExpiredAt(absl::Duration now) const {
