@@ -57,6 +57,10 @@ int Main(int argc, char** argv) {
           {"state-dir", "DIR",
            "mirror state directory (overrides the config's state_dir; "
            "default /var/lib/dst/gateway)"},
+          {"advertise", "HOST:PORT",
+           "HA mode: the address clients reach this gateway at, given to "
+           "them by the other gateways (overrides the config's "
+           "etcd.advertise; default the first listen address)"},
           {"id", "NAME",
            "this gateway's name: the fencing owner on exporters, in their "
            "logs, and in HA mode its name as a leader (default: hostname; "
@@ -88,6 +92,18 @@ int Main(int argc, char** argv) {
     config->add_listen(listen);
   }
   if (config->listen_size() == 0) config->add_listen(kDefaultGatewayListen);
+  if (flags.Has("advertise")) {
+    if (!config->has_etcd()) {
+      return Fail("--advertise is for HA mode: the config has no etcd section");
+    }
+    config->mutable_etcd()->set_advertise(flags.Get("advertise"));
+  }
+  if (config->has_etcd()) {
+    if (absl::Status s = EtcdAdvertise(*config).status(); !s.ok()) {
+      return Fail(absl::StrCat(
+          s.message(), flags.Has("advertise") ? " (from --advertise)" : ""));
+    }
+  }
   if (flags.Has("check-config")) {
     std::printf("%s: OK (%d volume(s))\n", flags.Get("config").c_str(),
                 config->volumes_size());

@@ -31,6 +31,14 @@ expect_fail "--config=FILE is required" "$DST_BIN/dst-gateway"
 printf 'listen: ["127.0.0.1:7000", "unix:/tmp/dst/gateway.sock"]\nvolumes:\n  - name: vol0\n    replicas:\n      - address: "127.0.0.1:7001"\n      - address: "127.0.0.1:7002"\n' >"$tmp/design.yaml"
 "$DST_BIN/dst-gateway" --config="$tmp/design.yaml" --check-config ||
   fail "the minimal config of docs/configuration.md refused"
+# HA mode: the address given to clients must be one they can reach.
+printf 'listen: ["0.0.0.0:7000"]\netcd: {endpoints: ["127.0.0.1:2379"]}\nvolumes: [{name: v, replicas: [{address: "h:1"}]}]\n' >"$tmp/ha.yaml"
+expect_fail "etcd.advertise: '0.0.0.0:7000' (the first listen address) is not an address clients can reach" \
+  "$DST_BIN/dst-gateway" --config="$tmp/ha.yaml" --check-config
+"$DST_BIN/dst-gateway" --config="$tmp/ha.yaml" --check-config --advertise=gw-1.example:7000 >/dev/null ||
+  fail "--advertise did not stand for etcd.advertise"
+expect_fail "--advertise is for HA mode" \
+  "$DST_BIN/dst-gateway" --config="$tmp/design.yaml" --check-config --advertise=gw-1.example:7000
 
 expect_fail "cannot reach the gateway at unix:$tmp/none.sock" \
   "$DST_BIN/dstctl" --gateway="unix:$tmp/none.sock" --timeout=2 status
