@@ -243,6 +243,24 @@ has_metric() {
   grep -q "$2" <<<"$text"
 }
 
+# start_etcd: one etcd member on loopback ports with short Raft timings;
+# sets $etcd_client (its client port) and $etcd_pid.
+start_etcd() {
+  local peer
+  etcd_client=$(free_port)
+  peer=$(free_port)
+  etcd --name=e2e --data-dir="$tmp/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_client" \
+    --advertise-client-urls="http://127.0.0.1:$etcd_client" \
+    --listen-peer-urls="http://127.0.0.1:$peer" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$peer" \
+    --initial-cluster="e2e=http://127.0.0.1:$peer" \
+    --heartbeat-interval=10 --election-timeout=100 2>"$tmp/etcd.log" &
+  etcd_pid=$!
+  pids+=($!)
+  wait_etcd "http://127.0.0.1:$etcd_client"
+}
+
 # wait_etcd URL: until etcd's /health at URL answers (10 s).
 wait_etcd() {
   for _ in $(seq 1 200); do

@@ -13,20 +13,8 @@
 source "$(dirname "$0")/functions.sh"
 requires nbdkit fio cmp etcd
 
-# --- etcd: one member on loopback ports, short Raft timings.
-etcd_client=$(free_port)
-etcd_peer=$(free_port)
-etcd --name=e2e --data-dir="$tmp/etcd" \
-  --listen-client-urls="http://127.0.0.1:$etcd_client" \
-  --advertise-client-urls="http://127.0.0.1:$etcd_client" \
-  --listen-peer-urls="http://127.0.0.1:$etcd_peer" \
-  --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
-  --initial-cluster="e2e=http://127.0.0.1:$etcd_peer" \
-  --heartbeat-interval=10 --election-timeout=100 2>"$tmp/etcd.log" &
-etcd_pid=$!
-pids+=($!)
+start_etcd
 on_exit 'kill -CONT "$etcd_pid" 2>/dev/null'  # never leave it stopped
-wait_etcd "http://127.0.0.1:$etcd_client"
 
 start_exporter e1 256M
 start_exporter e2 256M

@@ -6,12 +6,13 @@
 # the cross-references hold (tests/k8s/crossref.py: selectors, ports,
 # mounts, certificate names, ACL identities); the gateway's configuration
 # passes `dst-gateway --check-config` with its ACL and certificates; every
-# flag and key given to dst-exporter, the plugin and dstctl is one they
-# know; the PrometheusRule matches deploy/prometheus/dst-alerts.yml. Then
-# the checkers are shown to catch breakage: a misspelt field, a wrong type
-# and a replica address outside the StatefulSet must each fail.
+# flag and key given to dst-exporter, the plugin, dstctl and etcd is one
+# they know; the PrometheusRule matches deploy/prometheus/dst-alerts.yml.
+# Then the checkers are shown to catch breakage: a misspelt field, a wrong
+# type, a replica address outside the StatefulSet and an etcd endpoint
+# outside its StatefulSet must each fail.
 source "$(dirname "$0")/functions.sh"
-requires kubectl node npm openssl
+requires kubectl node npm openssl etcd
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
 work=$tmp/node
@@ -30,11 +31,13 @@ known_flags() {  # known_flags HELP-TEXT NAMES...: each NAME appears as --NAME o
 }
 exporter_help=$("$DST_BIN/dst-exporter" --help 2>&1)
 dstctl_help=$("$DST_BIN/dstctl" --help 2>&1)
+etcd_help=$(etcd --help 2>&1)
 plugin_help=$(nbdkit "$DST_BIN/nbdkit-dst-plugin.so" --help 2>&1 | sed -n '/^plugin: dst/,$p')
 bash "$root/scripts/make-certs.sh" "$tmp/certs" gateway >/dev/null 2>&1 ||
   fail "make-certs.sh failed"
 
-for overlay in dev production; do
+for overlay in dev production ha; do
+  gateway_args=()
   out=$tmp/$overlay
   mkdir -p "$out"
   kubectl kustomize "$root/deploy/k8s/overlays/$overlay" >"$out/manifest.yaml" 2>"$tmp/kustomize.log" ||
@@ -57,10 +60,13 @@ for overlay in dev production; do
       exporter-flags) unknown=$(known_flags "$exporter_help" $rest) ;;
       nbdkit-keys) unknown=$(known_flags "$plugin_help" $rest) ;;
       dstctl-flags) unknown=$(known_flags "$dstctl_help" $rest) ;;
+      etcd-flags) unknown=$(known_flags "$etcd_help" $rest) ;;
+      gateway-args) read -r -a gateway_args <<<"$rest" ;;
     esac
     [ -z "${unknown:-}" ] || fail "$overlay: $kind: unknown: $unknown"
   done <"$out/refs"
-  "$DST_BIN/dst-gateway" --config="$out/check/gateway.yaml" --check-config >"$out/config.log" 2>&1 ||
+  "$DST_BIN/dst-gateway" --config="$out/check/gateway.yaml" --check-config \
+    "${gateway_args[@]}" >"$out/config.log" 2>&1 ||
     { cat "$out/config.log" >&2; fail "$overlay: the gateway refuses its configuration"; }
   echo "$overlay: $(grep -c '^kind:' "$out/manifest.yaml") objects, references and configuration ok"
 done
@@ -82,4 +88,9 @@ if $PYTHON "$root/tests/k8s/crossref.py" "$tmp/address.yaml" "$tmp/address" >/de
   fail "a replica address outside the StatefulSet passed"
 fi
 grep -q "dst-exporter-2" "$tmp/address.log" || fail "the bad address is not named"
-echo "k8s: overlays valid; the checkers refuse a misspelt field, a wrong type and a bad address"
+sed 's/dst-etcd-2\.dst-etcd:2379/dst-etcd-3.dst-etcd:2379/' "$tmp/ha/manifest.yaml" >"$tmp/etcd.yaml"
+if $PYTHON "$root/tests/k8s/crossref.py" "$tmp/etcd.yaml" "$tmp/etcd" >/dev/null 2>"$tmp/etcd.log"; then
+  fail "an etcd endpoint outside the StatefulSet passed"
+fi
+grep -q "dst-etcd-3" "$tmp/etcd.log" || fail "the bad etcd endpoint is not named"
+echo "k8s: overlays valid; the checkers refuse a misspelt field, a wrong type and bad addresses"

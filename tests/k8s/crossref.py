@@ -19,14 +19,21 @@ cannot see, where one object names another.
   the names dialled are in the peer's certificate and the ACL identities
   are certificates' common names; the files the configuration names are
   mounted;
-- the probes' ports are container ports.
+- the probes' ports are container ports;
+- HA mode (an etcd section): more than one gateway replica only with it;
+  each endpoint is a member of the etcd StatefulSet (when the overlay has
+  one) on its client port, and that StatefulSet's --initial-cluster names
+  exactly its pods; a wildcard listen address comes with --advertise, the
+  pod's IP (status.podIP) on the gRPC port; every PodDisruptionBudget
+  selects pods.
 
 Writes the gateway's configuration (and its ACL, if any) to OUTDIR with
 paths rewritten under OUTDIR, for `dst-gateway --check-config`; prints the
 paths of the TLS files it expects, one "tls NAME PATH" line each, and the
-flags and keys the exporter, the plugin and dstctl probes are given
-("exporter-flags", "nbdkit-keys", "dstctl-flags" lines) for the test to
-check against each program's --help.
+flags and keys the exporter, the plugin, dstctl probes and etcd are given
+("exporter-flags", "nbdkit-keys", "dstctl-flags", "etcd-flags" lines) for
+the test to check against each program's --help, and the gateway's flags
+that --check-config needs besides the configuration ("gateway-args").
 """
 import fnmatch
 import os
@@ -103,6 +110,65 @@ def name_in_cert(name, cert):
                for pattern in cert_names(cert))
 
 
+def args_of(container):
+    """--flag=value arguments of a container, as {flag: value}."""
+    flags = {}
+    for arg in container.get("args", []):
+        m = re.fullmatch(r"--([a-z-]+)(?:=(.*))?", arg)
+        if m:
+            flags[m.group(1)] = m.group(2) or ""
+    return flags
+
+
+def check_ha(config, gateway, container, gports, etcd_sts):
+    """HA mode's references: etcd endpoints and members, --advertise."""
+    if "etcd" not in config:
+        if gateway["spec"].get("replicas", 1) > 1:
+            error("gateway: several replicas without an etcd section would "
+                  "fence each other")
+        return
+    gflags = args_of(container)
+    env = {e["name"]: e for e in container.get("env", [])}
+    listen_host, _ = host_port(config.get("listen", ["127.0.0.1:7000"])[0], "gateway listen")
+    advertise = gflags.get("advertise", config["etcd"].get("advertise", ""))
+    if not advertise and listen_host in ("0.0.0.0", "::"):
+        error("gateway: HA mode with a wildcard listen address needs --advertise")
+    elif "advertise" in gflags:
+        m = re.fullmatch(r"\$\((\w+)\):(\d+)", advertise)
+        if not m:
+            error(f"gateway --advertise={advertise}: expected $(POD_IP):PORT")
+        else:
+            source = env.get(m.group(1), {}).get("valueFrom", {}).get("fieldRef", {})
+            if source.get("fieldPath") != "status.podIP":
+                error(f"gateway --advertise: {m.group(1)} is not the pod's IP")
+            if int(m.group(2)) != gports.get("grpc"):
+                error(f"gateway --advertise port {m.group(2)} is not container port grpc")
+            print(f"gateway-args --advertise=10.0.0.1:{m.group(2)}")
+    if etcd_sts is None:
+        return  # an etcd of the operator's own
+    etcd = etcd_sts["spec"]["template"]["spec"]["containers"][0]
+    eflags = args_of(etcd)
+    print("etcd-flags " + " ".join(sorted(eflags)))
+    eports = container_ports(etcd_sts["spec"]["template"])
+    headless = etcd_sts["spec"]["serviceName"]
+    count = etcd_sts["spec"]["replicas"]
+    for endpoint in config["etcd"]["endpoints"]:
+        host, port = host_port(endpoint, "etcd.endpoints")
+        m = re.fullmatch(rf"dst-etcd-(\d+)\.{headless}(\.[a-z0-9.-]+)?", host or "")
+        if not m or int(m.group(1)) >= count:
+            error(f"etcd endpoint {host} is not a pod of StatefulSet dst-etcd "
+                  f"behind Service {headless}")
+        if port != eports.get("client"):
+            error(f"etcd endpoint {endpoint}: not the members' client port")
+    members = dict(m.split("=", 1) for m in eflags.get("initial-cluster", "").split(",") if m)
+    expected = {f"dst-etcd-{i}" for i in range(count)}
+    if set(members) != expected:
+        error(f"etcd --initial-cluster names {sorted(members)}, the pods are {sorted(expected)}")
+    for name, url in members.items():
+        if url != f"http://{name}.{headless}:{eports.get('peer')}":
+            error(f"etcd --initial-cluster: {name} at {url}, not its pod's peer port")
+
+
 def main():
     manifest, outdir = sys.argv[1], sys.argv[2]
     with open(manifest) as f:
@@ -174,6 +240,9 @@ def main():
             for p in rule.get("ports", []):
                 if not has_port(pods, p["port"]):
                     error(f"{what}: port {p['port']} is not a port of its pods")
+    for pdb in by_kind.get("PodDisruptionBudget", {}).values():
+        selected_pods(objects, pdb["spec"]["selector"]["matchLabels"],
+                      f"PodDisruptionBudget {pdb['metadata']['name']}")
     for pm in by_kind.get("PodMonitor", {}).values():
         what = f"PodMonitor {pm['metadata']['name']}"
         pods = selected_pods(objects, pm["spec"]["selector"]["matchLabels"], what)
@@ -257,6 +326,9 @@ def main():
                 error(f"volume {vol['name']}: replica port {port} is not the exporters' grpc port")
             if exporter_tls and not name_in_cert(host, certificates["dst-exporter"]):
                 error(f"replica {host} is not a name in the exporter certificate")
+
+    check_ha(config, gateway, gcontainer, gports,
+             by_kind.get("StatefulSet", {}).get("dst-etcd"))
 
     # The files the gateway configuration names: mounted, and rewritten for
     # --check-config. The ACL comes from its ConfigMap; TLS files are made
