@@ -8,7 +8,11 @@
 # writes go on (the volume degraded, no error), started again, the resync
 # checked (only the regions written meanwhile copied, replicas identical by
 # dstctl verify), Prometheus scraping all three targets with dst's rules
-# loaded, and everything torn down with its volumes.
+# loaded. Then the ha profile beside it (etcd, two exporters, two gateways
+# in HA mode, nbdkit given both): data written through it, the leader
+# stopped (the other takes over, writes go on, nothing lost), started again
+# as a standby, the replicas identical, Prometheus finding the HA targets
+# by DNS with one leader. Everything is torn down with its volumes.
 #
 # Environment: DST_COMPOSE_KEEP_IMAGES=1 keeps the images afterwards (the
 # default removes the dst images and keeps only the base).
@@ -55,9 +59,9 @@ DST_NBD_PORT=$(free_port)
 DST_PROMETHEUS_PORT=$(free_port)
 compose() { docker-compose -f "$root/deploy/docker-compose.yml" "$@"; }
 container() { echo "${COMPOSE_PROJECT_NAME}_$1_1"; }
-images="localhost/dst-exporter localhost/dst-gateway localhost/dst-nbdkit localhost/dst-prometheus"
+images="localhost/dst-exporter localhost/dst-gateway localhost/dst-nbdkit localhost/dst-prometheus localhost/dst-etcd"
 teardown() {
-  compose down -v --timeout 20 >"$tmp/down.log" 2>&1 ||
+  compose --profile ha down -v --timeout 20 >"$tmp/down.log" 2>&1 ||
     echo "compose down failed (see $tmp/down.log)" >&2
   if [ "${DST_COMPOSE_KEEP_IMAGES:-0}" != 1 ]; then
     # Best effort: an earlier build cut short (its buildah working
@@ -73,7 +77,7 @@ teardown() {
 on_exit teardown
 
 SECONDS=0
-compose build >"$tmp/build.log" 2>&1 || { tail -40 "$tmp/build.log"; fail "compose build failed"; }
+compose --profile ha build >"$tmp/build.log" 2>&1 || { tail -40 "$tmp/build.log"; fail "compose build failed"; }
 echo "images built in $SECONDS s"
 compose up -d >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log"; fail "compose up failed"; }
 
@@ -98,9 +102,11 @@ for service in exporter1 exporter2 gateway nbdkit; do
 done
 
 # nbd_io read|write OFFSET FILE: FILE's bytes read from (compared) or
-# written to the export at OFFSET, 1 MiB per request, then a flush.
+# written to the export on port $nbd_port at OFFSET, 1 MiB per request,
+# then a flush.
+nbd_port=$DST_NBD_PORT
 nbd_io() {
-  $PYTHON - "$DST_NBD_PORT" "$@" <<'PY'
+  $PYTHON - "$nbd_port" "$@" <<'PY'
 import sys, nbd
 port, op, offset, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 h = nbd.NBD()
@@ -165,6 +171,79 @@ while True:
         break
     if time.time() > deadline:
         sys.exit(f"targets {up}, rules {rules}")
+    time.sleep(1)
+PY
+
+# --- The ha profile, beside the default stack.
+export DST_HA_NBD_PORT
+DST_HA_NBD_PORT=$(free_port)
+compose --profile ha up -d >"$tmp/up-ha.log" 2>&1 || { cat "$tmp/up-ha.log"; fail "compose --profile ha up failed"; }
+nbd_port=$DST_HA_NBD_PORT
+for _ in $(seq 1 120); do
+  nbdinfo --size "nbd://127.0.0.1:$nbd_port" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+size=$(nbdinfo --size "nbd://127.0.0.1:$nbd_port") ||
+  { compose --profile ha logs --tail=20 >&2; fail "no HA export on port $nbd_port"; }
+[ "$size" = $((1 << 30)) ] || fail "HA export size $size, expected 1 GiB"
+# dstctl given both HA gateways, run in the HA nbdkit container (it has
+# dstctl, and stays up while a gateway stops).
+ha_ctl() {
+  podman exec "$(container ha-nbdkit)" dstctl --gateway=ha-gateway1:7000,ha-gateway2:7000 "$@"
+}
+ha_leader() {
+  ha_ctl status vol0 --json | $PYTHON -c 'import json, sys
+v = json.load(sys.stdin)["volumes"][0]
+print(v.get("leader", "") if v.get("state") != "standby" else "")'
+}
+for service in etcd ha-gateway1 ha-gateway2 ha-nbdkit; do
+  for _ in $(seq 1 20); do
+    podman healthcheck run "$(container $service)" >/dev/null 2>&1 && continue 2
+    sleep 0.5
+  done
+  fail "healthcheck of $service fails"
+done
+head -c $((16 << 20)) /dev/urandom >"$tmp/data3"
+nbd_io write 0 "$tmp/data3" || fail "write through the HA stack"
+leader=$(ha_leader)
+case $leader in ha-gateway1 | ha-gateway2) ;; *) fail "HA: no leader ('$leader')" ;; esac
+ha_ctl status vol0 | grep "leader: $leader ($leader:7000), epoch [1-9]" >/dev/null ||
+  { ha_ctl status vol0 >&2; fail "dstctl status does not show the leader"; }
+# The leader stops (SIGTERM: it resigns); the other takes over.
+compose --profile ha stop "$leader" >"$tmp/stop-ha.log" 2>&1 || fail "compose stop $leader"
+head -c $((16 << 20)) /dev/urandom >"$tmp/data4"
+nbd_io write $((32 << 20)) "$tmp/data4" || fail "write with the HA leader stopped"
+nbd_io read 0 "$tmp/data3" || fail "HA: data written before the takeover differs"
+next=$(ha_leader)
+[ -n "$next" ] && [ "$next" != "$leader" ] || fail "HA: no takeover from $leader ('$next')"
+echo "ha profile: $leader stopped, $next took over"
+compose --profile ha start "$leader" >"$tmp/start-ha.log" 2>&1 || fail "compose start $leader"
+nbd_io read $((32 << 20)) "$tmp/data4" || fail "HA: data written after the takeover differs"
+ha_ctl verify vol0 | grep ": identical" >/dev/null || fail "HA: replicas differ"
+# Prometheus finds the HA gateways by DNS, under job dst-gateway: one leads.
+$PYTHON - "$DST_PROMETHEUS_PORT" <<'PY' || fail "Prometheus with the ha profile"
+import json, sys, time, urllib.parse, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}/api/v1/"
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=5) as r:
+        return json.load(r)["data"]
+deadline = time.time() + 90
+while True:
+    try:
+        up = {t["labels"]["instance"]: (t["labels"]["job"], t["health"])
+              for t in get("targets")["activeTargets"]}
+        q = urllib.parse.quote('sum(dst_gateway_ha_leader{volume="vol0",job="dst-gateway"})')
+        leaders = get("query?query=" + q)["result"]
+    except OSError:
+        up, leaders = {}, []
+    ha = {i: v for i, v in up.items() if i.startswith("ha-")}
+    if ha == {"ha-gateway1:9100": ("dst-gateway", "up"), "ha-gateway2:9100": ("dst-gateway", "up"),
+              "ha-exporter1:9100": ("dst-exporter", "up"), "ha-exporter2:9100": ("dst-exporter", "up")} \
+            and leaders and leaders[0]["value"][1] == "1":
+        print(f"prometheus: HA targets {sorted(ha)}, one leader of vol0")
+        break
+    if time.time() > deadline:
+        sys.exit(f"HA targets {ha}, leaders {leaders}")
     time.sleep(1)
 PY
 
