@@ -196,6 +196,20 @@ absl::Status ValidateEtcd(v1::GatewayConfig* config) {
                      "grants leases in seconds)");
   }
   if (etcd->prefix().empty()) etcd->set_prefix(kDefaultEtcdPrefix);
+  if (etcd->has_tls()) {
+    v1::TlsConfig* tls = etcd->mutable_tls();
+    absl::StatusOr<TlsMode> mode =
+        TlsModeOrDefault(tls->mode(), EtcdTlsOptions(*config), false);
+    if (!mode.ok()) {
+      return PathError("etcd.tls.mode", std::string(mode.status().message()));
+    }
+    if (tls->mode().empty())
+      tls->set_mode(*mode == TlsMode::kOn ? "on" : "off");
+    if (tls->cert().empty() != tls->key().empty()) {
+      return PathError("etcd.tls",
+                       "cert and key go together: give both or neither");
+    }
+  }
   if (!etcd->advertise().empty()) {
     RETURN_IF_ERROR(EtcdAdvertise(*config).status());
   }
@@ -408,6 +422,18 @@ absl::StatusOr<v1::GatewayConfig> LoadGatewayConfig(const std::string& path) {
         absl::StrCat(path, ": ", config.status().message()));
   }
   return config;
+}
+
+TlsOptions EtcdTlsOptions(const v1::GatewayConfig& config) {
+  const v1::TlsConfig& tls = config.etcd().tls();
+  TlsOptions options;
+  absl::StatusOr<TlsMode> mode = ParseTlsMode(tls.mode());
+  options.mode = mode.ok() ? *mode : TlsMode::kOff;  // checked by the parser
+  options.cert = tls.cert();
+  options.key = tls.key();
+  options.ca = tls.ca();
+  options.server_name = tls.server_name();
+  return options;
 }
 
 TlsOptions GatewayTlsOptions(const v1::GatewayConfig& config) {

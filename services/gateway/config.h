@@ -50,6 +50,9 @@ absl::StatusOr<std::string> EtcdAdvertise(const v1::GatewayConfig& config);
 // and defaulted by the parser): for the gateway's listeners and, the same
 // files, for its connections to exporters.
 TlsOptions GatewayTlsOptions(const v1::GatewayConfig& config);
+// The same for the `etcd.tls` section (HA mode's client to etcd; mode off
+// when there is none).
+TlsOptions EtcdTlsOptions(const v1::GatewayConfig& config);
 
 }  // namespace dst
 

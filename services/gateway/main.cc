@@ -147,13 +147,20 @@ int Main(int argc, char** argv) {
                          registry.get(),
                          static_cast<int>(config->max_streams_per_client()));
   std::unique_ptr<LeaderVolumes> leaders;
+  std::shared_ptr<Tls> etcd_tls;  // HA mode's TLS to etcd
   if (config->has_etcd()) {
+    absl::StatusOr<std::shared_ptr<Tls>> loaded =
+        Tls::Load(EtcdTlsOptions(*config), /*server=*/false);
+    if (!loaded.ok()) {
+      return Fail(absl::StrCat("etcd.tls: ", loaded.status().message()));
+    }
+    etcd_tls = *std::move(loaded);
     absl::StatusOr<std::string> advertise = EtcdAdvertise(*config);
     if (!advertise.ok()) return Fail(std::string(advertise.status().message()));
     absl::StatusOr<std::unique_ptr<LeaderVolumes>> started =
         LeaderVolumes::Start(
-            *config, *advertise, volume_options, kMaxMessageBytes, service,
-            *registry, [](const std::string& why) {
+            *config, *advertise, etcd_tls, volume_options, kMaxMessageBytes,
+            service, *registry, [](const std::string& why) {
               // Another gateway may lead now: not one more reply. The
               // supervisor restarts this one as a standby.
               DST_LOG(Error, "gateway: deposed (%s); exiting", why);
@@ -199,7 +206,8 @@ int Main(int argc, char** argv) {
                   : "");
 
   int signal_number = WaitForTerminationSignal(
-      ReloadOnHangup(*tls, &acl, "gateway"), ReloadableFiles(tls->get(), &acl));
+      ReloadOnHangup(*tls, &acl, "gateway", etcd_tls),
+      ReloadableFiles(tls->get(), &acl, etcd_tls.get()));
   DST_LOG(Info, "gateway: signal %d, draining in-flight work", signal_number);
   draining = true;
   health->SetServingStatus(false);
@@ -211,6 +219,7 @@ int Main(int argc, char** argv) {
   if (leaders) leaders->Stop();  // a standby takes over at once
   DST_LOG(Info, "gateway: stopped%s", drained ? "" : " (drain timed out)");
   (*tls)->RemoveStagedFiles();
+  if (etcd_tls != nullptr) etcd_tls->RemoveStagedFiles();
   ExitNow(0);
 }
 

@@ -11,9 +11,10 @@
 # read-only client's write is refused at the exporter when it bypasses the
 # gateway; the gateway's ACL keeps a read-only client from admin commands;
 # SIGHUP, or a change to the files, reloads a renewed certificate without
-# dropping the gateway's stream.
+# dropping the gateway's stream. HA mode's TLS to etcd: mutual TLS accepted,
+# a missing client certificate or another CA refused.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit nbdcopy openssl protoc cmp
+requires nbdkit nbdcopy openssl protoc cmp etcd curl
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 certs="$tmp/certs"
 bash "$root/scripts/make-certs.sh" "$certs" exporter gateway client reader stranger
@@ -219,4 +220,64 @@ renew_and_check 50 SIGHUP "certificates reloaded" 'kill -HUP "$e1_pid"'
 # Renewed files are picked up without a signal too (as when cert-manager
 # renews a Kubernetes Secret), within the watch interval (5 s).
 renew_and_check 150 "a change to the files" "files changed: reloading"
+
+# HA mode over TLS to etcd: etcd serves TLS only and demands client
+# certificates of the CA (--client-cert-auth). A gateway whose etcd.tls
+# names its certificate leads; one without a certificate, or trusting
+# another CA, is refused by etcd (or refuses it) and never leads.
+bash "$root/scripts/make-certs.sh" "$certs" etcd
+etcd_port=$(free_port)
+etcd_peer=$(free_port)
+etcd --name=tls --data-dir="$tmp/etcd" \
+  --listen-client-urls="https://127.0.0.1:$etcd_port" \
+  --advertise-client-urls="https://127.0.0.1:$etcd_port" \
+  --cert-file="$certs/etcd.pem" --key-file="$certs/etcd.key" \
+  --client-cert-auth --trusted-ca-file="$certs/ca.pem" \
+  --listen-peer-urls="http://127.0.0.1:$etcd_peer" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
+  --initial-cluster="tls=http://127.0.0.1:$etcd_peer" 2>"$tmp/etcd.log" &
+pids+=($!)
+for _ in $(seq 1 200); do
+  curl -fs --cacert "$certs/ca.pem" --cert "$certs/client.pem" --key "$certs/client.key" \
+    "https://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break
+  sleep 0.05
+done
+"$DST_BIN/dst-exporter" --listen="unix:$tmp/ha-e.sock" --backing="$tmp/ha-e.img" \
+  --size=8M --id=ha-e 2>"$tmp/ha-e.log" &
+pids+=($!)
+wait_for_socket "$tmp/ha-e.sock"
+# ha_gateway NAME TLS-KEYS: a gateway in HA mode on vol-ha, etcd.tls as
+# given; $NAME_addr is where it listens.
+ha_gateway() {
+  local port
+  port=$(free_port)
+  cat >"$tmp/$1.yaml" <<EOF
+listen: ["127.0.0.1:$port"]
+etcd:
+  endpoints: ["127.0.0.1:$etcd_port"]
+  tls: {$2}
+volumes:
+  - name: vol-ha
+    replicas: [{address: "unix:$tmp/ha-e.sock"}]
+EOF
+  "$DST_BIN/dst-gateway" --config="$tmp/$1.yaml" --id="$1" </dev/null >/dev/null 2>"$tmp/$1.log" &
+  pids+=($!)
+  printf -v "${1//-/_}_addr" '%s' "127.0.0.1:$port"
+}
+leads() { "$DST_BIN/dstctl" --gateway="$1" status vol-ha 2>/dev/null | grep -q "leader: $2"; }
+ha_gateway gw-nocert "ca: \"$certs/ca.pem\""
+ha_gateway gw-rogue "ca: \"$tmp/rogue/ca.pem\", cert: \"$certs/gateway.pem\", key: \"$certs/gateway.key\""
+sleep 3  # both had the time to lead, had etcd let them
+# shellcheck disable=SC2154  # set by ha_gateway
+for g in "$gw_nocert_addr" "$gw_rogue_addr"; do
+  leads "$g" gw- && fail "a gateway etcd should refuse (or should distrust) leads vol-ha"
+done
+grep -q "etcd" "$tmp/gw-nocert.log" || fail "the refused gateway logged nothing about etcd"
+ha_gateway gw-tls "ca: \"$certs/ca.pem\", cert: \"$certs/gateway.pem\", key: \"$certs/gateway.key\""
+for _ in $(seq 1 100); do
+  leads "$gw_tls_addr" gw-tls && break
+  sleep 0.1
+done
+leads "$gw_tls_addr" gw-tls || fail "the gateway with etcd.tls does not lead"
+echo "HA over TLS to etcd: leads; no client certificate, or another CA: never leads"
 echo PASS

@@ -47,12 +47,12 @@ class HaGateway {
     options.schedulers = GatewaySchedulers(lag_timers_);
     service_ = std::make_unique<GatewayService>(
         std::vector<std::unique_ptr<Volume>>());
-    auto leaders = LeaderVolumes::Start(config, address_, options,
-                                        kMaxMessageBytes, *service_, *registry_,
-                                        [this](const std::string& why) {
-                                          absl::MutexLock lock(&mu_);
-                                          if (deposed_.empty()) deposed_ = why;
-                                        });
+    auto leaders = LeaderVolumes::Start(
+        config, address_, /*etcd_tls=*/nullptr, options, kMaxMessageBytes,
+        *service_, *registry_, [this](const std::string& why) {
+          absl::MutexLock lock(&mu_);
+          if (deposed_.empty()) deposed_ = why;
+        });
     if (!leaders.ok()) {
       ADD_FAILURE() << leaders.status();
       std::abort();

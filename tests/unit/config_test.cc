@@ -139,6 +139,33 @@ TEST(ConfigTest, TheEtcdSectionIsCheckedAndDefaulted) {
   auto plain = ParseGatewayConfig(volumes);
   ASSERT_TRUE(plain.ok());
   EXPECT_FALSE(plain->has_etcd()) << "no etcd: a gateway alone, as before";
+  EXPECT_EQ(EtcdTlsOptions(*plain).mode, TlsMode::kOff);
+}
+
+TEST(ConfigTest, TheEtcdTlsSectionIsCheckedAndDefaulted) {
+  const std::string volumes =
+      "\nvolumes: [{name: v, replicas: [{address: 'h:1'}]}]";
+  EXPECT_EQ(
+      Error("etcd: {endpoints: ['e:2379'], tls: {mode: sometimes}}" + volumes),
+      "etcd.tls.mode: 'sometimes' must be off, on or require");
+  EXPECT_EQ(Error("etcd: {endpoints: ['e:2379'], tls: {cert: /c.pem}}" +
+                  volumes),
+            "etcd.tls: cert and key go together: give both or neither");
+
+  auto ca_only = ParseGatewayConfig(
+      "etcd: {endpoints: ['e:2379'], tls: {ca: /ca.pem}}" + volumes);
+  ASSERT_TRUE(ca_only.ok()) << ca_only.status();
+  EXPECT_EQ(ca_only->etcd().tls().mode(), "on") << "a CA alone means TLS";
+  const TlsOptions options = EtcdTlsOptions(*ca_only);
+  EXPECT_EQ(options.mode, TlsMode::kOn);
+  EXPECT_EQ(options.ca, "/ca.pem");
+  EXPECT_EQ(GatewayTlsOptions(*ca_only).mode, TlsMode::kOff)
+      << "TLS to etcd is not TLS to clients and exporters";
+
+  auto off = ParseGatewayConfig("etcd: {endpoints: ['e:2379'], tls: {}}" +
+                                volumes);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->etcd().tls().mode(), "off");
 }
 
 TEST(ConfigTest, AcceptsJson) {

@@ -9,11 +9,13 @@
 
 namespace dst {
 
-std::vector<std::string> ReloadableFiles(const Tls* tls, const AclHolder* acl) {
+std::vector<std::string> ReloadableFiles(const Tls* tls, const AclHolder* acl,
+                                         const Tls* other_tls) {
   std::vector<std::string> files;
-  if (tls != nullptr && tls->options().mode != TlsMode::kOff) {
+  for (const Tls* t : {tls, other_tls}) {
+    if (t == nullptr || t->options().mode == TlsMode::kOff) continue;
     for (const std::string* path :
-         {&tls->options().cert, &tls->options().key, &tls->options().ca}) {
+         {&t->options().cert, &t->options().key, &t->options().ca}) {
       if (!path->empty()) files.push_back(*path);
     }
   }
@@ -22,10 +24,13 @@ std::vector<std::string> ReloadableFiles(const Tls* tls, const AclHolder* acl) {
 }
 
 std::function<void()> ReloadOnHangup(std::shared_ptr<Tls> tls, AclHolder* acl,
-                                     const std::string& service) {
-  return [tls = std::move(tls), acl, service] {
+                                     const std::string& service,
+                                     std::shared_ptr<Tls> other_tls) {
+  return [tls = std::move(tls), acl, service,
+          other_tls = std::move(other_tls)] {
     DST_LOG(Info, "%s: SIGHUP: reloading certificates and the ACL", service);
     if (tls != nullptr) (void)tls->Reload();  // logs its own outcome
+    if (other_tls != nullptr) (void)other_tls->Reload();
     if (acl == nullptr) return;
     if (absl::Status s = acl->Reload(); !s.ok()) {
       DST_LOG(Error, "%s: ACL reload refused, the previous one stays: %s",

@@ -13,14 +13,17 @@ namespace dst {
 class AclHolder;
 class Tls;
 
-// The SIGHUP action of a service: re-reads its certificates and its ACL
-// (either may be null), logging what was refused.
+// The SIGHUP action of a service: re-reads its certificates, its ACL and
+// the certificates of its client to another service (`other_tls`: the
+// gateway's to etcd); any may be null. Logs what was refused.
 std::function<void()> ReloadOnHangup(std::shared_ptr<Tls> tls, AclHolder* acl,
-                                     const std::string& service);
+                                     const std::string& service,
+                                     std::shared_ptr<Tls> other_tls = nullptr);
 
-// The files ReloadOnHangup re-reads: `tls`'s certificate, key and CA and
-// `acl`'s file (either may be null).
-std::vector<std::string> ReloadableFiles(const Tls* tls, const AclHolder* acl);
+// The files ReloadOnHangup re-reads: `tls`'s certificate, key and CA,
+// `acl`'s file and `other_tls`'s files (any may be null).
+std::vector<std::string> ReloadableFiles(const Tls* tls, const AclHolder* acl,
+                                         const Tls* other_tls = nullptr);
 
 }  // namespace dst
 

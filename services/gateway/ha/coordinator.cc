@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Start(
   EtcdClient::Options client;
   client.endpoints = options.endpoints;
   client.call_timeout = options.call_timeout;
+  client.tls = options.etcd_tls;
   ASSIGN_OR_RETURN(std::unique_ptr<EtcdClient> etcd,
                    EtcdClient::Create(std::move(client)));
   std::unique_ptr<HaCoordinator> coordinator(

@@ -59,6 +59,7 @@ struct HaOptions {
   absl::Duration call_timeout;
   // Where the dst_gateway_ha_* series go (null: nowhere).
   prometheus::Registry* metrics = nullptr;
+  std::shared_ptr<Tls> etcd_tls;  // TLS to etcd (null: plaintext)
 };
 
 class HaCoordinator {

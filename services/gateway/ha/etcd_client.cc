@@ -7,7 +7,9 @@
 
 #include "etcd/etcdserver/api/v3election/v3electionpb/v3election.grpc.pb.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "services/common/base/address.h"
 #include "services/common/base/status.h"
+#include "services/common/security/tls.h"
 
 namespace dst {
 
@@ -43,8 +45,16 @@ EtcdClient::EtcdClient(Options options) : options_(std::move(options)) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   for (const std::string& endpoint : options_.endpoints) {
-    channels_.push_back(grpc::CreateCustomChannel(
-        endpoint, grpc::InsecureChannelCredentials(), args));
+    grpc::ChannelArguments endpoint_args = args;
+    std::shared_ptr<grpc::ChannelCredentials> credentials =
+        grpc::InsecureChannelCredentials();
+    absl::StatusOr<Address> address = ParseAddress(endpoint);
+    if (options_.tls != nullptr && address.ok() &&
+        options_.tls->Applies(*address)) {
+      credentials = options_.tls->ChannelCredentials(*address, &endpoint_args);
+    }
+    channels_.push_back(
+        grpc::CreateCustomChannel(endpoint, credentials, endpoint_args));
   }
 }
 

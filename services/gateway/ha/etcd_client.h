@@ -32,11 +32,14 @@
 
 namespace dst {
 
+class Tls;
+
 class EtcdClient {
  public:
   struct Options {
     std::vector<std::string> endpoints;  // "host:port"
     absl::Duration call_timeout = absl::Seconds(2);
+    std::shared_ptr<Tls> tls;  // null or off: plaintext
   };
   // One election's holder: etcd's LeaderKey.
   struct Leadership {

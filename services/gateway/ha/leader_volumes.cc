@@ -16,7 +16,8 @@ namespace dst {
 
 absl::StatusOr<std::unique_ptr<LeaderVolumes>> LeaderVolumes::Start(
     const v1::GatewayConfig& config, const std::string& advertise,
-    const VolumeOptions& base, int max_message_bytes, GatewayService& service,
+    std::shared_ptr<Tls> etcd_tls, const VolumeOptions& base,
+    int max_message_bytes, GatewayService& service,
     prometheus::Registry& registry, Deposed deposed) {
   std::unique_ptr<LeaderVolumes> volumes(new LeaderVolumes(
       config, base, max_message_bytes, service, registry, std::move(deposed)));
@@ -28,6 +29,7 @@ absl::StatusOr<std::unique_ptr<LeaderVolumes>> LeaderVolumes::Start(
   options.gateway_id = base.gateway_id;
   options.address = advertise;
   options.metrics = &registry;
+  options.etcd_tls = std::move(etcd_tls);
   LeaderVolumes* v = volumes.get();
   ASSIGN_OR_RETURN(
       v->coordinator_,

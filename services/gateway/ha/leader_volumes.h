@@ -36,11 +36,13 @@ class LeaderVolumes {
   using Deposed = std::function<void(const std::string& why)>;
 
   // Campaigns for `config`'s volumes (config.etcd set) as gateway
-  // `base.gateway_id`, reachable by clients at `advertise`. Volumes are
-  // built with `base` (schedulers, TLS) and `max_message_bytes`.
+  // `base.gateway_id`, reachable by clients at `advertise`, talking to etcd
+  // over `etcd_tls` (null: plaintext). Volumes are built with `base`
+  // (schedulers, TLS) and `max_message_bytes`.
   static absl::StatusOr<std::unique_ptr<LeaderVolumes>> Start(
       const v1::GatewayConfig& config, const std::string& advertise,
-      const VolumeOptions& base, int max_message_bytes, GatewayService& service,
+      std::shared_ptr<Tls> etcd_tls, const VolumeOptions& base,
+      int max_message_bytes, GatewayService& service,
       prometheus::Registry& registry, Deposed deposed);
   ~LeaderVolumes();
   LeaderVolumes(const LeaderVolumes&) = delete;
