@@ -148,9 +148,9 @@ TEST(ConfigTest, TheEtcdTlsSectionIsCheckedAndDefaulted) {
   EXPECT_EQ(
       Error("etcd: {endpoints: ['e:2379'], tls: {mode: sometimes}}" + volumes),
       "etcd.tls.mode: 'sometimes' must be off, on or require");
-  EXPECT_EQ(Error("etcd: {endpoints: ['e:2379'], tls: {cert: /c.pem}}" +
-                  volumes),
-            "etcd.tls: cert and key go together: give both or neither");
+  EXPECT_EQ(
+      Error("etcd: {endpoints: ['e:2379'], tls: {cert: /c.pem}}" + volumes),
+      "etcd.tls: cert and key go together: give both or neither");
 
   auto ca_only = ParseGatewayConfig(
       "etcd: {endpoints: ['e:2379'], tls: {ca: /ca.pem}}" + volumes);
@@ -162,8 +162,8 @@ TEST(ConfigTest, TheEtcdTlsSectionIsCheckedAndDefaulted) {
   EXPECT_EQ(GatewayTlsOptions(*ca_only).mode, TlsMode::kOff)
       << "TLS to etcd is not TLS to clients and exporters";
 
-  auto off = ParseGatewayConfig("etcd: {endpoints: ['e:2379'], tls: {}}" +
-                                volumes);
+  auto off =
+      ParseGatewayConfig("etcd: {endpoints: ['e:2379'], tls: {}}" + volumes);
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_EQ(off->etcd().tls().mode(), "off");
 }
