@@ -424,11 +424,14 @@ absl::StatusOr<v1::GatewayConfig> LoadGatewayConfig(const std::string& path) {
   return config;
 }
 
-TlsOptions EtcdTlsOptions(const v1::GatewayConfig& config) {
-  const v1::TlsConfig& tls = config.etcd().tls();
+namespace {
+
+// A `tls` section's settings; a mode the parser has not checked yet (or
+// none) is off.
+TlsOptions TlsOptionsOf(const v1::TlsConfig& tls) {
   TlsOptions options;
   absl::StatusOr<TlsMode> mode = ParseTlsMode(tls.mode());
-  options.mode = mode.ok() ? *mode : TlsMode::kOff;  // checked by the parser
+  options.mode = mode.ok() ? *mode : TlsMode::kOff;
   options.cert = tls.cert();
   options.key = tls.key();
   options.ca = tls.ca();
@@ -436,14 +439,14 @@ TlsOptions EtcdTlsOptions(const v1::GatewayConfig& config) {
   return options;
 }
 
+}  // namespace
+
+TlsOptions EtcdTlsOptions(const v1::GatewayConfig& config) {
+  return TlsOptionsOf(config.etcd().tls());
+}
+
 TlsOptions GatewayTlsOptions(const v1::GatewayConfig& config) {
-  TlsOptions options;
-  options.mode = *ParseTlsMode(config.tls().mode());  // the parser checked it
-  options.cert = config.tls().cert();
-  options.key = config.tls().key();
-  options.ca = config.tls().ca();
-  options.server_name = config.tls().server_name();
-  return options;
+  return TlsOptionsOf(config.tls());
 }
 
 }  // namespace dst

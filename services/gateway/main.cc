@@ -98,11 +98,15 @@ int Main(int argc, char** argv) {
     }
     config->mutable_etcd()->set_advertise(flags.Get("advertise"));
   }
+  std::string advertise;  // HA mode: where clients reach this gateway
   if (config->has_etcd()) {
-    if (absl::Status s = EtcdAdvertise(*config).status(); !s.ok()) {
-      return Fail(absl::StrCat(
-          s.message(), flags.Has("advertise") ? " (from --advertise)" : ""));
+    absl::StatusOr<std::string> a = EtcdAdvertise(*config);
+    if (!a.ok()) {
+      return Fail(absl::StrCat(a.status().message(), flags.Has("advertise")
+                                                         ? " (from --advertise)"
+                                                         : ""));
     }
+    advertise = *std::move(a);
   }
   if (flags.Has("check-config")) {
     std::printf("%s: OK (%d volume(s))\n", flags.Get("config").c_str(),
@@ -155,11 +159,9 @@ int Main(int argc, char** argv) {
       return Fail(absl::StrCat("etcd.tls: ", loaded.status().message()));
     }
     etcd_tls = *std::move(loaded);
-    absl::StatusOr<std::string> advertise = EtcdAdvertise(*config);
-    if (!advertise.ok()) return Fail(std::string(advertise.status().message()));
     absl::StatusOr<std::unique_ptr<LeaderVolumes>> started =
         LeaderVolumes::Start(
-            *config, *advertise, etcd_tls, volume_options, kMaxMessageBytes,
+            *config, advertise, etcd_tls, volume_options, kMaxMessageBytes,
             service, *registry, [](const std::string& why) {
               // Another gateway may lead now: not one more reply. The
               // supervisor restarts this one as a standby.
@@ -169,7 +171,7 @@ int Main(int argc, char** argv) {
     if (!started.ok()) return Fail(std::string(started.status().message()));
     leaders = *std::move(started);
     DST_LOG(Info, "gateway: HA mode as '%s' (clients reach it at %s), etcd %s",
-            id, *advertise, absl::StrJoin(config->etcd().endpoints(), ","));
+            id, advertise, absl::StrJoin(config->etcd().endpoints(), ","));
   }
 
   ServerSpec spec;

@@ -81,25 +81,66 @@ compose --profile ha build >"$tmp/build.log" 2>&1 || { tail -40 "$tmp/build.log"
 echo "images built in $SECONDS s"
 compose up -d >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log"; fail "compose up failed"; }
 
-uri="nbd://127.0.0.1:$DST_NBD_PORT"
-dstctl_in() { podman exec "$(container gateway)" dstctl --gateway=127.0.0.1:7000 "$@"; }
-for _ in $(seq 1 120); do
-  nbdinfo --size "$uri" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-size=$(nbdinfo --size "$uri") || { compose logs --tail=20 >&2; fail "no export on $uri"; }
-[ "$size" = $((1 << 30)) ] || fail "export size $size, expected 1 GiB"
-dstctl_in volumes | grep -q "vol0 *ready" || { dstctl_in status >&2; fail "vol0 not ready"; }
-
-# Every healthcheck of the compose file passes (podman runs them on demand;
-# its timers need systemd, which this host does not run).
-for service in exporter1 exporter2 gateway nbdkit; do
-  for _ in $(seq 1 20); do
-    podman healthcheck run "$(container $service)" >/dev/null 2>&1 && continue 2
+# wait_export PORT: the NBD export published on PORT answers (60 s) and is
+# 1 GiB.
+wait_export() {
+  local size
+  for _ in $(seq 1 120); do
+    nbdinfo --size "nbd://127.0.0.1:$1" >/dev/null 2>&1 && break
     sleep 0.5
   done
-  fail "healthcheck of $service fails"
-done
+  size=$(nbdinfo --size "nbd://127.0.0.1:$1") ||
+    { compose --profile ha logs --tail=20 >&2; fail "no export on port $1"; }
+  [ "$size" = $((1 << 30)) ] || fail "export size $size on port $1, expected 1 GiB"
+}
+# healthy SERVICE...: each service's compose healthcheck passes (10 s each;
+# podman runs them on demand: its timers need systemd, which this host does
+# not run).
+healthy() {
+  local service
+  for service in "$@"; do
+    for _ in $(seq 1 20); do
+      podman healthcheck run "$(container "$service")" >/dev/null 2>&1 && continue 2
+      sleep 0.5
+    done
+    fail "healthcheck of $service fails"
+  done
+}
+# prometheus_until SECONDS WHAT: runs the Python on stdin, which defines
+# check(get) -> (done, detail) with get(PATH) the data of this stack's
+# Prometheus API at PATH, once a second until done (printing detail) or
+# SECONDS have passed (failing with WHAT and the last detail).
+prometheus_until() {
+  cat >"$tmp/check.py"
+  $PYTHON - "$DST_PROMETHEUS_PORT" "$1" "$tmp/check.py" <<'PY' || fail "$2"
+import json, sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}/api/v1/"
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=5) as r:
+        return json.load(r)["data"]
+exec(open(sys.argv[3]).read())
+deadline = time.time() + int(sys.argv[2])
+while True:
+    try:
+        done, detail = check(get)
+    except OSError as e:
+        done, detail = False, str(e)
+    if done:
+        print(f"prometheus: {detail}")
+        break
+    if time.time() > deadline:
+        sys.exit(detail)
+    time.sleep(1)
+PY
+}
+
+dstctl_in() { podman exec "$(container gateway)" dstctl --gateway=127.0.0.1:7000 "$@"; }
+wait_export "$DST_NBD_PORT"
+uri="nbd://127.0.0.1:$DST_NBD_PORT"
+dstctl_in volumes | grep -q "vol0 *ready" || { dstctl_in status >&2; fail "vol0 not ready"; }
+
+# Every healthcheck of the compose file passes.
+healthy exporter1 exporter2 gateway nbdkit
 
 # nbd_io read|write OFFSET FILE: FILE's bytes read from (compared) or
 # written to the export on port $nbd_port at OFFSET, 1 MiB per request,
@@ -152,40 +193,21 @@ nbd_io read $((256 << 20)) "$tmp/data2" || fail "data written during the outage 
 nbd_io read 0 "$tmp/data1" || fail "data written before the outage differs"
 
 # Prometheus scrapes the gateway and both exporters, with dst's rules.
-$PYTHON - "$DST_PROMETHEUS_PORT" <<'PY' || fail "Prometheus in compose"
-import json, sys, time, urllib.request
-base = f"http://127.0.0.1:{sys.argv[1]}/api/v1/"
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=5) as r:
-        return json.load(r)["data"]
-deadline = time.time() + 60
-while True:
-    try:
-        up = {t["labels"]["instance"]: t["health"] for t in get("targets")["activeTargets"]}
-        rules = [r["name"] for g in get("rules")["groups"] for r in g["rules"]]
-    except OSError:
-        up, rules = {}, []
-    if sorted(up) == ["exporter1:9100", "exporter2:9100", "gateway:9100"] and \
-            set(up.values()) == {"up"} and rules:
-        print(f"prometheus: targets {up}, {len(rules)} rules")
-        break
-    if time.time() > deadline:
-        sys.exit(f"targets {up}, rules {rules}")
-    time.sleep(1)
+prometheus_until 60 "Prometheus in compose" <<'PY'
+def check(get):
+    up = {t["labels"]["instance"]: t["health"] for t in get("targets")["activeTargets"]}
+    rules = [r["name"] for g in get("rules")["groups"] for r in g["rules"]]
+    done = sorted(up) == ["exporter1:9100", "exporter2:9100", "gateway:9100"] and \
+        set(up.values()) == {"up"} and bool(rules)
+    return done, f"targets {up}, {len(rules)} rules"
 PY
 
 # --- The ha profile, beside the default stack.
 export DST_HA_NBD_PORT
 DST_HA_NBD_PORT=$(free_port)
 compose --profile ha up -d >"$tmp/up-ha.log" 2>&1 || { cat "$tmp/up-ha.log"; fail "compose --profile ha up failed"; }
+wait_export "$DST_HA_NBD_PORT"
 nbd_port=$DST_HA_NBD_PORT
-for _ in $(seq 1 120); do
-  nbdinfo --size "nbd://127.0.0.1:$nbd_port" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-size=$(nbdinfo --size "nbd://127.0.0.1:$nbd_port") ||
-  { compose --profile ha logs --tail=20 >&2; fail "no HA export on port $nbd_port"; }
-[ "$size" = $((1 << 30)) ] || fail "HA export size $size, expected 1 GiB"
 # dstctl given both HA gateways, run in the HA nbdkit container (it has
 # dstctl, and stays up while a gateway stops).
 ha_ctl() {
@@ -196,13 +218,7 @@ ha_leader() {
 v = json.load(sys.stdin)["volumes"][0]
 print(v.get("leader", "") if v.get("state") != "standby" else "")'
 }
-for service in etcd ha-gateway1 ha-gateway2 ha-nbdkit; do
-  for _ in $(seq 1 20); do
-    podman healthcheck run "$(container $service)" >/dev/null 2>&1 && continue 2
-    sleep 0.5
-  done
-  fail "healthcheck of $service fails"
-done
+healthy etcd ha-gateway1 ha-gateway2 ha-nbdkit
 head -c $((16 << 20)) /dev/urandom >"$tmp/data3"
 nbd_io write 0 "$tmp/data3" || fail "write through the HA stack"
 leader=$(ha_leader)
@@ -221,30 +237,20 @@ compose --profile ha start "$leader" >"$tmp/start-ha.log" 2>&1 || fail "compose 
 nbd_io read $((32 << 20)) "$tmp/data4" || fail "HA: data written after the takeover differs"
 ha_ctl verify vol0 | grep ": identical" >/dev/null || fail "HA: replicas differ"
 # Prometheus finds the HA gateways by DNS, under job dst-gateway: one leads.
-$PYTHON - "$DST_PROMETHEUS_PORT" <<'PY' || fail "Prometheus with the ha profile"
-import json, sys, time, urllib.parse, urllib.request
-base = f"http://127.0.0.1:{sys.argv[1]}/api/v1/"
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=5) as r:
-        return json.load(r)["data"]
-deadline = time.time() + 90
-while True:
-    try:
-        up = {t["labels"]["instance"]: (t["labels"]["job"], t["health"])
-              for t in get("targets")["activeTargets"]}
-        q = urllib.parse.quote('sum(dst_gateway_ha_leader{volume="vol0",job="dst-gateway"})')
-        leaders = get("query?query=" + q)["result"]
-    except OSError:
-        up, leaders = {}, []
+prometheus_until 90 "Prometheus with the ha profile" <<'PY'
+import urllib.parse
+def check(get):
+    up = {t["labels"]["instance"]: (t["labels"]["job"], t["health"])
+          for t in get("targets")["activeTargets"]}
+    q = urllib.parse.quote('sum(dst_gateway_ha_leader{volume="vol0",job="dst-gateway"})')
+    leaders = get("query?query=" + q)["result"]
     ha = {i: v for i, v in up.items() if i.startswith("ha-")}
-    if ha == {"ha-gateway1:9100": ("dst-gateway", "up"), "ha-gateway2:9100": ("dst-gateway", "up"),
-              "ha-exporter1:9100": ("dst-exporter", "up"), "ha-exporter2:9100": ("dst-exporter", "up")} \
-            and leaders and leaders[0]["value"][1] == "1":
-        print(f"prometheus: HA targets {sorted(ha)}, one leader of vol0")
-        break
-    if time.time() > deadline:
-        sys.exit(f"HA targets {ha}, leaders {leaders}")
-    time.sleep(1)
+    done = ha == {"ha-gateway1:9100": ("dst-gateway", "up"),
+                  "ha-gateway2:9100": ("dst-gateway", "up"),
+                  "ha-exporter1:9100": ("dst-exporter", "up"),
+                  "ha-exporter2:9100": ("dst-exporter", "up")} \
+        and bool(leaders) and leaders[0]["value"][1] == "1"
+    return done, f"HA targets {sorted(ha)}, leaders {leaders}"
 PY
 
 teardown
