@@ -130,6 +130,39 @@ class FileStorage : public Storage {
     return absl::OkStatus();
   }
 
+  // A file's holes from SEEK_DATA and SEEK_HOLE; a block device, or a file
+  // system that cannot say, is all data.
+  absl::StatusOr<std::vector<Extent>> Extents(uint64_t offset, uint64_t length,
+                                              size_t max_extents) override {
+    const uint64_t end = offset + length;
+    std::vector<Extent> extents;
+    if (block_device_) return std::vector<Extent>{Extent{length, 0}};
+    uint64_t at = offset;
+    while (at < end && extents.size() < std::max<size_t>(max_extents, 1)) {
+      off_t data = sys_.lseek(fd_, static_cast<off_t>(at), SEEK_DATA);
+      if (data < 0 && errno == ENXIO) {  // only a hole from here to the end
+        data = static_cast<off_t>(end);
+      } else if (data < 0) {
+        if (errno == EINVAL || errno == EOPNOTSUPP) break;  // cannot say
+        return ErrnoStatus(errno, absl::StrCat("SEEK_DATA ", path_));
+      }
+      if (static_cast<uint64_t>(data) > at) {
+        const uint64_t stop = std::min<uint64_t>(data, end);
+        extents.push_back(Extent{stop - at, kExtentHole | kExtentZero});
+        at = stop;
+        continue;
+      }
+      off_t hole = sys_.lseek(fd_, static_cast<off_t>(at), SEEK_HOLE);
+      if (hole < 0)
+        return ErrnoStatus(errno, absl::StrCat("SEEK_HOLE ", path_));
+      const uint64_t stop = std::min<uint64_t>(hole, end);
+      extents.push_back(Extent{stop - at, 0});
+      at = stop;
+    }
+    if (extents.empty()) extents.push_back(Extent{length, 0});
+    return extents;
+  }
+
  private:
   // Zeroes without writing data where the file system or device can.
   absl::Status ZeroFast(uint64_t offset, uint64_t length, bool may_trim) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <sys/uio.h>
 
@@ -16,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
+#include "services/common/protocol/extent.h"
 #include "services/common/transport/payload.h"
 
 namespace dst {
@@ -44,6 +46,15 @@ class Storage {
   virtual absl::Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
   // Every write completed before the call is durable when it returns.
   virtual absl::Status Flush() = 0;
+  // Block status of [offset, offset + length): extents from `offset`, at
+  // least one and covering at most the range; the answer may stop early
+  // (NBD allows it): after `max_extents` extents. The default says data.
+  virtual absl::StatusOr<std::vector<Extent>> Extents(uint64_t offset,
+                                                      uint64_t length,
+                                                      size_t max_extents) {
+    (void)max_extents;
+    return std::vector<Extent>{Extent{length, 0}};
+  }
 };
 
 // The system calls FileStorage makes that tests replace to inject what a
@@ -54,6 +65,7 @@ struct FileSyscalls {
       pwritev2 = ::pwritev2;
   std::function<int(int fd, int mode, off_t offset, off_t length)> fallocate =
       ::fallocate;
+  std::function<off_t(int fd, off_t offset, int whence)> lseek = ::lseek;
 };
 
 struct FileStorageOptions {

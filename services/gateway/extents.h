@@ -11,22 +11,11 @@
 #ifndef DST_SERVICES_GATEWAY_EXTENTS_H_
 #define DST_SERVICES_GATEWAY_EXTENTS_H_
 
-#include <cstdint>
 #include <vector>
 
+#include "services/common/protocol/extent.h"
+
 namespace dst {
-
-// NBD's base:allocation flags.
-inline constexpr uint32_t kExtentHole = 1;  // not allocated
-inline constexpr uint32_t kExtentZero = 2;  // reads as zeroes
-
-struct Extent {
-  uint64_t length = 0;
-  uint32_t flags = 0;  // kExtentHole | kExtentZero bits; 0: data
-  bool operator==(const Extent& o) const {
-    return length == o.length && flags == o.flags;
-  }
-};
 
 // The replicas' extents for one range, each list starting at the range's
 // offset, merged: pieces where every replica agrees on a bit keep it (the

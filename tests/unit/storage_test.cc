@@ -168,6 +168,48 @@ TEST_F(StorageTest, ATrimReadsAsZeroesWhereNothingCanBeDeallocated) {
   EXPECT_EQ(back, std::string(4096, '\0') + std::string(4096, 'd'));
 }
 
+// Block status of a sparse file (this test's directory is on /tmp: ext4
+// here, whose SEEK_DATA/SEEK_HOLE work in 4 KiB blocks).
+TEST_F(StorageTest, ExtentsFollowTheFilesHolesAndData) {
+  auto storage = Open(4 << 20);
+  ASSERT_NE(storage, nullptr);
+  ASSERT_TRUE(
+      storage->Write(1 << 20, Payload(std::string(8192, 'd')), false).ok());
+  constexpr uint32_t kHoleZero = kExtentHole | kExtentZero;
+  auto extents = storage->Extents(0, 4 << 20, 64);
+  ASSERT_TRUE(extents.ok()) << extents.status();
+  EXPECT_EQ(*extents, (std::vector<Extent>{{1 << 20, kHoleZero},
+                                           {8192, 0},
+                                           {(3 << 20) - 8192, kHoleZero}}));
+  // From inside the data, and a range that ends inside a hole.
+  extents = storage->Extents((1 << 20) + 4096, 8192, 64);
+  ASSERT_TRUE(extents.ok());
+  EXPECT_EQ(*extents, (std::vector<Extent>{{4096, 0}, {4096, kHoleZero}}));
+  // At most max_extents: a shorter answer.
+  extents = storage->Extents(0, 4 << 20, 1);
+  ASSERT_TRUE(extents.ok());
+  EXPECT_EQ(*extents, (std::vector<Extent>{{1 << 20, kHoleZero}}));
+  // After a trim the range is a hole again.
+  ASSERT_TRUE(storage->Trim(1 << 20, 8192, false).ok());
+  extents = storage->Extents(0, 4 << 20, 64);
+  ASSERT_TRUE(extents.ok());
+  EXPECT_EQ(*extents, (std::vector<Extent>{{4 << 20, kHoleZero}}));
+}
+
+// A file system that cannot tell holes (SEEK_DATA unsupported) is all data.
+TEST_F(StorageTest, ExtentsAreDataWhereTheFileSystemCannotSay) {
+  FileSyscalls no_seek;
+  no_seek.lseek = [](int, off_t, int) -> off_t {
+    errno = EINVAL;
+    return -1;
+  };
+  auto storage = Open(1 << 20, false, no_seek);
+  ASSERT_NE(storage, nullptr);
+  auto extents = storage->Extents(4096, 8192, 64);
+  ASSERT_TRUE(extents.ok());
+  EXPECT_EQ(*extents, (std::vector<Extent>{{8192, 0}}));
+}
+
 // A write that makes no progress is an error, not an endless retry.
 TEST_F(StorageTest, AWriteThatWritesNothingFails) {
   FileSyscalls stuck;
