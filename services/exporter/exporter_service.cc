@@ -195,7 +195,7 @@ absl::Status ExporterService::Init() {
   geometry_.set_read_only(options_.read_only);
   uint32_t features = v1::FEATURE_FLUSH | v1::FEATURE_FUA |
                       v1::FEATURE_WRITE_ZEROES | v1::FEATURE_CHECKSUM_CRC32C |
-                      v1::FEATURE_CHECKSUM_SHA256;
+                      v1::FEATURE_CHECKSUM_SHA256 | v1::FEATURE_BLOCK_STATUS;
   if (storage_->can_trim()) features |= v1::FEATURE_TRIM;
   geometry_.set_features(features);
   geometry_.set_identity(options_.identity);
@@ -424,6 +424,20 @@ v1::Reply ExporterService::Execute(const v1::Request& request,
       status = storage_->Read(request.offset(), request.length(), range.data());
       if (status.ok()) {
         *reply_data = Payload(ComputeChecksum(v1::CHECKSUM_SHA256, range));
+      }
+      break;
+    }
+    case v1::OP_BLOCK_STATUS: {
+      absl::StatusOr<std::vector<Extent>> extents = storage_->Extents(
+          request.offset(), request.length(), kMaxExtentsPerReply);
+      if (!extents.ok()) {
+        status = extents.status();
+        break;
+      }
+      for (const Extent& e : *extents) {
+        v1::BlockExtent* out = reply.add_extents();
+        out->set_length(e.length);
+        out->set_flags(e.flags);
       }
       break;
     }

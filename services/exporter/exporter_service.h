@@ -32,6 +32,10 @@ namespace dst {
 // a larger one goes to the pool, so that one copy does not hold up every
 // other stream on the loop for long.
 inline constexpr uint64_t kInlineIoMaxBytes = uint64_t{1} << 20;
+// The most extents one OP_BLOCK_STATUS reply carries (a shorter answer then:
+// the client asks again from where it ends). Bounds the lseek calls a query
+// makes and the reply's size (16 bytes an extent at most).
+inline constexpr size_t kMaxExtentsPerReply = 1024;
 
 struct ExporterOptions {
   // Offsets and lengths must be multiples of this. Default 512.

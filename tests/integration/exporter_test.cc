@@ -78,6 +78,33 @@ TEST_F(ExporterTest, NegotiateReportsGeometry) {
   EXPECT_EQ(reply.geometry().identity(), "e1");
   EXPECT_FALSE(reply.geometry().read_only());
   EXPECT_TRUE(reply.geometry().features() & v1::FEATURE_FLUSH);
+  EXPECT_TRUE(reply.geometry().features() & v1::FEATURE_BLOCK_STATUS);
+}
+
+// Block status: the export's holes and data, as its file has them (this
+// test's directory is on /tmp: ext4 here), in a reply's extents.
+TEST_F(ExporterTest, BlockStatusReportsTheExportsHolesAndData) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto stream = OpenStream(Channel(exporter.address()));
+  ASSERT_EQ(stream->Call(WriteRequest(65536, std::string(8192, 'd'))).status(),
+            0);
+  v1::Request status = Op(v1::OP_BLOCK_STATUS);
+  status.set_length(1 << 20);
+  v1::Reply reply = stream->Call(status);
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  ASSERT_EQ(reply.extents_size(), 3);
+  const uint32_t hole_zero = v1::EXTENT_HOLE | v1::EXTENT_ZERO;
+  EXPECT_EQ(reply.extents(0).length(), 65536u);
+  EXPECT_EQ(reply.extents(0).flags(), hole_zero);
+  EXPECT_EQ(reply.extents(1).length(), 8192u);
+  EXPECT_EQ(reply.extents(1).flags(), 0u);
+  EXPECT_EQ(reply.extents(2).length(), (1u << 20) - 65536 - 8192);
+  EXPECT_EQ(reply.extents(2).flags(), hole_zero);
+
+  v1::Request past = Op(v1::OP_BLOCK_STATUS);
+  past.set_offset(kSize);
+  past.set_length(4096);
+  EXPECT_EQ(stream->Call(past).status(), grpc::StatusCode::OUT_OF_RANGE);
 }
 
 // A callback (run on the completion loop) that drops the last reference to

@@ -62,6 +62,10 @@ class FaultyStorage : public Storage {
                            bool fua) override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status Flush() override;
+  absl::StatusOr<std::vector<Extent>> Extents(uint64_t offset, uint64_t length,
+                                              size_t max_extents) override {
+    return inner_->Extents(offset, length, max_extents);
+  }
 
  private:
   void WaitWhileHeld();

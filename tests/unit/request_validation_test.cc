@@ -113,6 +113,27 @@ TEST(RequestValidationTest, RefusesUnsupportedFeatures) {
             absl::StatusCode::kUnimplemented);
 }
 
+TEST(RequestValidationTest, BlockStatusNeedsItsFeatureAndARangeInside) {
+  v1::Geometry g = MakeGeometry();
+  EXPECT_EQ(
+      ValidateRequest(Make(v1::OP_BLOCK_STATUS, 0, 512), 0, g, false).code(),
+      absl::StatusCode::kUnimplemented)
+      << "not advertised";
+  g.set_features(g.features() | v1::FEATURE_BLOCK_STATUS);
+  EXPECT_EQ(
+      ValidateRequest(Make(v1::OP_BLOCK_STATUS, 0, 1 << 20), 0, g, true).code(),
+      absl::StatusCode::kOk)
+      << "the whole export in one query (not bound by max_transfer), and "
+         "read-only access may ask";
+  EXPECT_EQ(
+      ValidateRequest(Make(v1::OP_BLOCK_STATUS, 512, 1 << 20), 0, g, false)
+          .code(),
+      absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(
+      ValidateRequest(Make(v1::OP_BLOCK_STATUS, 0, 0), 0, g, false).code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RequestValidationTest, GeometryChecks) {
   EXPECT_TRUE(ValidateGeometry(MakeGeometry()).ok());
   v1::Geometry g = MakeGeometry();

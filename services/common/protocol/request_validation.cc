@@ -68,6 +68,11 @@ absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
     case v1::OP_TRIM:
     case v1::OP_CHECKSUM:
       break;
+    case v1::OP_BLOCK_STATUS:
+      if (!(geometry.features() & v1::FEATURE_BLOCK_STATUS)) {
+        return absl::UnimplementedError("block status is not supported");
+      }
+      break;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown operation ", static_cast<int>(op)));
