@@ -26,12 +26,14 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
                        core_.state.state_size()));
     }
     if (core_.geometry.size() != 0) {
-      // Clients already hold the volume's geometry: it cannot shrink.
+      // Clients already hold the volume's geometry: it cannot shrink. Block
+      // status is not required: a replica without it counts as all data.
+      const uint32_t needed =
+          core_.geometry.features() & ~v1::FEATURE_BLOCK_STATUS;
       if (g.size() < core_.geometry.size() ||
           g.logical_block_size() > core_.geometry.logical_block_size() ||
           g.max_transfer() < core_.geometry.max_transfer() ||
-          (g.features() & core_.geometry.features()) !=
-              core_.geometry.features()) {
+          (g.features() & needed) != needed) {
         return absl::FailedPreconditionError(
             "exporter geometry (size, block size, max transfer or features) "
             "does not fit the volume's");
@@ -88,6 +90,7 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
   }
   absl::MutexLock lock(&core_.mu);
   slot.epoch = epoch;
+  slot.block_status = (g.features() & v1::FEATURE_BLOCK_STATUS) != 0;
   core_.epoch = std::max(core_.epoch, epoch);
   if (core_.geometry.size() == 0) {
     core_.geometry = g;

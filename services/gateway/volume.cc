@@ -31,6 +31,7 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
     : core_(config, options, std::move(replicas), registry),
       resyncer_(core_, [this] { KickWorker(); }),
       reads_(core_),
+      block_status_(core_),
       writes_(core_),
       fencing_(core_),
       lease_(config.name(), absl::Milliseconds(config.lease_timeout_ms())) {}
@@ -280,6 +281,10 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   }
   if (request.op() == v1::OP_READ) {
     reads_.Read(std::move(request), client_checksum, std::move(counted));
+    return;
+  }
+  if (request.op() == v1::OP_BLOCK_STATUS) {
+    block_status_.Query(std::move(request), std::move(counted));
     return;
   }
   writes_.Submit(std::move(request), std::move(data), std::move(counted));

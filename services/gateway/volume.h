@@ -24,7 +24,9 @@
 // durability of the state (a write is sent and acknowledged only once the
 // state version it needs is durable); the Resyncer (resyncer.h) brings
 // returning replicas back; the ReadRouter (read_router.h) serves reads and
-// the WritePath (write_path.h) modifications and flushes; Fencing
+// the WritePath (write_path.h) modifications and flushes; BlockStatus
+// (block_status.h) answers allocation queries from every in-sync replica;
+// Fencing
 // (fencing.h) admits replicas under this run's epochs; LagDeadlines
 // (lag_deadlines.h) times each replica's oldest unanswered transaction;
 // WriterLease keeps one writer; the Verifier (verifier.h) compares
@@ -71,6 +73,7 @@
 #include "services/common/observability/metrics.h"
 #include "services/common/security/tls.h"
 #include "services/common/transport/transaction_table.h"
+#include "services/gateway/block_status.h"
 #include "services/gateway/fencing.h"
 #include "services/gateway/mirror_state.h"
 #include "services/gateway/range_serializer.h"
@@ -176,10 +179,11 @@ class Volume {
   void UpdateMetrics();
 
   VolumeCore core_;
-  Resyncer resyncer_;  // acts on core_
-  ReadRouter reads_;   // acts on core_
-  WritePath writes_;   // acts on core_
-  Fencing fencing_;    // acts on core_
+  Resyncer resyncer_;         // acts on core_
+  ReadRouter reads_;          // acts on core_
+  BlockStatus block_status_;  // acts on core_
+  WritePath writes_;          // acts on core_
+  Fencing fencing_;           // acts on core_
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};

@@ -4,8 +4,9 @@
 # fio's verifying random read/write at queue depth 32; one exporter killed
 # with SIGKILL under a verifying writer, with no error at the client; the
 # exporter back, the resync copies only what was written meanwhile; the
-# mirror state file is in state_dir; the replicas end byte-identical; and
-# the plugin refuses gateway= and config= together, TLS parameters with
+# mirror state file is in state_dir; the replicas end byte-identical;
+# block status shows the unwritten volume as a hole; and the plugin refuses
+# gateway= and config= together, TLS parameters with
 # config=, and an unknown volume (nbdkit exits with the error).
 source "$(dirname "$0")/functions.sh"
 requires nbdkit fio nbdinfo
@@ -36,6 +37,9 @@ pids+=($nbdkit_pid)
 wait_for_socket "$tmp/nbd.sock"
 uri="nbd+unix:///?socket=$tmp/nbd.sock"
 [ "$(nbdinfo --size "$uri")" = $((128 << 20)) ] || fail "export size"
+# Block status: nothing written yet, the whole volume is a hole.
+map=$(nbdinfo --map "$uri" | awk '{print $1, $2, $4}')
+[ "$map" = "0 134217728 hole,zero" ] || fail "embedded block status: $map"
 
 fio --name=randrw --ioengine=nbd --uri="$uri" --rw=randrw --rwmixread=50 \
   --bs=4k --iodepth=32 --size=64M --verify=crc32c --verify_fatal=1 --verify_state_save=0 \

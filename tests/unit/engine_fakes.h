@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "services/common/protocol/checksum.h"
+#include "services/common/protocol/extent.h"
 #include "services/gateway/volume_core.h"
 
 namespace dst {
@@ -81,12 +82,15 @@ class MemReplica final : public ReplicaHandle {
       data.CopyTo(&bytes_[request.offset()]);
     } else if (request.op() == v1::OP_FLUSH && fail_flushes) {
       reply.set_status(5);
+    } else if (request.op() == v1::OP_BLOCK_STATUS) {
+      Allocation(request, &reply);
     }
     auto answer = [done = std::move(done), reply = std::move(reply),
                    out = std::move(out)]() mutable {
       done(std::move(reply), std::move(out));
     };
-    if ((hold_reads && request.op() == v1::OP_READ) ||
+    if ((hold_reads && (request.op() == v1::OP_READ ||
+                        request.op() == v1::OP_BLOCK_STATUS)) ||
         (hold_writes && request.op() == v1::OP_WRITE)) {
       held.push_back(std::move(answer));
     } else {
@@ -106,10 +110,34 @@ class MemReplica final : public ReplicaHandle {
     return metadata;
   }
   void Ping(std::function<void(absl::Duration)>) override {}
-  bool connected() const override { return true; }
+  bool connected() const override { return is_connected; }
   size_t pending() const override { return 0; }
   SessionCounters counters() const override { return {}; }
   v1::ReplicaStatus Status() const override { return {}; }
+
+  // Block status as a file system that leaves all-zero blocks unallocated
+  // would answer: per kBlock, a hole reading zeroes or data.
+  static constexpr uint64_t kBlock = 512;
+  void Allocation(const v1::Request& request, v1::Reply* reply) const {
+    if (fail_block_status) {
+      reply->set_status(5);
+      return;
+    }
+    for (uint64_t at = request.offset();
+         at < request.offset() + request.length(); at += kBlock) {
+      const bool zero = bytes_.compare(at, kBlock, std::string(kBlock, 0)) == 0;
+      const uint32_t flags = zero ? kExtentHole | kExtentZero : 0;
+      const int n = reply->extents_size();
+      if (n > 0 && reply->extents(n - 1).flags() == flags) {
+        reply->mutable_extents(n - 1)->set_length(
+            reply->extents(n - 1).length() + kBlock);
+      } else {
+        v1::BlockExtent* e = reply->add_extents();
+        e->set_length(kBlock);
+        e->set_flags(flags);
+      }
+    }
+  }
 
   std::string Region(uint64_t region) const {
     return bytes_.substr(region * kRegion, kRegion);
@@ -119,14 +147,17 @@ class MemReplica final : public ReplicaHandle {
   }
 
   std::vector<v1::Request> ops;  // every request, in order
-  bool hold_reads = false;       // read replies wait in `held`
-  bool hold_writes = false;      // and so do write replies
+  // Read and block status replies wait in `held`.
+  bool hold_reads = false;
+  bool hold_writes = false;  // and so do write replies
   std::vector<std::function<void()>> held;
   bool fail_reads = false;
   bool corrupt_reads = false;
   bool fail_writes = false;
   bool abort_writes = false;  // as an exporter claimed by another gateway
   bool fail_flushes = false;
+  bool fail_block_status = false;
+  bool is_connected = true;
   int claims = 0;
   v1::ClaimRequest last_claim;
   absl::Status claim_status;  // not OK: every claim fails so
@@ -246,6 +277,7 @@ class EngineTest : public ::testing::Test {
     core_->geometry.set_max_transfer(kRegion);
     for (size_t i = 0; i < n; ++i) {
       state.Admit(i, {absl::StrCat("id", i), 100 + i, {}});
+      core_->slots[i]->block_status = true;
     }
     for (size_t i = 0; i < n; ++i) {
       state.GenerationPushed(i, state.generations()[0],

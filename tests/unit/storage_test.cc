@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -194,6 +195,38 @@ TEST_F(StorageTest, ExtentsFollowTheFilesHolesAndData) {
   extents = storage->Extents(0, 4 << 20, 64);
   ASSERT_TRUE(extents.ok());
   EXPECT_EQ(*extents, (std::vector<Extent>{{4 << 20, kHoleZero}}));
+}
+
+// A scan in pieces walks a run of data once (SEEK_HOLE walks tmpfs's page
+// cache to the next hole); a hole punched since (a trim, or a write-zeroes
+// that may trim, which punches) is seen by the next query.
+TEST_F(StorageTest, ARunOfDataIsWalkedOnceUntilAHoleIsPunched) {
+  auto holes_sought = std::make_shared<int>(0);
+  FileSyscalls counting;
+  counting.lseek = [holes_sought](int fd, off_t offset, int whence) {
+    if (whence == SEEK_HOLE) ++*holes_sought;
+    return ::lseek(fd, offset, whence);
+  };
+  auto storage = Open(4 << 20, false, counting);
+  ASSERT_NE(storage, nullptr);
+  ASSERT_TRUE(
+      storage->Write(0, Payload(std::string(2 << 20, 'd')), false).ok());
+  for (uint64_t at = 0; at < (2 << 20); at += 256 << 10) {
+    auto extents = storage->Extents(at, 256 << 10, 64);
+    ASSERT_TRUE(extents.ok());
+    EXPECT_EQ(*extents, (std::vector<Extent>{{256 << 10, 0}}));
+  }
+  EXPECT_EQ(*holes_sought, 1) << "one walk for the whole run";
+  ASSERT_TRUE(storage
+                  ->WriteZeroes(1 << 20, 4096, /*may_trim=*/true,
+                                /*fua=*/false)
+                  .ok());
+  auto extents = storage->Extents(1 << 20, 8192, 64);
+  ASSERT_TRUE(extents.ok());
+  EXPECT_EQ(*extents,
+            (std::vector<Extent>{{4096, kExtentHole | kExtentZero}, {4096, 0}}))
+      << "a write-zeroes that may trim punches a hole, seen at once";
+  EXPECT_EQ(*holes_sought, 2);
 }
 
 // A file system that cannot tell holes (SEEK_DATA unsupported) is all data.
