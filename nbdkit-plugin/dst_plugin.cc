@@ -232,6 +232,9 @@ int DstCanFua(void* handle) {
 // A flush reaches fdatasync on every replica, covering writes completed on
 // any connection: the guarantee multi-conn asks for.
 int DstCanMultiConn(void* handle) { return DstCanFlush(handle); }
+int DstCanFastZero(void* handle) {
+  return Has(handle, dst::v1::FEATURE_FAST_ZERO);
+}
 int DstCanExtents(void* handle) {
   return Has(handle, dst::v1::FEATURE_BLOCK_STATUS);
 }
@@ -373,6 +376,10 @@ int DstZero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
   if (!(flags & NBDKIT_FLAG_MAY_TRIM)) {
     request.set_flags(request.flags() | dst::v1::REQUEST_FLAG_NO_HOLE);
   }
+  if (flags & NBDKIT_FLAG_FAST_ZERO) {
+    // Zeroed cheaply on every replica, or ENOTSUP with nothing written.
+    request.set_flags(request.flags() | dst::v1::REQUEST_FLAG_FAST_ZERO);
+  }
   return Run(handle, request);
 }
 
@@ -449,6 +456,7 @@ nbdkit_plugin MakePlugin() {
   plugin.can_fua = DstCanFua;
   plugin.can_multi_conn = DstCanMultiConn;
   plugin.can_extents = DstCanExtents;
+  plugin.can_fast_zero = DstCanFastZero;
   plugin.pread = DstPread;
   plugin.pwrite = DstPwrite;
   plugin.flush = DstFlush;

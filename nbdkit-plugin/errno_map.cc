@@ -13,8 +13,12 @@ int StatusToErrno(int32_t status, v1::Op op) {
   switch (static_cast<grpc::StatusCode>(status)) {
     case grpc::StatusCode::OK:
       return 0;
-    case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::UNIMPLEMENTED:
+      // A zero that cannot be done fast (or at all): ENOTSUP tells nbdkit
+      // to write zeroes instead, and a client asking for a fast zero that
+      // it may do it another way.
+      return op == v1::OP_WRITE_ZEROES ? ENOTSUP : EINVAL;
+    case grpc::StatusCode::INVALID_ARGUMENT:
       return EINVAL;
     case grpc::StatusCode::OUT_OF_RANGE:
       return IsModifying(op) ? ENOSPC : EINVAL;

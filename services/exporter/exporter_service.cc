@@ -197,6 +197,7 @@ absl::Status ExporterService::Init() {
                       v1::FEATURE_WRITE_ZEROES | v1::FEATURE_CHECKSUM_CRC32C |
                       v1::FEATURE_CHECKSUM_SHA256 | v1::FEATURE_BLOCK_STATUS;
   if (storage_->can_trim()) features |= v1::FEATURE_TRIM;
+  if (storage_->can_fast_zero()) features |= v1::FEATURE_FAST_ZERO;
   geometry_.set_features(features);
   geometry_.set_identity(options_.identity);
   RETURN_IF_ERROR(ValidateGeometry(geometry_));
@@ -409,9 +410,13 @@ v1::Reply ExporterService::Execute(const v1::Request& request,
       status = storage_->Write(request.offset(), data, fua);
       break;
     case v1::OP_WRITE_ZEROES:
-      status = storage_->WriteZeroes(
-          request.offset(), request.length(),
-          !(request.flags() & v1::REQUEST_FLAG_NO_HOLE), fua);
+      status = (request.flags() & v1::REQUEST_FLAG_FAST_ZERO)
+                   ? storage_->FastZero(
+                         request.offset(), request.length(),
+                         !(request.flags() & v1::REQUEST_FLAG_NO_HOLE), fua)
+                   : storage_->WriteZeroes(
+                         request.offset(), request.length(),
+                         !(request.flags() & v1::REQUEST_FLAG_NO_HOLE), fua);
       break;
     case v1::OP_TRIM:
       status = storage_->Trim(request.offset(), request.length(), fua);

@@ -104,6 +104,29 @@ class FileStorage : public Storage {
     return status;
   }
 
+  bool can_fast_zero() const override { return true; }
+  absl::Status FastZero(uint64_t offset, uint64_t length, bool may_trim,
+                        bool fua) override {
+    absl::Status status;
+    if (block_device_) {
+      // A block device's punch never falls back to writing zeroes
+      // (BLKZEROOUT and zero-range may).
+      if (!may_trim || !Punch(offset, length)) {
+        status = absl::UnimplementedError(
+            may_trim ? absl::StrCat("no zeroing offload on ", path_)
+                     : "a block device zeroes fast only by deallocating");
+      }
+    } else {
+      status = ZeroFast(offset, length, may_trim);
+      if (!status.ok()) {
+        status = absl::UnimplementedError(absl::StrCat(
+            "no fast zero on ", path_, " (", status.message(), ")"));
+      }
+    }
+    if (status.ok() && fua) status = Flush();
+    return status;
+  }
+
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override {
     // Deallocates where the file system or device can, and reads as
     // zeroes in every case: a trim that left the data on one replica and

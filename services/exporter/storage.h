@@ -41,6 +41,15 @@ class Storage {
   // Makes the range read as zeroes; `may_trim` allows deallocating it.
   virtual absl::Status WriteZeroes(uint64_t offset, uint64_t length,
                                    bool may_trim, bool fua) = 0;
+  // WriteZeroes only where no data need be written (a hole punched when
+  // `may_trim`, a range zeroed by the file system, a device's offload):
+  // else UNIMPLEMENTED, with nothing changed. The default cannot.
+  virtual bool can_fast_zero() const { return false; }
+  virtual absl::Status FastZero(uint64_t offset, uint64_t length, bool may_trim,
+                                bool fua) {
+    (void)offset, (void)length, (void)may_trim, (void)fua;
+    return absl::UnimplementedError("this storage cannot zero fast");
+  }
   // Deallocates the range where it can; either way it then reads as
   // zeroes, so that the replicas of a mirror read the same after a trim.
   virtual absl::Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;

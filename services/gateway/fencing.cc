@@ -27,9 +27,11 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
     }
     if (core_.geometry.size() != 0) {
       // Clients already hold the volume's geometry: it cannot shrink. Block
-      // status is not required: a replica without it counts as all data.
+      // status and fast zero are not required: a replica without the one
+      // counts as all data, without the other makes fast zeroes fail.
       const uint32_t needed =
-          core_.geometry.features() & ~v1::FEATURE_BLOCK_STATUS;
+          core_.geometry.features() &
+          ~(v1::FEATURE_BLOCK_STATUS | v1::FEATURE_FAST_ZERO);
       if (g.size() < core_.geometry.size() ||
           g.logical_block_size() > core_.geometry.logical_block_size() ||
           g.max_transfer() < core_.geometry.max_transfer() ||
@@ -91,6 +93,7 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
   absl::MutexLock lock(&core_.mu);
   slot.epoch = epoch;
   slot.block_status = (g.features() & v1::FEATURE_BLOCK_STATUS) != 0;
+  slot.fast_zero = (g.features() & v1::FEATURE_FAST_ZERO) != 0;
   core_.epoch = std::max(core_.epoch, epoch);
   if (core_.geometry.size() == 0) {
     core_.geometry = g;

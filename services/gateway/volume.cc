@@ -251,6 +251,9 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
   if (status.ok() && request.op() == v1::OP_CHECKSUM) {
     status = absl::InvalidArgumentError("checksums are for dstctl verify");
   }
+  if (status.ok() && (request.flags() & v1::REQUEST_FLAG_FAST_ZERO)) {
+    status = CanZeroFast();
+  }
   if (!status.ok()) {
     counted(ErrorReply(request.id(), status), Payload());
     return;
@@ -288,6 +291,19 @@ void Volume::Submit(v1::Request request, Payload data, bool read_only,
     return;
   }
   writes_.Submit(std::move(request), std::move(data), std::move(counted));
+}
+
+absl::Status Volume::CanZeroFast() const {
+  absl::MutexLock lock(&core_.mu);
+  for (size_t k = 0; k < core_.slots.size(); ++k) {
+    if (core_.state.replica(k).sync == SyncState::kInSync &&
+        !core_.slots[k]->fast_zero) {
+      return absl::UnimplementedError(
+          absl::StrCat("replica ", core_.slots[k]->replica->address(),
+                       " cannot zero fast (its exporter predates it)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // --- timers and the worker

@@ -168,6 +168,11 @@ class Volume {
   using Done = std::function<void(const absl::Status&)>;
 
   void OnReplicaChange(size_t index);
+  // OK when every in-sync replica's exporter takes REQUEST_FLAG_FAST_ZERO;
+  // else UNIMPLEMENTED (the fast zero fails at once, nothing written). One
+  // that takes it and then cannot zero fast fails its transaction: it
+  // leaves the set like any failed write, and resync makes it the same.
+  absl::Status CanZeroFast() const;
   VolumeHealth HealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_.mu);
 
   // --- timers and the worker ---

@@ -81,8 +81,10 @@ struct VolumeOptions {
 struct ReplicaSlot {
   std::unique_ptr<ReplicaHandle> replica;
   uint64_t epoch = 0;  // claimed at its exporter this run (0: not yet); mu
-  // Its exporter answers OP_BLOCK_STATUS (as negotiated); mu.
+  // Its exporter answers OP_BLOCK_STATUS, and zeroes with
+  // REQUEST_FLAG_FAST_ZERO (as negotiated); mu.
   bool block_status = false;
+  bool fast_zero = false;
   std::atomic<uint64_t> checksum_mismatches{0};
   absl::Time next_ping;  // the worker's keepalive Ping (the worker's own)
   // What the volume waits on it for, against the lag limit (on `timers`).

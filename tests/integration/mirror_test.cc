@@ -118,6 +118,64 @@ TEST_F(MirrorTest, FailedReplicaLeavesTheSetAndOnlyItsDirtyRegionIsCopied) {
   EXPECT_EQ(status.replicas(1).generation(), status.generation());
 }
 
+// A fast zero that one replica refuses (it cannot zero cheaply) is done on
+// the other: the refusing one leaves the set and resync makes it the same.
+// Refused by both: UNIMPLEMENTED (ENOTSUP for the client), nothing zeroed.
+// A replica whose exporter does not offer it makes it fail at once.
+TEST_F(MirrorTest, AFastZeroIsDoneWhereItIsCheapOrRefusedEverywhere) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  const std::string data(2 * kRegion, 'x');
+  ASSERT_EQ(client->Call(WriteRequest(0, data)).status(), 0);
+  auto fast_zero = [&](uint64_t offset) {
+    v1::Request zero;
+    zero.set_op(v1::OP_WRITE_ZEROES);
+    zero.set_offset(offset);
+    zero.set_length(4096);
+    zero.set_flags(v1::REQUEST_FLAG_FAST_ZERO);
+    return client->Call(zero);
+  };
+  e1.storage().refuse_fast_zero = true;
+  e2.storage().refuse_fast_zero = true;
+  v1::Reply reply = fast_zero(0);
+  EXPECT_EQ(reply.status(), grpc::StatusCode::UNIMPLEMENTED) << reply.message();
+  reply = client->Call(ReadRequest(0, 4096));
+  EXPECT_EQ(reply.data(), std::string(4096, 'x'))
+      << "a refused fast zero wrote";
+
+  e1.storage().refuse_fast_zero = false;
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  reply = fast_zero(kRegion);
+  ASSERT_EQ(reply.status(), 0) << reply.message();
+  EXPECT_FALSE(InSync(gateway.VolumeStatus("m"), 1)) << "e2 refused it";
+  e2.storage().refuse_fast_zero = false;
+  ASSERT_TRUE(gateway.WaitFor("m", AllInSync));
+  EXPECT_EQ(ReadFile(e1.path()), ReadFile(e2.path()));
+  reply = client->Call(ReadRequest(kRegion, 4096));
+  EXPECT_EQ(reply.data(), std::string(4096, '\0'));
+}
+
+TEST_F(MirrorTest, AFastZeroFailsAtOnceWhereAReplicaDoesNotOfferIt) {
+  TestExporter e1(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize, {},
+                  [](FaultyStorage& storage) { storage.no_fast_zero = true; });
+  TestGateway gateway(dir_.path(), Mirror({e1.address(), e2.address()}));
+  ASSERT_TRUE(gateway.WaitReady("m"));
+  auto client = Open(gateway, "m");
+  ASSERT_EQ(client->Call(WriteRequest(0, std::string(4096, 'x'))).status(), 0);
+  v1::Request zero;
+  zero.set_op(v1::OP_WRITE_ZEROES);
+  zero.set_length(4096);
+  zero.set_flags(v1::REQUEST_FLAG_FAST_ZERO);
+  v1::Reply reply = client->Call(zero);
+  EXPECT_EQ(reply.status(), grpc::StatusCode::UNIMPLEMENTED) << reply.message();
+  EXPECT_TRUE(AllInSync(gateway.VolumeStatus("m"))) << "nothing was sent";
+  EXPECT_EQ(client->Call(ReadRequest(0, 4096)).data(), std::string(4096, 'x'));
+}
+
 // A large write's payload is shared by both replicas' streams, not copied
 // for each: every replica still gets every byte from the write itself
 // (both stay in sync, nothing was resynced).

@@ -89,8 +89,10 @@ absl::Status FaultyStorage::Flush() {
   return inner_->Flush();
 }
 
-TestExporter::TestExporter(const std::string& dir, const std::string& name,
-                           uint64_t size, ExporterOptions options) {
+TestExporter::TestExporter(
+    const std::string& dir, const std::string& name, uint64_t size,
+    ExporterOptions options,
+    const std::function<void(FaultyStorage&)>& configure) {
   path_ = dir + "/" + name + ".img";
   address_ = "unix:" + dir + "/" + name + ".sock";
   FileStorageOptions storage_options;
@@ -104,6 +106,7 @@ TestExporter::TestExporter(const std::string& dir, const std::string& name,
     std::abort();
   }
   storage_ = std::make_unique<FaultyStorage>(std::move(*inner));
+  if (configure) configure(*storage_);
   if (options.identity.empty()) options.identity = name;
   auto metadata = MetadataStore::Open(dir + "/" + name + ".state");
   if (!metadata.ok()) {

@@ -42,6 +42,9 @@ class FaultyStorage : public Storage {
   std::atomic<bool> fail_reads{false};
   std::atomic<bool> fail_writes{false};   // writes, zeroes, trims, flushes
   std::atomic<bool> fail_flushes{false};  // flushes only
+  // Fast zeroes: refused at run time (UNIMPLEMENTED), or not advertised.
+  std::atomic<bool> refuse_fast_zero{false};
+  std::atomic<bool> no_fast_zero{false};
   std::atomic<int> flushes{0};
   // What in_memory() answers. A disk (false) unless a test says otherwise,
   // so that Hold() stalls the exporter's pool, not its gRPC thread.
@@ -60,6 +63,14 @@ class FaultyStorage : public Storage {
   absl::Status Write(uint64_t offset, const Payload& data, bool fua) override;
   absl::Status WriteZeroes(uint64_t offset, uint64_t length, bool may_trim,
                            bool fua) override;
+  bool can_fast_zero() const override {
+    return !no_fast_zero && inner_->can_fast_zero();
+  }
+  absl::Status FastZero(uint64_t offset, uint64_t length, bool may_trim,
+                        bool fua) override {
+    if (refuse_fast_zero) return absl::UnimplementedError("no fast zero here");
+    return inner_->FastZero(offset, length, may_trim, fua);
+  }
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status Flush() override;
   absl::StatusOr<std::vector<Extent>> Extents(uint64_t offset, uint64_t length,
@@ -77,9 +88,11 @@ class FaultyStorage : public Storage {
 
 class TestExporter {
  public:
-  // Serves `dir`/`name`.img of `size` bytes on unix:`dir`/`name`.sock.
+  // Serves `dir`/`name`.img of `size` bytes on unix:`dir`/`name`.sock;
+  // `configure` (if any) sets its storage's faults before it starts.
   TestExporter(const std::string& dir, const std::string& name, uint64_t size,
-               ExporterOptions options = {});
+               ExporterOptions options = {},
+               const std::function<void(FaultyStorage&)>& configure = nullptr);
   ~TestExporter();
   const std::string& address() const { return address_; }
   const std::string& path() const { return path_; }

@@ -19,6 +19,9 @@ TEST(ErrnoMapTest, MapsEachStatusToItsErrno) {
   EXPECT_EQ(StatusToErrno(8 /*RESOURCE_EXHAUSTED*/, v1::OP_WRITE), ENOSPC);
   EXPECT_EQ(StatusToErrno(14 /*UNAVAILABLE*/, v1::OP_READ), EIO);
   EXPECT_EQ(StatusToErrno(13 /*INTERNAL*/, v1::OP_FLUSH), EIO);
+  EXPECT_EQ(StatusToErrno(12 /*UNIMPLEMENTED*/, v1::OP_TRIM), EINVAL);
+  EXPECT_EQ(StatusToErrno(12 /*UNIMPLEMENTED*/, v1::OP_WRITE_ZEROES), ENOTSUP)
+      << "a zero that cannot be fast: the client may zero another way";
 }
 
 }  // namespace

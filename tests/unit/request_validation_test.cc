@@ -134,6 +134,23 @@ TEST(RequestValidationTest, BlockStatusNeedsItsFeatureAndARangeInside) {
       absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RequestValidationTest, FastZeroIsForWriteZeroesWithItsFeature) {
+  v1::Geometry g = MakeGeometry();
+  v1::Request zero = Make(v1::OP_WRITE_ZEROES, 0, 4096);
+  zero.set_flags(v1::REQUEST_FLAG_FAST_ZERO);
+  EXPECT_EQ(ValidateRequest(zero, 0, g, false).code(),
+            absl::StatusCode::kUnimplemented)
+      << "not advertised";
+  g.set_features(g.features() | v1::FEATURE_FAST_ZERO);
+  EXPECT_TRUE(ValidateRequest(zero, 0, g, false).ok());
+  zero.set_flags(v1::REQUEST_FLAG_FAST_ZERO | v1::REQUEST_FLAG_NO_HOLE);
+  EXPECT_TRUE(ValidateRequest(zero, 0, g, false).ok());
+  v1::Request trim = Make(v1::OP_TRIM, 0, 4096);
+  trim.set_flags(v1::REQUEST_FLAG_FAST_ZERO);
+  EXPECT_EQ(ValidateRequest(trim, 0, g, false).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RequestValidationTest, GeometryChecks) {
   EXPECT_TRUE(ValidateGeometry(MakeGeometry()).ok());
   v1::Geometry g = MakeGeometry();

@@ -197,6 +197,36 @@ TEST_F(StorageTest, ExtentsFollowTheFilesHolesAndData) {
   EXPECT_EQ(*extents, (std::vector<Extent>{{4 << 20, kHoleZero}}));
 }
 
+// A fast zero zeroes only by deallocating or zeroing a range; where the
+// file system can do neither it fails (UNIMPLEMENTED) and writes nothing,
+// while a plain write-zeroes falls back to writing zeroes.
+TEST_F(StorageTest, AFastZeroFailsWithoutWritingWhereZeroingIsNotCheap) {
+  auto fallocate_works = std::make_shared<bool>(true);
+  FileSyscalls switchable;
+  switchable.fallocate = [fallocate_works](int fd, int mode, off_t offset,
+                                           off_t length) {
+    if (*fallocate_works) return ::fallocate(fd, mode, offset, length);
+    errno = EOPNOTSUPP;
+    return -1;
+  };
+  auto storage = Open(1 << 20, false, switchable);
+  ASSERT_NE(storage, nullptr);
+  ASSERT_TRUE(storage->can_fast_zero());
+  ASSERT_TRUE(storage->Write(0, Payload(std::string(16384, 'd')), false).ok());
+  ASSERT_TRUE(storage->FastZero(0, 4096, /*may_trim=*/true, false).ok());
+  ASSERT_TRUE(storage->FastZero(4096, 4096, /*may_trim=*/false, false).ok());
+  *fallocate_works = false;
+  absl::Status refused = storage->FastZero(8192, 4096, true, false);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnimplemented) << refused;
+  std::string back(16384, '?');
+  ASSERT_TRUE(storage->Read(0, back.size(), back.data()).ok());
+  EXPECT_EQ(back, std::string(8192, '\0') + std::string(8192, 'd'))
+      << "zeroed where it was fast; nothing written where it was refused";
+  ASSERT_TRUE(storage->WriteZeroes(8192, 4096, true, false).ok());
+  ASSERT_TRUE(storage->Read(0, back.size(), back.data()).ok());
+  EXPECT_EQ(back, std::string(12288, '\0') + std::string(4096, 'd'));
+}
+
 // A scan in pieces walks a run of data once (SEEK_HOLE walks tmpfs's page
 // cache to the next hole); a hole punched since (a trim, or a write-zeroes
 // that may trim, which punches) is seen by the next query.

@@ -12,8 +12,9 @@ bool IsPowerOfTwo(uint32_t value) {
   return value != 0 && (value & (value - 1)) == 0;
 }
 
-constexpr uint32_t kKnownFlags =
-    v1::REQUEST_FLAG_FUA | v1::REQUEST_FLAG_NO_HOLE;
+constexpr uint32_t kKnownFlags = v1::REQUEST_FLAG_FUA |
+                                 v1::REQUEST_FLAG_NO_HOLE |
+                                 v1::REQUEST_FLAG_FAST_ZERO;
 
 }  // namespace
 
@@ -87,6 +88,15 @@ absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
   if (op == v1::OP_WRITE_ZEROES &&
       !(geometry.features() & v1::FEATURE_WRITE_ZEROES)) {
     return absl::UnimplementedError("write zeroes is not supported");
+  }
+  if (request.flags() & v1::REQUEST_FLAG_FAST_ZERO) {
+    if (op != v1::OP_WRITE_ZEROES) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the fast-zero flag is for OP_WRITE_ZEROES, not ", v1::Op_Name(op)));
+    }
+    if (!(geometry.features() & v1::FEATURE_FAST_ZERO)) {
+      return absl::UnimplementedError("fast zero is not supported");
+    }
   }
   if ((request.flags() & v1::REQUEST_FLAG_FUA) &&
       !(geometry.features() & v1::FEATURE_FUA)) {
