@@ -206,13 +206,20 @@ void Resyncer::CopyChunk(size_t target, uint64_t region, uint64_t offset,
       return;
     }
     v1::Request write;
-    write.set_op(v1::OP_WRITE);
     write.set_offset(offset);
     write.set_length(static_cast<uint32_t>(length));
     write.set_flags(v1::REQUEST_FLAG_FUA);  // durable before its bit clears
-    if (!reply.checksum().empty()) {
-      write.set_checksum_algorithm(core_.checksum);
-      write.set_checksum(reply.checksum());  // the source's, end to end
+    if (data.AllZero()) {
+      // Zeroes go as a write-zeroes that may punch: no data on the wire,
+      // and the target stays as sparse as its source (block status).
+      write.set_op(v1::OP_WRITE_ZEROES);
+      data = Payload();
+    } else {
+      write.set_op(v1::OP_WRITE);
+      if (!reply.checksum().empty()) {
+        write.set_checksum_algorithm(core_.checksum);
+        write.set_checksum(reply.checksum());  // the source's, end to end
+      }
     }
     // The data read goes on as it arrived, not copied.
     core_.replica(target).Submit(

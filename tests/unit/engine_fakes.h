@@ -80,6 +80,9 @@ class MemReplica final : public ReplicaHandle {
       reply.set_message("injected write error");
     } else if (request.op() == v1::OP_WRITE) {
       data.CopyTo(&bytes_[request.offset()]);
+    } else if (request.op() == v1::OP_WRITE_ZEROES ||
+               request.op() == v1::OP_TRIM) {
+      std::fill_n(&bytes_[request.offset()], request.length(), '\0');
     } else if (request.op() == v1::OP_FLUSH && fail_flushes) {
       reply.set_status(5);
     } else if (request.op() == v1::OP_BLOCK_STATUS) {

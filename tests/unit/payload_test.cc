@@ -44,6 +44,22 @@ TEST(PayloadTest, EachKindHoldsItsBytes) {
   EXPECT_EQ(out, "abc");
 }
 
+TEST(PayloadTest, AllZeroLooksAtEveryPiece) {
+  EXPECT_TRUE(Payload().AllZero());
+  EXPECT_TRUE(Payload(std::string(4096, '\0')).AllZero());
+  std::string last(4096, '\0');
+  last.back() = 1;
+  EXPECT_FALSE(Payload(last).AllZero());
+  EXPECT_FALSE(Payload(std::string("\x01\x01")).AllZero())
+      << "equal neighbours, but not zero";
+  EXPECT_TRUE(Payload::Share({grpc::Slice(std::string(3, '\0')), grpc::Slice(),
+                              grpc::Slice(std::string(5, '\0'))})
+                  .AllZero());
+  EXPECT_FALSE(Payload::Share({grpc::Slice(std::string(3, '\0')),
+                               grpc::Slice(std::string("\0\0z", 3))})
+                   .AllZero());
+}
+
 TEST(PayloadTest, TakeDataMovesTheFieldOut) {
   v1::Request request;
   request.set_data(std::string(1000, 'd'));

@@ -80,6 +80,24 @@ TEST_F(ResyncerTest, CopiesEveryDirtyRegionWithFuaThenFlushesThenPromotes) {
   EXPECT_EQ(core_->state.CheckInvariants(), "");
 }
 
+// A region that reads as zeroes on the source is copied as a write-zeroes
+// (no data on the wire; the target may punch it and stay sparse).
+TEST_F(ResyncerTest, AZeroRegionIsCopiedAsAWriteZeroes) {
+  Make(2);
+  replicas_[1]->Fill(3, 'o');  // the target's stale bytes
+  Miss(1, 3, '\0');            // the others wrote zeroes there meanwhile
+  Settle();
+  EXPECT_TRUE(InSync(1));
+  EXPECT_EQ(replicas_[1]->Region(3), std::string(kRegion, '\0'));
+  const std::vector<v1::Request>& ops = replicas_[1]->ops;
+  ASSERT_EQ(ops.size(), 2u);
+  EXPECT_EQ(ops[0].op(), v1::OP_WRITE_ZEROES);
+  EXPECT_TRUE(ops[0].flags() & v1::REQUEST_FLAG_FUA);
+  EXPECT_FALSE(ops[0].flags() & v1::REQUEST_FLAG_NO_HOLE) << "may punch";
+  EXPECT_TRUE(ops[0].data().empty());
+  EXPECT_EQ(ops[1].op(), v1::OP_FLUSH);
+}
+
 TEST_F(ResyncerTest, ACopyWhoseSourceLeftTheSetMeanwhileIsNotCounted) {
   Make(3);
   Miss(2, 3, 'c');

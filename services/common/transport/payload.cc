@@ -56,6 +56,18 @@ Payload Payload::Borrow(const void* data, size_t size,
   return Payload(std::shared_ptr<const Rep>(std::move(rep)));
 }
 
+bool Payload::AllZero() const {
+  bool zero = true;
+  ForEachPiece([&zero](absl::string_view piece) {
+    // Zero when the first byte is and every byte equals the next.
+    if (zero && !piece.empty()) {
+      zero = piece[0] == 0 &&
+             std::memcmp(piece.data(), piece.data() + 1, piece.size() - 1) == 0;
+    }
+  });
+  return zero;
+}
+
 void Payload::CopyTo(char* out) const {
   ForEachPiece([&out](absl::string_view piece) {
     std::memcpy(out, piece.data(), piece.size());

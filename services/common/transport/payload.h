@@ -69,6 +69,8 @@ class Payload {
   }
   // Copies the size() bytes to `out`.
   void CopyTo(char* out) const;
+  // Every byte is zero (true when empty).
+  bool AllZero() const;
   // A copy of the bytes (digests, tests: small payloads).
   std::string ToString() const;
 
