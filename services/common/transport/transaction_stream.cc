@@ -111,6 +111,14 @@ bool TransactionStream::TrySubmit(QueuedTransaction& transaction) {
 absl::Status TransactionStream::Enqueue(QueuedTransaction& transaction,
                                         bool* write) {
   absl::MutexLock lock(&mu_);
+  if (!status_.ok() && read_ended_ && !finished_ && !closing_) {
+    // The server ended the call and Finish is on its way: it says why
+    // (RESOURCE_EXHAUSTED, PERMISSION_DENIED...), and OnFinished fails or
+    // hands back this transaction with the rest, not with "stream ended".
+    waiting_.push_back(std::move(transaction));
+    *write = false;
+    return absl::OkStatus();
+  }
   if (!status_.ok()) return status_;
   if (closing_) return absl::UnavailableError("stream is closing");
   waiting_.push_back(std::move(transaction));

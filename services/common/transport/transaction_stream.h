@@ -116,7 +116,10 @@ class TransactionStream {
 
   // Queues the transaction if the stream still accepts work, moving from
   // `transaction`; false (nothing moved) when it has ended or is closing.
-  // Its `sends` say how often it was sent before, on other streams.
+  // Its `sends` say how often it was sent before, on other streams. (Once
+  // the server has ended the call but its status is not yet in, Submit and
+  // TrySubmit still queue: the transaction then ends with the others, an
+  // orphan or failed with the call's status, never "stream ended".)
   bool TrySubmit(QueuedTransaction& transaction);
 
   // When the oldest transaction still unanswered was last sent
