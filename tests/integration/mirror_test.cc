@@ -118,6 +118,16 @@ TEST_F(MirrorTest, FailedReplicaLeavesTheSetAndOnlyItsDirtyRegionIsCopied) {
   EXPECT_EQ(status.replicas(1).generation(), status.generation());
 }
 
+// A 4 KiB write-zeroes at `offset` with REQUEST_FLAG_FAST_ZERO.
+v1::Request FastZeroRequest(uint64_t offset) {
+  v1::Request zero;
+  zero.set_op(v1::OP_WRITE_ZEROES);
+  zero.set_offset(offset);
+  zero.set_length(4096);
+  zero.set_flags(v1::REQUEST_FLAG_FAST_ZERO);
+  return zero;
+}
+
 // A fast zero that one replica refuses (it cannot zero cheaply) is done on
 // the other: the refusing one leaves the set and resync makes it the same.
 // Refused by both: UNIMPLEMENTED (ENOTSUP for the client), nothing zeroed.
@@ -131,12 +141,7 @@ TEST_F(MirrorTest, AFastZeroIsDoneWhereItIsCheapOrRefusedEverywhere) {
   const std::string data(2 * kRegion, 'x');
   ASSERT_EQ(client->Call(WriteRequest(0, data)).status(), 0);
   auto fast_zero = [&](uint64_t offset) {
-    v1::Request zero;
-    zero.set_op(v1::OP_WRITE_ZEROES);
-    zero.set_offset(offset);
-    zero.set_length(4096);
-    zero.set_flags(v1::REQUEST_FLAG_FAST_ZERO);
-    return client->Call(zero);
+    return client->Call(FastZeroRequest(offset));
   };
   e1.storage().refuse_fast_zero = true;
   e2.storage().refuse_fast_zero = true;
@@ -166,11 +171,7 @@ TEST_F(MirrorTest, AFastZeroFailsAtOnceWhereAReplicaDoesNotOfferIt) {
   ASSERT_TRUE(gateway.WaitReady("m"));
   auto client = Open(gateway, "m");
   ASSERT_EQ(client->Call(WriteRequest(0, std::string(4096, 'x'))).status(), 0);
-  v1::Request zero;
-  zero.set_op(v1::OP_WRITE_ZEROES);
-  zero.set_length(4096);
-  zero.set_flags(v1::REQUEST_FLAG_FAST_ZERO);
-  v1::Reply reply = client->Call(zero);
+  v1::Reply reply = client->Call(FastZeroRequest(0));
   EXPECT_EQ(reply.status(), grpc::StatusCode::UNIMPLEMENTED) << reply.message();
   EXPECT_TRUE(AllInSync(gateway.VolumeStatus("m"))) << "nothing was sent";
   EXPECT_EQ(client->Call(ReadRequest(0, 4096)).data(), std::string(4096, 'x'));
