@@ -238,10 +238,24 @@ print(json.dumps({"bytes": size, "write_seconds": round(t1 - t0, 3),
     --size=$(($(numfmt --from=iec "$size") / 4 / 1048576))M --end_fsync=1 \
     --output-format=json --output="$out/ext4-seq.json"
   umount "$mnt"
-  losetup -d "$loop"
+  detach_loop "$loop" "$fuse/nbd"
   fusermount3 -u "$fuse"
   wait "$nbdfuse_pid" 2>/dev/null || true
   undo=("${undo[@]:0:undone}")
+}
+
+# detach_loop LOOP FILE: detaches the loop device LOOP and waits until it has
+# let go of FILE. The kernel detaches a device still open (udev probing it
+# after the umount) only at its last close, and until then FILE is busy:
+# fusermount3 -u failed with "Device or resource busy" (CI, 2026-12-07).
+detach_loop() {
+  losetup -d "$1"
+  for _ in $(seq 1 200); do
+    [ -z "$(losetup -j "$2")" ] && return 0
+    sleep 0.05
+  done
+  echo "bench: $1 still holds $2 10 s after losetup -d" >&2
+  exit 1
 }
 
 # start_filled CONFIG...: starts each configuration and fills its volume
