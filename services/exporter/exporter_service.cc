@@ -138,8 +138,8 @@ absl::StatusOr<v1::ReplicaMetadata> ExporterService::ClaimEpoch(
 absl::Status ExporterService::Check(const StreamGrant& grant,
                                     const v1::Request& request,
                                     size_t data_size) {
-  RETURN_IF_ERROR(
-      ValidateRequest(request, data_size, geometry_, grant.read_only));
+  RETURN_IF_ERROR(ValidateRequest(request, data_size, geometry_, ExportSize(),
+                                  grant.read_only));
   if (request.op() == v1::OP_PING) return absl::OkStatus();
   // The ACL, on every request: a reload (SIGHUP) applies to open streams.
   const Access access = AccessOf(grant.peer);
@@ -273,7 +273,7 @@ grpc::Status ExporterService::Negotiate(grpc::ServerContext* context,
   if (access == Access::kNone) {
     return ToGrpcStatus(RefusedPeer(peer, access, "connect"));
   }
-  *reply->mutable_geometry() = geometry_;
+  *reply->mutable_geometry() = geometry();
   if (request.read_only() || access == Access::kRead) {
     reply->mutable_geometry()->set_read_only(true);
   }
@@ -328,6 +328,8 @@ void ExporterService::StartServing(const ServerQueue& queue) {
              &ExporterService::Ping);
   ServeUnary(queue, this, &ExporterService::RequestClaim,
              &ExporterService::Claim);
+  ServeUnary(queue, this, &ExporterService::RequestGrow,
+             &ExporterService::Grow);
   acceptor_.Start(queue);
 }
 
@@ -376,6 +378,53 @@ grpc::Status ExporterService::Claim(grpc::ServerContext* context,
   absl::StatusOr<v1::ReplicaMetadata> claimed = ClaimEpoch(request);
   if (claimed.ok()) *reply->mutable_metadata() = *claimed;
   return ToGrpcStatus(claimed.status());
+}
+
+uint64_t ExporterService::ExportSize() const {
+  const uint64_t size = storage_->size();
+  return size - size % options_.block_size;
+}
+
+v1::Geometry ExporterService::geometry() const {
+  v1::Geometry geometry = geometry_;
+  geometry.set_size(ExportSize());
+  return geometry;
+}
+
+absl::StatusOr<uint64_t> ExporterService::GrowExport(
+    const v1::GrowRequest& request) {
+  if (request.size() % options_.block_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "size ", request.size(), " is not a multiple of the block size ",
+        options_.block_size));
+  }
+  // A stale gateway must not act on the export any more, growth included.
+  if (options_.metadata != nullptr) {
+    RETURN_IF_ERROR(options_.metadata->CheckWriter(request.epoch()));
+  }
+  const uint64_t before = ExportSize();
+  RETURN_IF_ERROR(storage_->Grow(request.size()).status());
+  const uint64_t after = ExportSize();
+  if (after != before) {
+    DST_LOG(Info, "exporter: grew from %d to %d bytes", before, after);
+  }
+  return after;
+}
+
+grpc::Status ExporterService::Grow(grpc::ServerContext* context,
+                                   const v1::GrowRequest& request,
+                                   v1::GrowReply* reply) {
+  if (options_.read_only) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the export is read-only");
+  }
+  const Peer peer = PeerOf(*context);
+  if (const Access access = AccessOf(peer); access != Access::kReadWrite) {
+    return ToGrpcStatus(RefusedPeer(peer, access, "grow the export"));
+  }
+  absl::StatusOr<uint64_t> size = GrowExport(request);
+  if (size.ok()) reply->set_size(*size);
+  return ToGrpcStatus(size.status());
 }
 
 v1::Reply ExporterService::Execute(const v1::Request& request,

@@ -89,7 +89,8 @@ class ExporterService final : public v1::Exporter::AsyncService,
 
   // InvalidArgument when the options do not fit the storage.
   absl::Status Init();
-  const v1::Geometry& geometry() const { return geometry_; }
+  // The export's geometry now (its size grows with Grow).
+  v1::Geometry geometry() const;
   MetadataStore* metadata() const { return options_.metadata; }
   // Requests read from clients and not yet answered.
   int64_t in_flight() const { return streams_.in_flight(); }
@@ -108,6 +109,8 @@ class ExporterService final : public v1::Exporter::AsyncService,
                     const v1::PingRequest& request, v1::PingReply* reply);
   grpc::Status Claim(grpc::ServerContext* context,
                      const v1::ClaimRequest& request, v1::ClaimReply* reply);
+  grpc::Status Grow(grpc::ServerContext* context,
+                    const v1::GrowRequest& request, v1::GrowReply* reply);
 
   uint64_t instance() const { return options_.instance; }
 
@@ -132,6 +135,8 @@ class ExporterService final : public v1::Exporter::AsyncService,
   // Claim's work: the epoch, and the drain of the older epoch's writes.
   absl::StatusOr<v1::ReplicaMetadata> ClaimEpoch(
       const v1::ClaimRequest& request);
+  // Grow's work: the epoch checked, the storage grown. The size now.
+  absl::StatusOr<uint64_t> GrowExport(const v1::GrowRequest& request);
   // Executes a request on the storage (blocking), unfenced. Public for
   // tests. `data` is the request's; a read's bytes go to `*reply_data`.
   v1::Reply Execute(const v1::Request& request, const Payload& data,
@@ -142,7 +147,9 @@ class ExporterService final : public v1::Exporter::AsyncService,
 
   Storage* const storage_;
   ExporterOptions options_;  // stream batch size set by Init()
-  v1::Geometry geometry_;
+  v1::Geometry geometry_;    // as Init() found it; the size is ExportSize()
+  // The storage's size in whole blocks (it grows: Grow).
+  uint64_t ExportSize() const;
   StreamRegistry streams_;
   StreamAcceptor acceptor_;
   std::unique_ptr<ThreadPool> pool_;

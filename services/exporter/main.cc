@@ -45,7 +45,8 @@ int Main(int argc, char** argv) {
           {"backing", "PATH", "file or block device to serve (required)"},
           {"size", "BYTES",
            "create the file with this size if missing; "
-           "must match if present (K/M/G/T suffixes)"},
+           "if present it must be at least this large (a file grown by "
+           "dstctl resize is served at its size; K/M/G/T suffixes)"},
           {"read-only", "", "refuse writes, trims and zeroes (default off)"},
           {"block-size", "BYTES",
            "logical block size, power of two (default 512)"},

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include <linux/falloc.h>
@@ -62,7 +63,9 @@ class FileStorage : public Storage {
         sys_(std::move(syscalls)) {}
   ~FileStorage() override { ::close(fd_); }
 
-  uint64_t size() const override { return size_; }
+  uint64_t size() const override {
+    return size_.load(std::memory_order_acquire);
+  }
   bool can_trim() const override { return true; }
   bool in_memory() const override { return in_memory_; }
 
@@ -151,6 +154,50 @@ class FileStorage : public Storage {
       return ErrnoStatus(errno, absl::StrCat("fdatasync ", path_));
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Grow(uint64_t size) override {
+    absl::MutexLock lock(&grow_mu_);
+    uint64_t now = 0;
+    if (block_device_) {
+      // The device grew under us (lvextend, a larger LUN) or it did not.
+      if (::ioctl(fd_, BLKGETSIZE64, &now) != 0) {
+        return ErrnoStatus(errno, absl::StrCat("BLKGETSIZE64 ", path_));
+      }
+      if (now < size) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            path_, " is a block device of ", now, " bytes, fewer than ", size,
+            ": grow the device first"));
+      }
+    } else {
+      struct stat st;
+      if (::fstat(fd_, &st) != 0) {
+        return ErrnoStatus(errno, absl::StrCat("fstat ", path_));
+      }
+      now = static_cast<uint64_t>(st.st_size);
+      if (now < size) {
+        if (size > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) {
+          return absl::FailedPreconditionError(
+              absl::StrCat(size, " bytes is past the largest file size"));
+        }
+        // The new range is a hole: it reads as zeroes and takes no space
+        // until written. fsync: the size is metadata, and must be durable
+        // before a gateway relies on it.
+        if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+          absl::Status status =
+              ErrnoStatus(errno, absl::StrCat("grow ", path_));
+          return absl::FailedPreconditionError(status.message());
+        }
+        if (::fsync(fd_) != 0) {
+          return ErrnoStatus(errno, absl::StrCat("fsync ", path_));
+        }
+        now = size;
+      }
+    }
+    if (now > size_.load(std::memory_order_relaxed)) {
+      size_.store(now, std::memory_order_release);
+    }
+    return size_.load(std::memory_order_relaxed);
   }
 
   // A file's holes from SEEK_DATA and SEEK_HOLE; a block device, or a file
@@ -291,7 +338,8 @@ class FileStorage : public Storage {
   }
 
   const int fd_;
-  const uint64_t size_;
+  std::atomic<uint64_t> size_;
+  absl::Mutex grow_mu_;  // one Grow at a time
   const bool block_device_;
   const bool in_memory_;
   const std::string path_;
@@ -343,10 +391,10 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenFileStorage(
     return absl::InvalidArgumentError(absl::StrCat(
         options.path, " is neither a regular file nor a block device"));
   }
-  if (options.size != 0 && options.size != size) {
+  if (options.size != 0 && size < options.size) {
     ::close(fd);
     return absl::InvalidArgumentError(
-        absl::StrCat(options.path, " is ", size, " bytes, not the ",
+        absl::StrCat(options.path, " is ", size, " bytes, fewer than the ",
                      options.size, " given by --size"));
   }
   // A file on tmpfs or ramfs lives in memory; a block device never counts

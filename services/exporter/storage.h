@@ -55,6 +55,15 @@ class Storage {
   virtual absl::Status Trim(uint64_t offset, uint64_t length, bool fua) = 0;
   // Every write completed before the call is durable when it returns.
   virtual absl::Status Flush() = 0;
+  // Grows to at least `size` bytes and returns the size now; never
+  // shrinks. A file is extended (the new range reads as zeroes) and its new
+  // size is durable on return; a block device is measured again and must
+  // already hold `size`. FailedPrecondition when it cannot grow. size()
+  // changes only once the new range may be used. The default cannot.
+  virtual absl::StatusOr<uint64_t> Grow(uint64_t size) {
+    (void)size;
+    return absl::UnimplementedError("this storage cannot grow");
+  }
   // Block status of [offset, offset + length): extents from `offset`, at
   // least one and covering at most the range; the answer may stop early
   // (NBD allows it): after `max_extents` extents. The default says data.
@@ -80,7 +89,8 @@ struct FileSyscalls {
 struct FileStorageOptions {
   std::string path;
   // Regular file only: create it with this size if it is missing, and
-  // refuse it if its size differs. 0: use the file's size (must exist).
+  // refuse it if it is smaller; a larger file (grown by `dstctl resize`)
+  // is served at its own size. 0: use the file's size (must exist).
   uint64_t size = 0;
   bool read_only = false;
   FileSyscalls syscalls;  // default: the real ones

@@ -352,6 +352,79 @@ TEST_F(ExporterTest, RefusesBadRequestsWithPreciseStatus) {
   EXPECT_EQ(stream->Call(Op(v1::OP_PING)).status(), 0);
 }
 
+// Grow: the file grows with zeroes, the new range is served at once (open
+// streams too) and negotiated; never shrinks; a misaligned size, a stale
+// epoch and a read-only export are refused with nothing changed.
+TEST_F(ExporterTest, GrowServesTheNewRangeAndRefusesWhatItMustNot) {
+  TestExporter exporter(dir_.path(), "e1", kSize);
+  auto channel = Channel(exporter.address());
+  auto stub = Stub(channel);
+  auto grow = [&stub](uint64_t size, uint64_t epoch, uint64_t* now) {
+    grpc::ClientContext context;
+    v1::GrowRequest request;
+    request.set_size(size);
+    request.set_epoch(epoch);
+    v1::GrowReply reply;
+    grpc::Status status = stub->Grow(&context, request, &reply);
+    *now = reply.size();
+    return status.error_code();
+  };
+  auto stream = OpenStream(channel);
+  EXPECT_EQ(stream->Call(ReadRequest(kSize, 512)).status(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  uint64_t now = 0;
+  EXPECT_EQ(grow(2 * kSize + 100, 0, &now), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ReadFile(exporter.path()).size(), kSize);
+  ASSERT_EQ(grow(2 * kSize, 0, &now), grpc::StatusCode::OK);
+  EXPECT_EQ(now, 2 * kSize);
+  EXPECT_EQ(ReadFile(exporter.path()).size(), 2 * kSize);
+  EXPECT_EQ(stream->Call(WriteRequest(2 * kSize - 512, std::string(512, 'n')))
+                .status(),
+            0)
+      << "an open stream writes past the old end";
+  v1::Reply read = stream->Call(ReadRequest(kSize, 512));
+  EXPECT_EQ(read.status(), 0);
+  EXPECT_EQ(read.data(), std::string(512, '\0'));
+  ASSERT_EQ(grow(kSize, 0, &now), grpc::StatusCode::OK) << "never shrinks";
+  EXPECT_EQ(now, 2 * kSize);
+  grpc::ClientContext context;
+  v1::NegotiateReply negotiated;
+  ASSERT_TRUE(
+      stub->Negotiate(&context, v1::NegotiateRequest(), &negotiated).ok());
+  EXPECT_EQ(negotiated.geometry().size(), 2 * kSize);
+  // Claimed by epoch 3: a grow under epoch 2 is a stale gateway's.
+  {
+    grpc::ClientContext claim_context;
+    v1::ClaimRequest claim;
+    claim.set_epoch(3);
+    claim.set_owner("gw");
+    v1::ClaimReply claimed;
+    ASSERT_TRUE(stub->Claim(&claim_context, claim, &claimed).ok());
+  }
+  EXPECT_EQ(grow(3 * kSize, 2, &now), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(ReadFile(exporter.path()).size(), 2 * kSize);
+  exporter.storage().refuse_grow = true;
+  EXPECT_EQ(grow(3 * kSize, 3, &now), grpc::StatusCode::FAILED_PRECONDITION);
+  exporter.storage().refuse_grow = false;
+  ASSERT_EQ(grow(3 * kSize, 3, &now), grpc::StatusCode::OK);
+  EXPECT_EQ(now, 3 * kSize);
+}
+
+TEST_F(ExporterTest, AReadOnlyExportDoesNotGrow) {
+  { TestExporter create(dir_.path(), "e1", kSize); }
+  ExporterOptions options;
+  options.read_only = true;
+  TestExporter exporter(dir_.path(), "e1", kSize, options);
+  grpc::ClientContext context;
+  v1::GrowRequest request;
+  request.set_size(2 * kSize);
+  v1::GrowReply reply;
+  EXPECT_EQ(
+      Stub(exporter.address())->Grow(&context, request, &reply).error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(ReadFile(exporter.path()).size(), kSize);
+}
+
 TEST_F(ExporterTest, ReadOnlyStreamCannotWriteEvenBypassingTheGateway) {
   TestExporter exporter(dir_.path(), "e1", kSize);
   auto stream = OpenStream(Channel(exporter.address()), "ro");

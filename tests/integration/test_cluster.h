@@ -45,6 +45,8 @@ class FaultyStorage : public Storage {
   // Fast zeroes: refused at run time (UNIMPLEMENTED), or not advertised.
   std::atomic<bool> refuse_fast_zero{false};
   std::atomic<bool> no_fast_zero{false};
+  // Grow fails as a block device too small would.
+  std::atomic<bool> refuse_grow{false};
   std::atomic<int> flushes{0};
   // What in_memory() answers. A disk (false) unless a test says otherwise,
   // so that Hold() stalls the exporter's pool, not its gRPC thread.
@@ -73,6 +75,14 @@ class FaultyStorage : public Storage {
   }
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status Flush() override;
+  absl::StatusOr<uint64_t> Grow(uint64_t size) override {
+    if (refuse_grow) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("injected: the device is ", inner_->size(),
+                       " bytes, fewer than ", size));
+    }
+    return inner_->Grow(size);
+  }
   absl::StatusOr<std::vector<Extent>> Extents(uint64_t offset, uint64_t length,
                                               size_t max_extents) override {
     return inner_->Extents(offset, length, max_extents);
@@ -130,6 +140,7 @@ class TestGateway {
   // The admin RPCs, as dstctl calls them.
   grpc::Status Resync(const v1::ResyncRequest& request);
   grpc::Status Resolve(const std::string& volume, const std::string& source);
+  grpc::Status Resize(const std::string& volume, uint64_t size);
   grpc::Status Verify(const v1::VerifyRequest& request, v1::VerifyReply* reply);
   // The server's grpc.health.v1 service.
   HealthService& health() { return *server_.health; }

@@ -125,7 +125,7 @@ TEST_F(StorageTest, RefusesMissingFileWithoutSize) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(StorageTest, RefusesSizeMismatch) {
+TEST_F(StorageTest, RefusesAFileSmallerThanItsSize) {
   ASSERT_NE(Open(1 << 20), nullptr);
   FileStorageOptions options;
   options.path = path_;
@@ -135,6 +135,50 @@ TEST_F(StorageTest, RefusesSizeMismatch) {
   struct stat st;
   ASSERT_EQ(stat(path_.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 1 << 20) << "a refused open must not resize the file";
+}
+
+// A file grown by `dstctl resize` is larger than the --size it was created
+// with: a restarted exporter serves it at its own size.
+TEST_F(StorageTest, ServesAFileLargerThanItsSizeAtItsOwnSize) {
+  ASSERT_NE(Open(2 << 20), nullptr);
+  std::unique_ptr<Storage> storage = Open(1 << 20);
+  ASSERT_NE(storage, nullptr);
+  EXPECT_EQ(storage->size(), 2u << 20);
+}
+
+TEST_F(StorageTest, GrowsAFileWithZeroesAndNeverShrinksIt) {
+  std::unique_ptr<Storage> storage = Open(1 << 20);
+  ASSERT_NE(storage, nullptr);
+  const std::string data(4096, 'd');
+  ASSERT_TRUE(storage->Write((1 << 20) - 4096, Payload(data), false).ok());
+  absl::StatusOr<uint64_t> grown = storage->Grow(3 << 20);
+  ASSERT_TRUE(grown.ok()) << grown.status();
+  EXPECT_EQ(*grown, 3u << 20);
+  EXPECT_EQ(storage->size(), 3u << 20);
+  struct stat st;
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 3 << 20);
+  std::string tail(8192, 'x');
+  ASSERT_TRUE(storage->Read((1 << 20) - 4096, tail.size(), tail.data()).ok());
+  EXPECT_EQ(tail.substr(0, 4096), data) << "growth kept the old end";
+  EXPECT_EQ(tail.substr(4096), std::string(4096, '\0'))
+      << "the new range reads as zeroes";
+  // Smaller than the file: nothing changes, the size now is answered.
+  grown = storage->Grow(2 << 20);
+  ASSERT_TRUE(grown.ok()) << grown.status();
+  EXPECT_EQ(*grown, 3u << 20);
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 3 << 20) << "Grow must never shrink a file";
+}
+
+TEST_F(StorageTest, AFileThatCannotGrowSaysWhyAndKeepsItsSize) {
+  ASSERT_NE(Open(1 << 20), nullptr);
+  std::unique_ptr<Storage> storage = Open(0, /*read_only=*/true);
+  ASSERT_NE(storage, nullptr);
+  absl::StatusOr<uint64_t> grown = storage->Grow(2 << 20);
+  EXPECT_EQ(grown.status().code(), absl::StatusCode::kFailedPrecondition)
+      << grown.status();
+  EXPECT_EQ(storage->size(), 1u << 20);
 }
 
 TEST_F(StorageTest, RefusesDirectory) {

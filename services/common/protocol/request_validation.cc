@@ -24,6 +24,13 @@ bool IsModifying(v1::Op op) {
 
 absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
                              const v1::Geometry& geometry, bool read_only) {
+  return ValidateRequest(request, data_size, geometry, geometry.size(),
+                         read_only);
+}
+
+absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
+                             const v1::Geometry& geometry, uint64_t size,
+                             bool read_only) {
   const v1::Op op = request.op();
   const uint64_t offset = request.offset();
   const uint64_t length = request.length();
@@ -120,10 +127,10 @@ absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
   }
   // offset + length cannot overflow: length < 2^32 and offset is compared
   // first, so size - offset is well defined.
-  if (offset > geometry.size() || length > geometry.size() - offset) {
+  if (offset > size || length > size - offset) {
     return absl::OutOfRangeError(absl::StrCat("range [", offset, ", +", length,
-                                              ") is past the end (",
-                                              geometry.size(), " bytes)"));
+                                              ") is past the end (", size,
+                                              " bytes)"));
   }
   if (op == v1::OP_WRITE) {
     if (data_size != length) {

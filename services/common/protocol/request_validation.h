@@ -10,6 +10,7 @@
 #define DST_SERVICES_COMMON_PROTOCOL_REQUEST_VALIDATION_H_
 
 #include <cstddef>
+#include <cstdint>
 
 #include "absl/status/status.h"
 
@@ -25,6 +26,11 @@ bool IsModifying(v1::Op op);
 // stream (export read-only, or the client opened the stream read-only).
 absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
                              const v1::Geometry& geometry, bool read_only);
+// The same against `size` in place of geometry.size() (an export that
+// grows while streams read requests).
+absl::Status ValidateRequest(const v1::Request& request, size_t data_size,
+                             const v1::Geometry& geometry, uint64_t size,
+                             bool read_only);
 
 // The largest gRPC message a stream peer must accept for `geometry`, and
 // the batch size a sender must stay under (room for per-request headers).
