@@ -175,15 +175,17 @@ GatewayClient::GatewayClient(std::shared_ptr<GatewaySet> gateways,
 absl::StatusOr<std::unique_ptr<TransactionStream>> GatewayClient::Connect(
     const TransactionStreamOptions& stream_options) {
   // Re-negotiate: a gateway that came back, or the one that leads the
-  // volume now, must serve the same volume.
+  // volume now, must serve the same volume. It may have grown (dstctl
+  // resize): this connection keeps the size it was opened with.
   ASSIGN_OR_RETURN(GatewaySet::Opened opened, gateways_->Open(options_));
   const v1::Geometry& geometry = opened.geometry;
-  if (geometry.size() != geometry_.size() ||
+  if (geometry.size() < geometry_.size() ||
       geometry.logical_block_size() != geometry_.logical_block_size() ||
       (geometry.read_only() && !geometry_.read_only())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "volume ", options_.volume, " changed (size ", geometry_.size(), " -> ",
-        geometry.size(), "); not replaying to it"));
+        geometry.size(), ", block size ", geometry_.logical_block_size(),
+        " -> ", geometry.logical_block_size(), "); not replaying to it"));
   }
   const std::string volume = options_.volume;
   const std::string access = options_.read_only ? "ro" : "rw";

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "services/common/base/log.h"
+
 namespace dst {
 
 absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
@@ -17,27 +19,25 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
   const v1::ReplicaMetadata& md = reply.metadata();
   uint64_t epoch = 0;
   bool first_claim = false;
+  // The volume's size (0: not known yet): a smaller exporter grows to it
+  // (it was away during a resize) once claimed.
+  uint64_t volume_size = 0;
   {
     absl::MutexLock lock(&core_.mu);
     if (!core_.fenced.empty()) return absl::AbortedError(core_.fenced);
-    if (g.size() < core_.state.state_size()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("exporter has ", g.size(), " bytes; the volume has ",
-                       core_.state.state_size()));
-    }
+    volume_size = std::max(core_.geometry.size(), core_.state.state_size());
     if (core_.geometry.size() != 0) {
-      // Clients already hold the volume's geometry: it cannot shrink. Block
-      // status and fast zero are not required: a replica without the one
-      // counts as all data, without the other makes fast zeroes fail.
+      // Clients already hold the volume's geometry. Block status and fast
+      // zero are not required: a replica without the one counts as all
+      // data, without the other makes fast zeroes fail.
       const uint32_t needed =
           core_.geometry.features() &
           ~(v1::FEATURE_BLOCK_STATUS | v1::FEATURE_FAST_ZERO);
-      if (g.size() < core_.geometry.size() ||
-          g.logical_block_size() > core_.geometry.logical_block_size() ||
+      if (g.logical_block_size() > core_.geometry.logical_block_size() ||
           g.max_transfer() < core_.geometry.max_transfer() ||
           (g.features() & needed) != needed) {
         return absl::FailedPreconditionError(
-            "exporter geometry (size, block size, max transfer or features) "
+            "exporter geometry (block size, max transfer or features) "
             "does not fit the volume's");
       }
     }
@@ -90,8 +90,29 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
   } else {
     epoch = 0;
   }
+  uint64_t size = g.size();
+  if (size < volume_size) {
+    v1::GrowRequest grow;
+    grow.set_size(volume_size);
+    grow.set_epoch(epoch);
+    absl::StatusOr<uint64_t> grown =
+        core_.config.read_only()
+            ? absl::FailedPreconditionError("the volume is read-only")
+            : slot.replica->Grow(grow);
+    if (!grown.ok() || *grown < volume_size) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("exporter has ", size, " bytes; the volume has ",
+                       volume_size, ", and it could not grow: ",
+                       grown.ok() ? absl::StrCat("it has ", *grown, " bytes")
+                                  : std::string(grown.status().message())));
+    }
+    DST_LOG(Info, "gateway: volume %s: replica %s grew from %d to %d bytes",
+            core_.config.name(), slot.replica->address(), size, *grown);
+    size = *grown;
+  }
   absl::MutexLock lock(&core_.mu);
   slot.epoch = epoch;
+  slot.size = size;
   slot.block_status = (g.features() & v1::FEATURE_BLOCK_STATUS) != 0;
   slot.fast_zero = (g.features() & v1::FEATURE_FAST_ZERO) != 0;
   core_.epoch = std::max(core_.epoch, epoch);
@@ -106,7 +127,10 @@ absl::StatusOr<uint64_t> Fencing::Admit(size_t index,
     core_.geometry.set_read_only(g.read_only() || core_.config.read_only());
     core_.geometry.clear_attributes();
   }
-  core_.state.SetSize(core_.geometry.size());
+  // Once (a resize may have grown the state past the geometry already).
+  if (core_.state.state_size() == 0) {
+    core_.state.SetSize(core_.geometry.size());
+  }
   Negotiated negotiated;
   negotiated.identity = g.identity();
   negotiated.instance = reply.instance();

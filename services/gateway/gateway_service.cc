@@ -262,6 +262,9 @@ void GatewayService::StartServing(const ServerQueue& queue) {
              &GatewayService::Verify, UnaryRunsOn::kOwnThread);
   ServeUnary(queue, this, &GatewayService::RequestResolve,
              &GatewayService::Resolve);
+  // Waits on every exporter's Grow: not on the shared pool.
+  ServeUnary(queue, this, &GatewayService::RequestResize,
+             &GatewayService::Resize, UnaryRunsOn::kOwnThread);
   acceptor_.Start(queue);
 }
 
@@ -370,6 +373,20 @@ grpc::Status GatewayService::Resolve(grpc::ServerContext* context,
   if (!found.ok()) return ToGrpcStatus(found.status());
   Volume* volume = *found;
   absl::Status status = volume->Resolve(request.source());
+  if (status.ok()) *reply = volume->Status();
+  return ToGrpcStatus(status);
+}
+
+grpc::Status GatewayService::Resize(grpc::ServerContext* context,
+                                    const v1::ResizeRequest& request,
+                                    v1::VolumeStatus* reply) {
+  absl::StatusOr<Access> allowed =
+      Allowed(*context, Access::kReadWrite, "resize");
+  if (!allowed.ok()) return ToGrpcStatus(allowed.status());
+  absl::StatusOr<Volume*> found = FindVolume(context, request.volume());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  Volume* volume = *found;
+  absl::Status status = volume->Resize(request.size());
   if (status.ok()) *reply = volume->Status();
   return ToGrpcStatus(status);
 }

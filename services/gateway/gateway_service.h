@@ -82,6 +82,9 @@ class GatewayService final : public v1::Gateway::AsyncService,
   grpc::Status Resolve(grpc::ServerContext* context,
                        const v1::ResolveRequest& request,
                        v1::VolumeStatus* reply);
+  grpc::Status Resize(grpc::ServerContext* context,
+                      const v1::ResizeRequest& request,
+                      v1::VolumeStatus* reply);
 
  private:
   class Handler;

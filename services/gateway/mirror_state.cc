@@ -71,6 +71,7 @@ absl::Status MirrorState::Load(const v1::VolumeState& state,
   generations_.assign(state.generations().begin(), state.generations().end());
   for (Replica& r : replicas_) {
     r.sync = SyncState::kOutOfSync;
+    r.why = "new to the volume";
     r.dirty = All();  // a replica the state does not know: a full copy
     r.unflushed = RegionBitmap(regions_);
     r.flushing = RegionBitmap(regions_);
@@ -79,6 +80,7 @@ absl::Status MirrorState::Load(const v1::VolumeState& state,
       r.identity = known.identity();
       r.instance = known.instance();
       r.left_generation = known.left_generation();
+      r.why = "out of sync when the gateway started";
       if (known.in_sync()) {
         r.sync = SyncState::kInSync;
         r.dirty.ClearAll();
@@ -158,6 +160,27 @@ void MirrorState::SetSize(uint64_t bytes) {
   recent_.Clear();
 }
 
+void MirrorState::Grow(uint64_t bytes, const std::vector<std::string>& missed) {
+  if (bytes <= state_size_) return;
+  const uint64_t from = state_size_ / region_bytes_;
+  state_size_ = bytes;
+  regions_ = (bytes + region_bytes_ - 1) / region_bytes_;
+  for (Replica& r : replicas_) {
+    r.dirty.Grow(regions_);
+    r.unflushed.Grow(regions_);
+    r.flushing.Grow(regions_);
+  }
+  active_.Grow(regions_);
+  unsettled_.Grow(regions_);
+  Change(/*required=*/true);
+  if (!mirror()) return;
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    if (missed[i].empty()) continue;
+    MarkMissed(i, from, regions_ - 1, missed[i]);
+    replicas_[i].why = missed[i];
+  }
+}
+
 // --- decisions ---------------------------------------------------------------
 
 bool MirrorState::OthersInSync(size_t i) const {
@@ -180,6 +203,7 @@ bool MirrorState::LeaveInSync(size_t i, const std::string& why) {
   Replica& r = replicas_[i];
   if (r.sync == SyncState::kOutOfSync) return false;
   r.sync = SyncState::kOutOfSync;
+  r.why = why;
   r.drained = false;  // what was sent to it while in sync must end first
   ++r.leaves;
   r.left_generation = r.generations.empty() ? 0 : r.generations[0];

@@ -84,6 +84,8 @@ class MirrorState {
     // its cache, a full resync, a resolve): that copy does not count.
     std::set<uint64_t> recopy;
     uint64_t cursor = 0;  // where resync looks next
+    // Out of sync: why it last left the set, or why it cannot return.
+    std::string why;
     // Times it left the set: a read it answers counts only if this did
     // not change since the read was sent (a read replayed after its
     // exporter died answers with what it lost).
@@ -131,6 +133,15 @@ class MirrorState {
   void Saved(uint64_t version);
   // Once the volume's size is known (the bitmaps follow it).
   void SetSize(uint64_t bytes);
+  // The volume grows to `bytes` (above state_size()): every bitmap keeps
+  // its bits and gains clear ones. Each replica with a `missed` reason
+  // (its exporter did not confirm the size; "" for one that did) is marked
+  // dirty from the region holding the old end on, and leaves the set. A
+  // change acknowledgements rely on: the size is used once it is durable.
+  void Grow(uint64_t bytes, const std::vector<std::string>& missed);
+  // Why replica i, out of sync, cannot return (what Grow said, or a later
+  // attempt).
+  void Explain(size_t i, const std::string& why) { replicas_[i].why = why; }
 
   // --- decisions ---------------------------------------------------------
   // Replica `i` negotiated: decides whether it is in sync (generations,

@@ -19,6 +19,12 @@ class RegionBitmap {
       : regions_(regions), bits_((regions + 7) / 8, 0) {}
 
   uint64_t size() const { return regions_; }
+  // More regions, clear; the others keep their bits. Never fewer.
+  void Grow(uint64_t regions) {
+    if (regions <= regions_) return;
+    regions_ = regions;
+    bits_.resize((regions + 7) / 8, 0);
+  }
   bool Test(uint64_t region) const {
     return bits_[region / 8] & (1u << (region % 8));
   }

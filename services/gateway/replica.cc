@@ -85,23 +85,36 @@ void Replica::Ping(std::function<void(absl::Duration)> done) {
   call->reader->Finish(&call->reply, &call->status, CompletionLoop::Hand(call));
 }
 
-absl::StatusOr<v1::ReplicaMetadata> Replica::Claim(
-    const v1::ClaimRequest& request) {
-  std::shared_ptr<v1::Exporter::Stub> stub;
-  {
-    absl::MutexLock lock(&mu_);
-    stub = stub_;
-  }
-  if (stub == nullptr) {
+absl::StatusOr<std::shared_ptr<v1::Exporter::Stub>> Replica::NegotiatedStub()
+    const {
+  absl::MutexLock lock(&mu_);
+  if (stub_ == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("replica ", options_.address, " never negotiated"));
   }
+  return stub_;
+}
+
+absl::StatusOr<v1::ReplicaMetadata> Replica::Claim(
+    const v1::ClaimRequest& request) {
+  ASSIGN_OR_RETURN(std::shared_ptr<v1::Exporter::Stub> stub, NegotiatedStub());
   grpc::ClientContext context;
   context.set_deadline(
       absl::ToChronoTime(absl::Now() + options_.negotiate_timeout));
   v1::ClaimReply reply;
   RETURN_IF_ERROR(FromGrpcStatus(stub->Claim(&context, request, &reply)));
   return reply.metadata();
+}
+
+absl::StatusOr<uint64_t> Replica::Grow(const v1::GrowRequest& request) {
+  ASSIGN_OR_RETURN(std::shared_ptr<v1::Exporter::Stub> stub, NegotiatedStub());
+  grpc::ClientContext context;
+  // A file grows at once; the deadline is a negotiation's.
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.negotiate_timeout));
+  v1::GrowReply reply;
+  RETURN_IF_ERROR(FromGrpcStatus(stub->Grow(&context, request, &reply)));
+  return reply.size();
 }
 
 v1::Geometry Replica::geometry() const {
@@ -157,13 +170,14 @@ absl::StatusOr<std::unique_ptr<TransactionStream>> Replica::Connect(
         "the export is read-only but the volume is read-write");
   }
   {
-    // The same replica must come back: same size, same identity.
+    // The same replica must come back: same identity, never smaller (it
+    // grows with `dstctl resize`).
     absl::MutexLock lock(&mu_);
     if (geometry_.size() != 0) {
-      if (geometry.size() != geometry_.size()) {
+      if (geometry.size() < geometry_.size()) {
         return absl::FailedPreconditionError(
-            absl::StrCat("exporter size changed from ", geometry_.size(),
-                         " to ", geometry.size(), " bytes; refusing it"));
+            absl::StrCat("exporter shrank from ", geometry_.size(), " to ",
+                         geometry.size(), " bytes; refusing it"));
       }
       if (geometry.identity() != geometry_.identity()) {
         return absl::FailedPreconditionError(absl::StrCat(

@@ -62,6 +62,7 @@ class Replica final : public ReplicaHandle {
   // A unary call on the channel of the last negotiation.
   absl::StatusOr<v1::ReplicaMetadata> Claim(
       const v1::ClaimRequest& request) override;
+  absl::StatusOr<uint64_t> Grow(const v1::GrowRequest& request) override;
   // On the exporter's channel; `done` gets the round trip (not called once
   // Stop has begun).
   void Ping(std::function<void(absl::Duration)> done) override;
@@ -79,6 +80,8 @@ class Replica final : public ReplicaHandle {
  private:
   absl::StatusOr<std::unique_ptr<TransactionStream>> Connect(
       const TransactionStreamOptions& stream_options);
+  // The stub of the last negotiation, for the unary calls (Claim, Grow).
+  absl::StatusOr<std::shared_ptr<v1::Exporter::Stub>> NegotiatedStub() const;
 
   // Shared with the pings in flight, which may outlive the replica: once
   // closed, their `done` is dropped. A `done` runs under `mu`, so Stop

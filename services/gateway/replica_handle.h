@@ -59,6 +59,9 @@ class ReplicaHandle {
   // A Claim on the exporter (fencing epoch, generations). Blocks.
   virtual absl::StatusOr<v1::ReplicaMetadata> Claim(
       const v1::ClaimRequest& request) = 0;
+  // Grows the exporter's export to at least `request.size()` bytes; its
+  // size now. Blocks.
+  virtual absl::StatusOr<uint64_t> Grow(const v1::GrowRequest& request) = 0;
   // A keepalive round trip; `done` is not called when the ping fails.
   virtual void Ping(std::function<void(absl::Duration)> done) = 0;
 

@@ -43,6 +43,8 @@ void Resyncer::Drive(bool promote) {
         continue;
       }
       if (!core_.state.Resyncing(i) || !connected[i]) continue;
+      // Its exporter must hold the volume's size first (Resizer).
+      if (core_.slots[i]->size < core_.state.state_size()) continue;
       const MirrorState::Replica& r = core_.state.replica(i);
       // Transactions sent before its last miss must be over first: a late
       // one could land after the copy of its region.
@@ -136,7 +138,9 @@ void Resyncer::CopyRegion(size_t target, uint64_t region) {
   {
     absl::MutexLock lock(&core_.mu);
     offset = region * core_.config.region_bytes();
-    end = std::min(offset + core_.config.region_bytes(), core_.geometry.size());
+    // The state's size: a resize grows it before clients see the size.
+    end = std::min(offset + core_.config.region_bytes(),
+                   core_.state.state_size());
   }
   // Under the range lock: no client write to the region meanwhile.
   core_.modifications.Acquire(offset, end - offset,

@@ -34,6 +34,7 @@ Volume::Volume(const v1::VolumeConfig& config, const VolumeOptions& options,
       block_status_(core_),
       writes_(core_),
       fencing_(core_),
+      resizer_(core_),
       lease_(config.name(), absl::Milliseconds(config.lease_timeout_ms())) {}
 
 Volume::~Volume() {
@@ -147,7 +148,9 @@ void Volume::SaveThen(Done then) {
 
 std::string Volume::CheckInvariants() const {
   absl::MutexLock lock(&core_.mu);
-  return core_.state.CheckInvariants();
+  std::string broken = core_.state.CheckInvariants();
+  if (!broken.empty()) return broken;
+  return resizer_.CheckInvariantsLocked();
 }
 
 void Volume::OnReplicaChange(size_t index) {
@@ -329,6 +332,7 @@ void Volume::Work(bool periodic) {
   UpdateMetrics();
   if (!core_.mirror()) return;
   fencing_.PushGenerations();
+  resizer_.GrowLagging();
   resyncer_.Drive(/*promote=*/true);
   absl::MutexLock lock(&core_.mu);
   if (core_.state.version() > core_.state.durable_version() &&
@@ -395,6 +399,14 @@ void Volume::ResolveThen(const std::string& source, Done done) {
     }
   }
   done(status);
+}
+
+absl::Status Volume::Resize(uint64_t size) {
+  return Wait([&](const Done& done) { ResizeThen(size, done); });
+}
+
+void Volume::ResizeThen(uint64_t size, const Done& done) {
+  resizer_.Resize(size, done);
 }
 
 absl::StatusOr<v1::VerifyReply> Volume::Verify(

@@ -26,8 +26,8 @@
 // returning replicas back; the ReadRouter (read_router.h) serves reads and
 // the WritePath (write_path.h) modifications and flushes; BlockStatus
 // (block_status.h) answers allocation queries from every in-sync replica;
-// Fencing
-// (fencing.h) admits replicas under this run's epochs; LagDeadlines
+// the Resizer (resizer.h) grows the volume online; Fencing (fencing.h)
+// admits replicas under this run's epochs; LagDeadlines
 // (lag_deadlines.h) times each replica's oldest unanswered transaction;
 // WriterLease keeps one writer; the Verifier (verifier.h) compares
 // replicas. This class is the facade: it validates requests and runs the
@@ -80,6 +80,7 @@
 #include "services/gateway/read_router.h"
 #include "services/gateway/region_bitmap.h"
 #include "services/gateway/replica_handle.h"
+#include "services/gateway/resizer.h"
 #include "services/gateway/resyncer.h"
 #include "services/gateway/state_store.h"
 #include "services/gateway/volume_core.h"
@@ -160,6 +161,11 @@ class Volume {
   absl::Status Resolve(const std::string& source);
   void ResolveThen(const std::string& source,
                    std::function<void(const absl::Status&)> done);
+  // Grows the volume to `size` bytes (Resizer::Resize). Blocks on the
+  // exporters, both forms.
+  absl::Status Resize(uint64_t size);
+  void ResizeThen(uint64_t size,
+                  const std::function<void(const absl::Status&)>& done);
 
   // "" or the first broken invariant of the mirror state (tests).
   std::string CheckInvariants() const;
@@ -189,6 +195,7 @@ class Volume {
   BlockStatus block_status_;  // acts on core_
   WritePath writes_;          // acts on core_
   Fencing fencing_;           // acts on core_
+  Resizer resizer_;           // acts on core_
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> in_flight_{0};

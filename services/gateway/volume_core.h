@@ -85,6 +85,9 @@ struct ReplicaSlot {
   // REQUEST_FLAG_FAST_ZERO (as negotiated); mu.
   bool block_status = false;
   bool fast_zero = false;
+  // Its exporter's size as last known (negotiated, or grown since); mu.
+  uint64_t size = 0;
+  absl::Time next_grow;  // the worker's next Grow of it (the worker's own)
   std::atomic<uint64_t> checksum_mismatches{0};
   absl::Time next_ping;  // the worker's keepalive Ping (the worker's own)
   // What the volume waits on it for, against the lag limit (on `timers`).

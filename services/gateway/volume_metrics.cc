@@ -18,6 +18,10 @@ prometheus::Family<prometheus::Counter>& Counters(
   return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
 }
 
+constexpr char kResizesHelp[] =
+    "dstctl resize requests, by outcome: grown (\"ok\"), or refused or "
+    "failed (\"failed\").";
+
 // Adds the increase from `seen` to `now` to `counter`.
 void Forward(uint64_t now, uint64_t& seen, prometheus::Counter* counter) {
   if (now > seen) {
@@ -42,7 +46,17 @@ VolumeMetrics::VolumeMetrics(prometheus::Registry& registry,
       hedged_reads_(
           Counters(registry, "dst_gateway_hedged_reads_total",
                    "Reads also sent to another replica after lag_limit_ms.")
-              .Add({{"volume", volume}})) {
+              .Add({{"volume", volume}})),
+      size_(Gauges(registry, "dst_gateway_volume_size_bytes",
+                   "The volume's size as clients see it (0 until a replica "
+                   "negotiated); it grows with dstctl resize.")
+                .Add({{"volume", volume}})),
+      resizes_ok_(
+          Counters(registry, "dst_gateway_volume_resizes_total", kResizesHelp)
+              .Add({{"volume", volume}, {"outcome", "ok"}})),
+      resizes_failed_(
+          Counters(registry, "dst_gateway_volume_resizes_total", kResizesHelp)
+              .Add({{"volume", volume}, {"outcome", "failed"}})) {
   auto& states =
       Gauges(registry, "dst_gateway_volume_state",
              "1 for the volume's current state (ready, degraded, waiting, "
@@ -104,6 +118,14 @@ void VolumeMetrics::RequestAnswered(v1::Op op, bool ok, uint64_t bytes,
 }
 
 void VolumeMetrics::HedgedRead() { hedged_reads_.Increment(); }
+
+void VolumeMetrics::Size(uint64_t bytes) {
+  size_.Set(static_cast<double>(bytes));
+}
+
+void VolumeMetrics::Resized(bool ok) {
+  (ok ? resizes_ok_ : resizes_failed_).Increment();
+}
 
 void VolumeMetrics::ChecksumMismatch(size_t replica) {
   replicas_[replica].mismatches->Increment();

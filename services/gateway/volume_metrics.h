@@ -53,6 +53,10 @@ class VolumeMetrics {
   // Replicas that left the in-sync set so far (forwarded as an increase).
   void PollLagExits(uint64_t exits);
   void PollHealth(VolumeHealth health);
+  // The size clients see (set when it is known, and by each resize).
+  void Size(uint64_t bytes);
+  // A `dstctl resize` ended: grown, or refused or failed.
+  void Resized(bool ok);
 
  private:
   struct Replica {
@@ -73,6 +77,9 @@ class VolumeMetrics {
   prometheus::Gauge& in_flight_;
   prometheus::Counter& lag_exits_;
   prometheus::Counter& hedged_reads_;
+  prometheus::Gauge& size_;
+  prometheus::Counter& resizes_ok_;
+  prometheus::Counter& resizes_failed_;
   std::vector<prometheus::Gauge*> health_;  // by kVolumeHealths
   std::vector<Replica> replicas_;
   uint64_t exits_seen_ = 0;  // what PollLagExits forwarded

@@ -35,6 +35,7 @@ void Volume::UpdateMetrics() {
           in_sync ? 0 : r.dirty.count() * core_.config.region_bytes());
     }
     core_.metrics.PollLagExits(core_.state.exits());
+    core_.metrics.Size(core_.geometry.size());
     health = HealthLocked();
   }
   core_.metrics.PollHealth(health);
@@ -105,6 +106,7 @@ v1::VolumeStatus Volume::Status() const {
                                                 : "out_of_sync");
         break;
     }
+    if (state.sync == SyncState::kOutOfSync) r->set_sync_reason(state.why);
     r->set_dirty_bytes(state.sync == SyncState::kInSync
                            ? 0
                            : state.dirty.count() * core_.config.region_bytes());

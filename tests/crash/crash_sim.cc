@@ -186,7 +186,7 @@ std::string Model::CheckDurable(uint64_t b, uint64_t tag) const {
 // --- Simulation: setup ------------------------------------------------------
 
 Simulation::Simulation(uint64_t seed, const SimOptions& options)
-    : seed_(seed), options_(options), world_(seed), model_(kBlocks) {
+    : seed_(seed), options_(options), world_(seed), model_(kMaxBlocks) {
   world_.verbose = options.verbose;
   SetLogLevel(LogLevel::kInfo);
   SetLogSink([this](LogLevel, absl::string_view line) {
@@ -293,6 +293,7 @@ void Simulation::CrashGateway(std::optional<bool> save_survives,
     pending_.clear();
   }
   ++stats_.gateway_crashes;
+  resizing_ = false;  // never answered
   for (SimReplica* replica : gateway_->replicas) replica->Abandon();
   if (gateway_->store != nullptr) {
     gateway_->store->Crash(world_.rng(), save_survives);
@@ -312,6 +313,7 @@ void Simulation::StopGateway() {
   RunUntil([flushed] { return *flushed; }, Volume::kStopFlushLimit);
   // Events ran meanwhile: a fault may have crashed or stopped it already.
   if (gateway_.get() != g) return;
+  resizing_ = false;
   g->volume->Close();
   g->volume->SaveThen(nullptr);
   while (g->store != nullptr && g->store->pending()) g->store->Complete(false);
@@ -416,7 +418,14 @@ void Simulation::OpenClient() {
     return;
   }
   gateway_->opened = true;
-  world_.Trace("client: opened");
+  world_.Trace(
+      absl::StrCat("client: opened, ", geometry->size() / kBlock, " blocks"));
+  if (geometry->size() < client_blocks_ * kBlock) {
+    Fail(absl::StrCat("the volume shrank: ", geometry->size() / kBlock,
+                      " blocks, after a resize to ", client_blocks_,
+                      " succeeded"));
+  }
+  client_blocks_ = std::max(client_blocks_, geometry->size() / kBlock);
   // As the plugin does: what the last gateway did not answer goes again.
   std::vector<uint64_t> again;
   for (const auto& [id, op] : pending_) {
@@ -449,8 +458,9 @@ void Simulation::SubmitRandom() {
                       : v1::OP_WRITE;
   op.fua = op.op != v1::OP_READ && op.op != v1::OP_FLUSH && rng.Chance(0.15);
   if (op.op != v1::OP_FLUSH) {
-    op.first = rng.Below(kBlocks);
-    const uint64_t longest = std::min(kMaxBlocksPerRequest, kBlocks - op.first);
+    op.first = rng.Below(client_blocks_);
+    const uint64_t longest =
+        std::min(kMaxBlocksPerRequest, client_blocks_ - op.first);
     op.count = 1 + rng.Below(rng.Chance(0.7) ? std::min<uint64_t>(2, longest)
                                              : longest);
     if (Overlaps(op.first, op.count)) return;
@@ -549,6 +559,37 @@ uint64_t Simulation::Flush() {
   return Submit(op);
 }
 
+std::shared_ptr<std::optional<absl::Status>> Simulation::Resize(
+    uint64_t blocks) {
+  auto outcome = std::make_shared<std::optional<absl::Status>>();
+  Volume* v = volume();
+  if (v == nullptr) {
+    *outcome = absl::UnavailableError("no gateway");
+    return outcome;
+  }
+  const int incarnation = gateway_->incarnation;
+  resizing_ = true;
+  world_.Trace(absl::StrCat("client: resize to ", blocks, " blocks"));
+  v->ResizeThen(blocks * kBlock, [this, outcome, incarnation,
+                                  blocks](const absl::Status& status) {
+    *outcome = status;
+    if (gateway_ == nullptr || gateway_->incarnation != incarnation) return;
+    resizing_ = false;
+    world_.Trace(absl::StrCat("client: resize to ", blocks,
+                              " blocks: ", status.ToString()));
+    if (status.ok()) {
+      ++stats_.resizes;
+      client_blocks_ = std::max(client_blocks_, blocks);
+    }
+  });
+  return outcome;
+}
+
+uint64_t Simulation::VolumeBlocks() {
+  Volume* v = volume();
+  return v == nullptr ? 0 : v->Status().geometry().size() / kBlock;
+}
+
 uint64_t Simulation::Read(uint64_t block, uint64_t count) {
   Op op;
   op.op = v1::OP_READ;
@@ -595,6 +636,9 @@ void Simulation::Collect(bool faults, bool client,
       if (now >= g->next_open) actions.push_back({5, "client opens", 0});
     } else if (client) {
       actions.push_back({3, "client submits", 0});
+      if (!resizing_ && client_blocks_ < kMaxBlocks) {
+        actions.push_back({0.02, "client resizes", 0});
+      }
     }
   }
   for (size_t i = 0; i < exporters_.size(); ++i) {
@@ -639,6 +683,10 @@ void Simulation::Perform(const Action& action) {
     OpenClient();
   } else if (what == "client submits") {
     SubmitRandom();
+  } else if (what == "client resizes") {
+    // Often not a whole number of regions: the region holding the old
+    // end is partly new.
+    Resize(std::min(kMaxBlocks, client_blocks_ + 1 + rng.Below(32)));
   } else if (what == "execute") {
     SimExporter& e = exporter(i);
     e.Execute(static_cast<size_t>(rng.Below(e.received())));
@@ -858,9 +906,20 @@ std::string Simulation::Describe() {
 }
 
 void Simulation::CheckAll() {
-  for (uint64_t b = 0; b < kBlocks && failure_.empty();
+  const uint64_t blocks = VolumeBlocks();
+  if (blocks < client_blocks_) {
+    Fail(absl::StrCat("the volume has ", blocks, " blocks; a resize to ",
+                      client_blocks_, " succeeded"));
+  }
+  for (const auto& e : exporters_) {
+    if (failure_.empty() && e->storage().size() < blocks * kBlock) {
+      Fail(absl::StrCat(e->name(), " holds ", e->storage().size() / kBlock,
+                        " blocks of the volume's ", blocks, " (in sync)"));
+    }
+  }
+  for (uint64_t b = 0; b < blocks && failure_.empty();
        b += kMaxBlocksPerRequest) {
-    const uint64_t id = Read(b, kMaxBlocksPerRequest);
+    const uint64_t id = Read(b, std::min(kMaxBlocksPerRequest, blocks - b));
     if (!RunUntil([this, id] { return Answered(id); }, absl::Seconds(10))) {
       Fail(
           absl::StrCat("a read after recovery was not answered: ", Describe()));
@@ -868,7 +927,7 @@ void Simulation::CheckAll() {
       Fail("a read after recovery failed");
     }
   }
-  for (uint64_t b = 0; b < kBlocks && failure_.empty(); ++b) {
+  for (uint64_t b = 0; b < blocks && failure_.empty(); ++b) {
     std::vector<uint64_t> tags;
     for (const auto& e : exporters_) {
       const std::string current = e->storage().Current(b);

@@ -1,7 +1,8 @@
 // The seeded crash simulation of dst's engine: a mirrored volume (the real
 // Volume) over 2 or 3 simulated exporters (the real ExporterService on a
 // disk with a volatile write cache), driven by a client that writes,
-// flushes, writes with FUA, trims, zeroes and reads, while links break,
+// flushes, writes with FUA, trims, zeroes, reads and grows the volume
+// (`dstctl resize`, using the new space once it succeeded), while links break,
 // exporters stall, die or lose power, state saves are slow, fail or are
 // cut, and the gateway crashes or restarts between any two of its steps.
 //
@@ -16,7 +17,9 @@
 //   never lost, even to a power cut of every replica;
 // - a block never reads back two different contents without a write in
 //   between (no stale read, no fork between replicas);
-// - the replicas converge: byte-identical once in sync.
+// - the replicas converge: byte-identical once in sync;
+// - the volume never shrinks: once a resize succeeded, every later gateway
+//   serves at least that size, and every in-sync exporter holds it.
 //
 // One seed is one run; the same seed replays it exactly (`crash_sim
 // --seed=N --verbose`). Scripted tests drive the same world step by step
@@ -65,6 +68,7 @@ struct SimStats {
   uint64_t gateway_crashes = 0, gateway_restarts = 0;
   uint64_t power_cuts = 0, kills = 0, link_cuts = 0, stalls = 0;
   uint64_t failed_saves = 0;
+  uint64_t resizes = 0;  // succeeded
 };
 
 struct SimResult {
@@ -133,7 +137,8 @@ class Simulation {
 
   // --- Scripted (tests) -----------------------------------------------------
   static constexpr uint32_t kBlock = 512;
-  static constexpr uint64_t kBlocks = 128;  // 64 KiB
+  static constexpr uint64_t kBlocks = 128;  // 64 KiB: the size at start
+  static constexpr uint64_t kMaxBlocks = 2 * kBlocks;  // resizes stop there
   static constexpr uint32_t kRegion = 4096;
   World& world() { return world_; }
   SimExporter& exporter(int i) { return *exporters_[static_cast<size_t>(i)]; }
@@ -154,6 +159,13 @@ class Simulation {
   uint64_t Write(uint64_t block, uint64_t count, bool fua = false);
   uint64_t Flush();
   uint64_t Read(uint64_t block, uint64_t count);
+  // dstctl resize to `blocks`: its outcome once the volume answered (a
+  // crashed gateway never does). On success the client uses the new size.
+  std::shared_ptr<std::optional<absl::Status>> Resize(uint64_t blocks);
+  // The size the client was told (at its open, or by a resize).
+  uint64_t client_blocks() const { return client_blocks_; }
+  // The volume's size now (0 without a gateway).
+  uint64_t VolumeBlocks();
   bool Answered(uint64_t op) const { return !pending_.count(op); }
   bool Succeeded(uint64_t op) const {
     auto it = succeeded_.find(op);
@@ -274,6 +286,8 @@ class Simulation {
   uint64_t next_op_ = 1;
   uint64_t next_tag_ = 1;
   int queue_depth_ = 4;
+  uint64_t client_blocks_ = kBlocks;
+  bool resizing_ = false;  // a resize of the client's is unanswered
   double corrupt_ = 0;
 
   SimStats stats_;

@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
     total.gateway_crashes += result.stats.gateway_crashes;
     total.power_cuts += result.stats.power_cuts;
     total.writes += result.stats.writes;
+    total.resizes += result.stats.resizes;
     if (!result.ok) {
       ++failures;
       std::printf("FAIL seed=%llu (%d replicas): %s\n",
@@ -112,10 +113,12 @@ int main(int argc, char** argv) {
     }
   }
   std::printf(
-      "steps=%llu writes=%llu gateway_crashes=%llu power_cuts=%llu\n"
+      "steps=%llu writes=%llu resizes=%llu gateway_crashes=%llu "
+      "power_cuts=%llu\n"
       "seeds=%llu failures=%llu\n",
       static_cast<unsigned long long>(total.steps),
       static_cast<unsigned long long>(total.writes),
+      static_cast<unsigned long long>(total.resizes),
       static_cast<unsigned long long>(total.gateway_crashes),
       static_cast<unsigned long long>(total.power_cuts),
       static_cast<unsigned long long>(run),

@@ -351,6 +351,60 @@ TEST(CrashSimTest, RecentRegionsAreCopiedAfterACrashButNotAfterACleanStop) {
 // 464940775136 (3 replicas): a resync copy read from the only in-sync
 // replica before it lost power, and was written after the restart had
 // marked its region dirty again (MirrorState::Replica::recopy).
+// Online growth: a gateway crash while the new size is being saved leaves
+// the volume at the old size (the save lost) or the new one (it survived),
+// never a mix; the exporters grown meanwhile do not matter, new space reads
+// as zeroes, and a client told the new size keeps it across crashes.
+TEST(CrashSimTest, AGatewayCrashDuringAResizeLeavesTheOldSizeOrTheNew) {
+  for (bool survives : {false, true}) {
+    SCOPED_TRACE(survives ? "the save survives" : "the save is lost");
+    Simulation sim(survives ? 21 : 20, Replicas(2));
+    ASSERT_TRUE(sim.Settle()) << sim.Describe();
+    const uint64_t grown = Simulation::kBlocks + 20;  // 2.5 regions more
+    sim.hold_saves = true;
+    auto outcome = sim.Resize(grown);
+    EXPECT_FALSE(outcome->has_value()) << "answered before it was durable";
+    EXPECT_EQ(sim.VolumeBlocks(), Simulation::kBlocks);
+    EXPECT_EQ(sim.exporter(0).storage().size(), grown * Simulation::kBlock);
+    EXPECT_EQ(sim.exporter(1).storage().size(), grown * Simulation::kBlock);
+    sim.CrashGateway(survives);
+    sim.hold_saves = false;
+    ASSERT_EQ(HealAndCheck(sim), "") << sim.world().TraceTail();
+    EXPECT_EQ(sim.VolumeBlocks(), survives ? grown : Simulation::kBlocks);
+    EXPECT_EQ(sim.saved_state().size(),
+              (survives ? grown : Simulation::kBlocks) * Simulation::kBlock);
+    // Again to completion: the client uses the new space, then the
+    // gateway crashes; the size and the data stay.
+    outcome = sim.Resize(grown + 3);
+    ASSERT_TRUE(sim.RunUntil([&] { return outcome->has_value(); }));
+    ASSERT_TRUE(outcome->value().ok()) << outcome->value();
+    EXPECT_EQ(sim.client_blocks(), grown + 3);
+    ASSERT_TRUE(Complete(sim, sim.Write(grown, 3, /*fua=*/true)));
+    sim.CrashGateway();
+    ASSERT_EQ(HealAndCheck(sim), "") << sim.world().TraceTail();
+    EXPECT_EQ(sim.VolumeBlocks(), grown + 3);
+  }
+}
+
+// A replica unreachable during a resize leaves the set; back, it is grown
+// and resynced from the old end on.
+TEST(CrashSimTest, AReplicaAwayDuringAResizeIsGrownAndResyncedWhenBack) {
+  Simulation sim(22, Replicas(3));
+  ASSERT_TRUE(sim.Settle()) << sim.Describe();
+  sim.CutLink(2);
+  auto outcome = sim.Resize(Simulation::kBlocks + 13);
+  ASSERT_TRUE(sim.RunUntil([&] { return outcome->has_value(); }));
+  ASSERT_TRUE(outcome->value().ok()) << outcome->value();
+  EXPECT_NE(sim.Sync(2), "in_sync");
+  EXPECT_EQ(sim.exporter(2).storage().size(),
+            Simulation::kBlocks * Simulation::kBlock);
+  ASSERT_TRUE(Complete(sim, sim.Write(Simulation::kBlocks + 5, 8)));
+  sim.HealLink(2);
+  ASSERT_EQ(HealAndCheck(sim), "") << sim.world().TraceTail();
+  EXPECT_EQ(sim.exporter(2).storage().size(),
+            (Simulation::kBlocks + 13) * Simulation::kBlock);
+}
+
 TEST(CrashSimTest, SeedsThatFoundBugsInASoak) {
   for (uint64_t seed : {uint64_t{464940775136}}) {
     SimOptions options = OptionsForSeed(seed);

@@ -112,6 +112,11 @@ absl::Status SimStorage::Trim(uint64_t offset, uint64_t length, bool fua) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint64_t> SimStorage::Grow(uint64_t size) {
+  if (size > durable_.size()) durable_.resize(size, '\0');
+  return durable_.size();
+}
+
 absl::Status SimStorage::Flush() {
   for (auto& [index, versions] : cache_) {
     durable_.replace(index * block_bytes_, block_bytes_, versions.back());
@@ -215,6 +220,11 @@ absl::StatusOr<v1::ReplicaMetadata> SimExporter::Claim(
     const v1::ClaimRequest& request) {
   if (!up()) return absl::UnavailableError("connection refused");
   return service_->ClaimEpoch(request);
+}
+
+absl::StatusOr<uint64_t> SimExporter::Grow(const v1::GrowRequest& request) {
+  if (!up()) return absl::UnavailableError("connection refused");
+  return service_->GrowExport(request);
 }
 
 absl::StatusOr<std::shared_ptr<SimStream>> SimExporter::OpenStream(
@@ -339,6 +349,11 @@ absl::StatusOr<v1::ReplicaMetadata> SimReplica::Claim(
     const v1::ClaimRequest& request) {
   if (dead_ || link_->cut) return absl::UnavailableError("unreachable");
   return exporter_->Claim(request);
+}
+
+absl::StatusOr<uint64_t> SimReplica::Grow(const v1::GrowRequest& request) {
+  if (dead_ || link_->cut) return absl::UnavailableError("unreachable");
+  return exporter_->Grow(request);
 }
 
 bool SimReplica::connected() const {

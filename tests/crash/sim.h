@@ -120,6 +120,8 @@ class SimStorage final : public Storage {
                            bool fua) override;
   absl::Status Trim(uint64_t offset, uint64_t length, bool fua) override;
   absl::Status Flush() override;
+  // A file extended: the new blocks read as zeroes, durably at once.
+  absl::StatusOr<uint64_t> Grow(uint64_t size) override;
 
   uint32_t block_bytes() const { return block_bytes_; }
   bool cached() const { return !cache_.empty(); }
@@ -186,6 +188,7 @@ class SimExporter {
   // The unary calls; Unavailable while down.
   absl::StatusOr<v1::NegotiateReply> Negotiate();
   absl::StatusOr<v1::ReplicaMetadata> Claim(const v1::ClaimRequest& request);
+  absl::StatusOr<uint64_t> Grow(const v1::GrowRequest& request);
   // A stream opens (the Stream call's metadata), or why refused.
   absl::StatusOr<std::shared_ptr<SimStream>> OpenStream(uint64_t epoch);
 
@@ -250,6 +253,7 @@ class SimReplica final : public ReplicaHandle {
               Payload data = {}) override;
   absl::StatusOr<v1::ReplicaMetadata> Claim(
       const v1::ClaimRequest& request) override;
+  absl::StatusOr<uint64_t> Grow(const v1::GrowRequest& request) override;
   void Ping(std::function<void(absl::Duration)> done) override {}
   bool connected() const override;
   size_t pending() const override {

@@ -180,6 +180,70 @@ TEST_F(MirrorTest, AFastZeroFailsAtOnceWhereAReplicaDoesNotOfferIt) {
 // A large write's payload is shared by both replicas' streams, not copied
 // for each: every replica still gets every byte from the write itself
 // (both stay in sync, nothing was resynced).
+// Online growth: the size is durable (a restarted gateway keeps it) and
+// new clients see it; a replica whose exporter cannot grow leaves the set
+// with why, and is grown and resynced once it can; shrinking is refused.
+TEST_F(MirrorTest, AMirrorGrowsOnlineAndAReplicaLeftBehindFollowsOnceItCan) {
+  auto e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+  TestExporter e2(dir_.path(), "e2", kSize);
+  const v1::GatewayConfig config = Mirror({e1->address(), e2.address()});
+  {
+    TestGateway gateway(dir_.path(), config);
+    ASSERT_TRUE(gateway.WaitReady("m"));
+    auto client = Open(gateway, "m");
+    ASSERT_EQ(client->Call(WriteRequest(kSize - 4096, std::string(4096, 'a')))
+                  .status(),
+              0);
+    // Opened before the resize, its stream connects after it: the grown
+    // volume is the same volume (it keeps the size it was opened with).
+    auto idle = Open(gateway, "m");
+    e2.storage().refuse_grow = true;
+    grpc::Status resized = gateway.Resize("m", 2 * kSize);
+    ASSERT_TRUE(resized.ok()) << resized.error_message();
+    v1::VolumeStatus status = gateway.VolumeStatus("m");
+    EXPECT_EQ(status.geometry().size(), 2 * kSize);
+    EXPECT_TRUE(InSync(status, 0));
+    EXPECT_FALSE(InSync(status, 1));
+    EXPECT_NE(status.replicas(1).sync_reason().find(
+                  "could not grow to 8388608 bytes: injected"),
+              std::string::npos)
+        << status.replicas(1).sync_reason();
+    EXPECT_EQ(gateway.Resize("m", kSize).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+    v1::Reply idle_write = idle->Call(WriteRequest(0, std::string(4096, 'i')));
+    EXPECT_EQ(idle_write.status(), 0) << idle_write.message();
+    EXPECT_EQ(idle->geometry().size(), kSize);
+    idle.reset();
+    // A new client sees the new size (an open one keeps what it was told:
+    // nbdkit checks requests against the size of its open).
+    client.reset();
+    auto grown = Open(gateway, "m");
+    EXPECT_EQ(grown->geometry().size(), 2 * kSize);
+    ASSERT_EQ(grown->Call(WriteRequest(kSize, std::string(4096, 'b'))).status(),
+              0);
+    v1::Reply reply = grown->Call(ReadRequest(kSize - 4096, 3 * 4096));
+    ASSERT_EQ(reply.status(), 0) << reply.message();
+    EXPECT_EQ(reply.data(), std::string(4096, 'a') + std::string(4096, 'b') +
+                                std::string(4096, '\0'));
+    e2.storage().refuse_grow = false;
+    ASSERT_TRUE(gateway.WaitFor("m", AllInSync, 30));
+    // An exporter that restarts larger than it was is taken back.
+    e1.reset();
+    ASSERT_TRUE(gateway.WaitFor("m", [](const v1::VolumeStatus& s) {
+      return s.replicas(0).state() != "connected";
+    }));
+    e1 = std::make_unique<TestExporter>(dir_.path(), "e1", kSize);
+    ASSERT_TRUE(gateway.WaitFor("m", [](const v1::VolumeStatus& s) {
+      return AllInSync(s) && s.replicas(0).state() == "connected";
+    })) << gateway.VolumeStatus("m").replicas(0).last_error();
+  }
+  EXPECT_EQ(ReadFile(e1->path()), ReadFile(e2.path()));
+  EXPECT_EQ(ReadFile(e2.path()).size(), 2 * kSize);
+  TestGateway restarted(dir_.path(), config);
+  ASSERT_TRUE(restarted.WaitReady("m"));
+  EXPECT_EQ(restarted.VolumeStatus("m").geometry().size(), 2 * kSize);
+}
+
 TEST_F(MirrorTest, LargeWriteReachesEveryReplicaWhole) {
   TestExporter e1(dir_.path(), "e1", kSize);
   TestExporter e2(dir_.path(), "e2", kSize);

@@ -238,6 +238,15 @@ grpc::Status TestGateway::Resolve(const std::string& volume,
   return AdminStub(address_, &context)->Resolve(&context, request, &reply);
 }
 
+grpc::Status TestGateway::Resize(const std::string& volume, uint64_t size) {
+  grpc::ClientContext context;
+  v1::ResizeRequest request;
+  request.set_volume(volume);
+  request.set_size(size);
+  v1::VolumeStatus reply;
+  return AdminStub(address_, &context)->Resize(&context, request, &reply);
+}
+
 grpc::Status TestGateway::Verify(const v1::VerifyRequest& request,
                                  v1::VerifyReply* reply) {
   grpc::ClientContext context;

@@ -112,6 +112,13 @@ class MemReplica final : public ReplicaHandle {
     *metadata.mutable_generations() = generations;
     return metadata;
   }
+  absl::StatusOr<uint64_t> Grow(const v1::GrowRequest& request) override {
+    ++grows;
+    last_grow = request;
+    if (!grow_status.ok()) return grow_status;
+    if (request.size() > bytes_.size()) bytes_.resize(request.size(), '\0');
+    return bytes_.size();
+  }
   void Ping(std::function<void(absl::Duration)>) override {}
   bool connected() const override { return is_connected; }
   size_t pending() const override { return 0; }
@@ -164,6 +171,9 @@ class MemReplica final : public ReplicaHandle {
   int claims = 0;
   v1::ClaimRequest last_claim;
   absl::Status claim_status;  // not OK: every claim fails so
+  int grows = 0;
+  v1::GrowRequest last_grow;
+  absl::Status grow_status;  // not OK: every Grow fails so
   google::protobuf::RepeatedField<uint64_t> generations;  // as claimed
 
  private:
@@ -213,9 +223,10 @@ class MemStateStore final : public StateStore {
   absl::StatusOr<v1::VolumeState> Load() override {
     return absl::NotFoundError("none");
   }
-  void Write(v1::VolumeState,
+  void Write(v1::VolumeState state,
              std::function<void(const absl::Status&)> then) override {
     ++saves;
+    last = std::move(state);
     auto done = [then = std::move(then)] { then(absl::OkStatus()); };
     if (hold) {
       held.push_back(std::move(done));
@@ -230,7 +241,8 @@ class MemStateStore final : public StateStore {
     for (auto& done : now) events_->Post(std::move(done));
   }
   int saves = 0;
-  bool hold = false;  // saves wait in `held` until Release
+  v1::VolumeState last;  // what the last save wrote
+  bool hold = false;     // saves wait in `held` until Release
   std::vector<std::function<void()>> held;
 
  private:
@@ -281,6 +293,7 @@ class EngineTest : public ::testing::Test {
     for (size_t i = 0; i < n; ++i) {
       state.Admit(i, {absl::StrCat("id", i), 100 + i, {}});
       core_->slots[i]->block_status = true;
+      core_->slots[i]->size = kSize;
     }
     for (size_t i = 0; i < n; ++i) {
       state.GenerationPushed(i, state.generations()[0],

@@ -3,8 +3,9 @@
 // an exporter claimed by another gateway, or a claim refused as ABORTED,
 // fences the volume, which then claims and admits nothing; an exporter
 // without metadata is admitted without an epoch; a geometry that does not
-// fit is refused and changes nothing; a new mirror's generation is pushed
-// to every replica.
+// fit is refused and changes nothing; an exporter smaller than the volume
+// (away during a resize) is grown once claimed, or refused with why; a new
+// mirror's generation is pushed to every replica.
 #include "services/gateway/fencing.h"
 
 #include <memory>
@@ -118,14 +119,47 @@ TEST_F(FencingTest, AGeometryThatDoesNotFitIsRefusedAndChangesNothing) {
   Make(2);
   ASSERT_TRUE(fencing_->Admit(0, Negotiation(0, 1, "gw")).ok());
   const int claims = replicas_[1]->claims;
-  absl::StatusOr<uint64_t> smaller =
-      fencing_->Admit(1, Negotiation(1, 1, "gw", kSize - kRegion));
-  EXPECT_EQ(smaller.status().code(), absl::StatusCode::kFailedPrecondition)
-      << smaller.status();
+  v1::NegotiateReply larger_blocks = Negotiation(1, 1, "gw");
+  larger_blocks.mutable_geometry()->set_logical_block_size(4096);
+  absl::StatusOr<uint64_t> refused = fencing_->Admit(1, larger_blocks);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+      << refused.status();
   EXPECT_EQ(replicas_[1]->claims, claims) << "refused before any claim";
   absl::MutexLock lock(&core_->mu);
   EXPECT_EQ(core_->geometry.size(), kSize);
   EXPECT_EQ(core_->state.replica(1).sync, SyncState::kUnknown);
+}
+
+TEST_F(FencingTest, ASmallerExporterIsGrownToTheVolumeUnderItsEpoch) {
+  Make(2);
+  ASSERT_TRUE(fencing_->Admit(0, Negotiation(0, 1, "gw")).ok());
+  absl::StatusOr<uint64_t> epoch =
+      fencing_->Admit(1, Negotiation(1, 1, "gw", kSize - kRegion));
+  ASSERT_TRUE(epoch.ok()) << epoch.status();
+  EXPECT_EQ(replicas_[1]->grows, 1);
+  EXPECT_EQ(replicas_[1]->last_grow.size(), kSize);
+  EXPECT_EQ(replicas_[1]->last_grow.epoch(), *epoch) << "grown once claimed";
+  absl::MutexLock lock(&core_->mu);
+  EXPECT_EQ(core_->slots[1]->size, kSize);
+  EXPECT_TRUE(core_->state.replica(1).admitted);
+}
+
+TEST_F(FencingTest, ASmallerExporterThatCannotGrowIsRefusedWithWhy) {
+  Make(2);
+  ASSERT_TRUE(fencing_->Admit(0, Negotiation(0, 1, "gw")).ok());
+  replicas_[1]->grow_status =
+      absl::FailedPreconditionError("a block device of 28672 bytes");
+  absl::StatusOr<uint64_t> refused =
+      fencing_->Admit(1, Negotiation(1, 1, "gw", kSize - kRegion));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find(
+                "could not grow: a block device of 28672 bytes"),
+            absl::string_view::npos)
+      << refused.status();
+  absl::MutexLock lock(&core_->mu);
+  EXPECT_EQ(core_->geometry.size(), kSize);
+  EXPECT_EQ(core_->state.replica(1).sync, SyncState::kUnknown);
+  EXPECT_FALSE(core_->state.replica(1).admitted);
 }
 
 TEST_F(FencingTest, ANewMirrorsGenerationIsPushedToEveryReplica) {

@@ -6,6 +6,7 @@
 //   dstctl --gateway=ADDR resync VOL start|stop [--rate=BYTES] [--full=ADDR]
 //                                              [--wait]
 //   dstctl --gateway=ADDR verify VOL           compare replicas by checksum
+//   dstctl --gateway=ADDR resize VOL SIZE     grow online (never shrinks)
 //   dstctl --gateway=ADDR resolve VOL --source=ADDR
 //   dstctl health [ADDR] [--service=NAME]     gRPC health of any dst service
 // --json prints the reply as JSON for scripts.
@@ -111,6 +112,9 @@ void PrintReplicas(const v1::VolumeStatus& v) {
                 HumanBytes(r.dirty_bytes()).c_str(), progress.c_str());
     if (!r.last_error().empty() && r.state() != "connected") {
       std::printf("    last error: %s\n", r.last_error().c_str());
+    }
+    if (r.sync() != "in_sync" && !r.sync_reason().empty()) {
+      std::printf("    out of sync: %s\n", r.sync_reason().c_str());
     }
   }
 }
@@ -317,6 +321,9 @@ int Main(int argc, char** argv) {
       "  verify VOLUME           compare the in-sync replicas by SHA-256, "
       "region\n"
       "                          by region; exit 3 when they differ\n"
+      "  resize VOLUME SIZE      grow the volume to SIZE bytes (K/M/G/T "
+      "suffixes)\n"
+      "                          while I/O goes on; shrinking is refused\n"
       "  resolve VOLUME --source=ADDR\n"
       "                          keep ADDR's data (split brain, or a wait "
       "for a\n"
@@ -574,6 +581,26 @@ int Main(int argc, char** argv) {
         "overwrite)\n",
         args[1].c_str());
     return 3;
+  }
+  if (command == "resize") {
+    if (args.size() != 3) return Fail("usage: resize VOLUME SIZE");
+    v1::ResizeRequest request;
+    request.set_volume(args[1]);
+    uint64_t size = 0;
+    if (absl::Status s = ParseBytes("size", args[2], &size); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+    if (size == 0) return Fail("size must be positive");
+    request.set_size(size);
+    v1::VolumeStatus reply;
+    grpc::Status status = stub->Resize(&context, request, &reply);
+    if (!status.ok()) return unreachable(status);
+    if (json) return PrintJson(reply);
+    std::printf("volume %s is %s (%llu bytes)\n", args[1].c_str(),
+                HumanBytes(reply.geometry().size()).c_str(),
+                static_cast<unsigned long long>(reply.geometry().size()));
+    PrintReplicas(reply);
+    return 0;
   }
   if (command == "resolve") {
     if (args.size() != 2 || !flags.Has("source")) {
