@@ -7,14 +7,15 @@
 # unmount, disconnect, reconnect and check again; then one exporter is
 # killed with SIGKILL while a file is being written and fsynced, with no
 # error seen by dd, the file system or the kernel log; the exporter comes
-# back, the replicas resync and `dstctl verify` finds them identical; e2fsck
-# finds the file system clean. All traffic stays on the guest's loopback
-# (-nic none).
+# back, the replicas resync and `dstctl verify` finds them identical; the
+# volume grows online (`dstctl resize`), the client picks the size up on a
+# reconnect and resize2fs grows the mounted ext4; e2fsck finds the file
+# system clean. All traffic stays on the guest's loopback (-nic none).
 #
 # The kernel package is fetched from Debian's mirror (apt-get download, never
 # installed) into DST_KERNEL_CACHE (default /var/cache/dst-test/kernel).
 source "$(dirname "$0")/functions.sh"
-requires qemu-system-x86_64 busybox nbd-client nbdkit mke2fs e2fsck cpio gzip \
+requires qemu-system-x86_64 busybox nbd-client nbdkit mke2fs e2fsck resize2fs cpio gzip \
   apt-get dpkg-deb ldd
 file -L "$(command -v busybox)" 2>/dev/null | grep -q "statically linked" ||
   fail "busybox is not the static one (install busybox-static)"
@@ -41,7 +42,7 @@ mkdir -p "$root"/{bin,sbin,dst,lib/modules,etc,proc,sys,dev,tmp,mnt,run}
 cp "$(command -v busybox)" "$root/bin/busybox"
 programs=("$DST_BIN/dst-exporter" "$DST_BIN/dst-gateway" "$DST_BIN/dstctl"
   "$DST_BIN/nbdkit-dst-plugin.so" "$(command -v nbdkit)" "$(command -v nbd-client)"
-  "$(command -v mke2fs)" "$(command -v e2fsck)")
+  "$(command -v mke2fs)" "$(command -v e2fsck)" "$(command -v resize2fs)")
 for program in "${programs[@]}"; do
   cp "$(readlink -f "$program")" "$root/dst/$(basename "$program")"
   ldd "$program" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }' |
@@ -142,10 +143,28 @@ step "write through the kill verified"
 exporter e1
 sleep 1
 in_sync || die "replicas not in sync after e1 came back: $(tail -n 8 /tmp/resync.log)"
-copied=$(ctl replicas vol0 | grep -o "copied [0-9.]* [KMG]iB")
+copied=$(ctl replicas vol0 | grep -o "last [0-9.]* [KMG]iB in [0-9.]* s")
 ctl verify vol0 >/tmp/verify.log 2>&1 || die "verify: $(cat /tmp/verify.log)"
 grep -q "on 2 in-sync replica(s): identical" /tmp/verify.log || die "verify: $(cat /tmp/verify.log)"
 step "e1 back, resync $copied, $(cat /tmp/verify.log)"
+
+# Online growth: 256 -> 384 MiB. The kernel keeps the size it attached
+# with (nbd-client 3.24 cannot reconfigure it), so the client reconnects;
+# then ext4 grows while mounted.
+ctl resize vol0 384M >/tmp/resize.log 2>&1 || die "dstctl resize: $(cat /tmp/resize.log)"
+umount /mnt || die "umount before the reconnect"
+/dst/nbd-client -d /dev/nbd0 >/dev/null 2>&1 || die "disconnect"
+attach
+[ "$(cat /sys/block/nbd0/size)" = 786432 ] || die "/dev/nbd0 is $(cat /sys/block/nbd0/size) sectors, not 384 MiB"
+mount -t ext4 /dev/nbd0 /mnt || die "mount after the resize"
+/dst/resize2fs /dev/nbd0 >/tmp/resize2fs.log 2>&1 || die "resize2fs: $(cat /tmp/resize2fs.log)"
+blocks=$(df -k /mnt | awk 'NR == 2 { print $2 }')
+[ "$blocks" -gt 300000 ] || die "ext4 did not grow: $blocks KiB"
+dd if=/dev/urandom of=/mnt/third bs=1M count=24 conv=fsync 2>/dev/null || die "write into the new space"
+md5sum -c -s /tmp/first.md5 || die "the first file differs after the resize"
+cmp /tmp/second /mnt/second || die "the second file differs after the resize"
+ctl verify vol0 >/tmp/verify.log 2>&1 || die "verify: $(cat /tmp/verify.log)"
+step "grown to 384 MiB, ext4 $blocks KiB, $(cat /tmp/verify.log)"
 umount /mnt || die "umount"
 /dst/e2fsck -fn /dev/nbd0 >/tmp/e2fsck.log 2>&1 || die "e2fsck: $(cat /tmp/e2fsck.log)"
 /dst/nbd-client -d /dev/nbd0 >/dev/null 2>&1
