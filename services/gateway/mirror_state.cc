@@ -172,7 +172,9 @@ void MirrorState::Grow(uint64_t bytes, const std::vector<std::string>& missed) {
   }
   active_.Grow(regions_);
   unsettled_.Grow(regions_);
-  Change(/*required=*/true);
+  // A plain volume keeps no state: nothing may wait for a save of it (its
+  // size is its exporter's).
+  Change(/*required=*/mirror());
   if (!mirror()) return;
   for (size_t i = 0; i < replicas_.size(); ++i) {
     if (missed[i].empty()) continue;

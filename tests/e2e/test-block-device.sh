@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # An exporter serving a block device (a loop device over a file): its size
 # comes from the device, data written through NBD lands on it, and trim and
-# zero work (BLKDISCARD / BLKZEROOUT or their fallbacks).
+# zero work (BLKDISCARD / BLKZEROOUT or their fallbacks). Online growth:
+# past the device's size `dstctl resize` is refused, saying why, with
+# nothing changed; once the device grew (losetup -c) the exporter measures
+# it again and the volume grows.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy losetup cmp
 requires_root
@@ -37,4 +40,24 @@ h.shutdown()
 PY
 cmp -n $((2 << 20)) "$loop" /dev/zero || fail "zeroes did not reach the device"
 cmp -i $((5 << 20)) "$tmp/in.bin" "$loop" || fail "data outside the trimmed range changed"
+
+if dstctl_ resize vol0 96M 2>"$tmp/resize.err"; then fail "a resize past the device was accepted"; fi
+grep -q "fewer than 100663296: grow the device first" "$tmp/resize.err" ||
+  fail "unclear refusal: $(cat "$tmp/resize.err")"
+[ "$(nbdinfo --size "$uri")" = 67108864 ] || fail "a refused resize changed the size"
+truncate -s 96M "$tmp/backing.img"
+losetup -c "$loop"
+dstctl_ resize vol0 96M >/dev/null || fail "the resize failed once the device grew"
+[ "$(nbdinfo --size "$uri")" = 100663296 ] || fail "a new connection does not see 96 MiB"
+$PYTHON - "$tmp/nbd.sock" <<'PY' || fail "I/O past the old end of the device failed"
+import sys, nbd
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+assert h.pread(1 << 20, 64 << 20) == bytes(1 << 20), "new space is not zeroes"
+h.pwrite(b"g" * (1 << 20), 95 << 20)
+h.flush()
+h.shutdown()
+PY
+cmp -i $((95 << 20)):0 -n $((1 << 20)) "$loop" <(head -c 1M /dev/zero | tr '\0' g) ||
+  fail "the write past the old end is not on the device"
 echo PASS

@@ -253,8 +253,8 @@ class MemStateStore final : public StateStore {
 // A decided mirror's VolumeCore over MemReplicas, for testing one part.
 class EngineTest : public ::testing::Test {
  protected:
-  // A mirror of `n` replicas: decided, every one in sync; or (`decided`
-  // false) as a gateway starts, none admitted yet.
+  // A mirror of `n` replicas (1: a plain volume): decided, every one in
+  // sync; or (`decided` false) as a gateway starts, none admitted yet.
   void Make(size_t n, bool decided = true) {
     core_.reset();
     replicas_.clear();
@@ -295,7 +295,7 @@ class EngineTest : public ::testing::Test {
       core_->slots[i]->block_status = true;
       core_->slots[i]->size = kSize;
     }
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < n && state.mirror(); ++i) {
       state.GenerationPushed(i, state.generations()[0],
                              {state.generations()[0]});
     }

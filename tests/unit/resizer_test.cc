@@ -78,6 +78,21 @@ TEST_F(ResizerTest, TheSizeIsUsedOnlyOnceEveryExporterGrewAndTheStateIsSaved) {
   EXPECT_EQ(Dirty(0) + Dirty(1), 0u);
 }
 
+// A plain volume has no state file: its size is its exporter's, grown
+// durably before it answered. Nothing waits for a save (a flush after the
+// resize hung on one that never came).
+TEST_F(ResizerTest, APlainVolumeGrowsWithoutWaitingForAStateSave) {
+  Make(1);
+  core_->store.reset();
+  auto outcome = Resize(kGrown);
+  ASSERT_TRUE(outcome->has_value());
+  ASSERT_TRUE(outcome->value().ok()) << outcome->value();
+  EXPECT_EQ(VolumeSize(), kGrown);
+  absl::MutexLock lock(&core_->mu);
+  EXPECT_LE(core_->state.required_version(), core_->state.durable_version())
+      << "an acknowledgement would wait for a save that never comes";
+}
+
 TEST_F(ResizerTest, AReplicaThatCannotGrowLeavesTheSetDirtyFromTheOldEnd) {
   Make(2);
   replicas_[1]->grow_status =
